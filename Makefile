@@ -1,0 +1,84 @@
+# Every target sets up its own virtual environment (.venv) on first use: a fresh clone needs
+# no manual step. Students: `make check`, `make check PART=attention`, `make train`.
+# Instructors: `make demo`, `make grade SUBMISSION=path OUT=dir`, `make test`.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTEST_DISABLE_PLUGIN_AUTOLOAD := 1
+
+IMPL ?= assignments
+PART ?=
+SUBMISSION ?= assignments
+OUT ?= out/grade
+STEPS ?=
+
+.PHONY: help venv check test test-deep stubs grade demo grade-all train translate bench clean
+
+help:
+	@echo "Students:     make check [PART=attention]   make train   make translate"
+	@echo "Instructors:  make demo   make grade SUBMISSION=path OUT=dir   make grade-all SUBMISSIONS=dir OUT=dir"
+	@echo "Maintainers:  make test   make test-deep   make stubs   make bench"
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+## Students ---------------------------------------------------------------------------------
+
+# One line per part; `make check PART=attention` shows that part's tests with full pytest output.
+check: venv
+ifeq ($(PART),)
+	@$(PY) -m pytest tests/public --impl $(IMPL) -q --tb=no --no-header -p no:warnings --part-summary -o console_output_style=classic | grep -v -E '^(FAILED|ERROR|=+ short test summary|[.FEsx]+ *(\[ *[0-9]+%\])?$$)' ; exit $${PIPESTATUS[0]}
+else
+	$(PY) -m pytest tests/public/test_$(PART).py --impl $(IMPL) --part-summary
+endif
+
+train: venv
+	$(PY) -m grader train --impl solutions --task synthetic --out runs/synthetic $(if $(STEPS),--steps $(STEPS),)
+
+translate: venv
+	$(PY) -m grader translate --checkpoint runs/synthetic/checkpoint.pt "this is a pen ."
+
+## Instructors ------------------------------------------------------------------------------
+
+# The instructor's demo: grade the reference solution end to end, training included.
+demo: venv
+	$(PY) -m grader grade solutions --out out/demo
+
+grade: venv
+	$(PY) -m grader grade $(SUBMISSION) --out $(OUT)
+
+grade-all: venv
+	$(PY) -m grader grade-all $(SUBMISSIONS) --out $(OUT)
+
+## Maintainers ------------------------------------------------------------------------------
+
+stubs: venv
+	$(PY) -m grader.stubs
+
+# The repository's own test command (CI runs it): stubs up to date; the public suite on the
+# reference, timed; hidden tests and self-tests; then every public and hidden test must FAIL
+# on the stubs (a test that passes on NotImplementedError has no teeth).
+test: venv
+	$(PY) -m grader.stubs --check
+	@echo "== public tests against solutions/ (budget: 60 s on 2 cores)"
+	@start=$$(date +%s%N); $(PY) -m pytest tests/public --impl solutions -q -p no:warnings || exit 1; \
+	  echo "public suite against solutions/: $$(( ($$(date +%s%N) - start) / 1000000 )) ms (budget 60000 ms)"
+	@echo "== hidden tests and self-tests against solutions/"
+	$(PY) -m pytest tests/hidden tests/selftest --impl solutions -q -p no:warnings
+	@echo "== every public and hidden test must fail on the stubs in assignments/"
+	$(PY) -m pytest tests/public tests/hidden --impl assignments --expect-stub-failures -q -p no:warnings
+
+test-deep: venv
+	HYPOTHESIS_PROFILE=deep $(PY) -m pytest tests/public tests/hidden --impl solutions -q
+
+bench: venv
+	$(PY) -m grader.bench --out bench/results.json
+
+clean:
+	rm -rf out runs dist .pytest_cache

@@ -1,0 +1,61 @@
+"""Read and check the rubric (``grader/rubric.toml``)."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RUBRIC_PATH = Path(__file__).with_name("rubric.toml")
+
+
+class RubricError(ValueError):
+    """The rubric file is inconsistent (unknown dependency, points not adding up, ...)."""
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    title: str
+    points: float
+    tests: tuple[str, ...] = ()
+    depends_on: tuple[str, ...] = ()
+    bleu_thresholds: tuple[tuple[float, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Rubric:
+    total: float
+    parts: dict[str, Part] = field(default_factory=dict)
+
+    def part_of_test_file(self, path: str) -> str | None:
+        """The part a test file belongs to, from its path relative to the repository root."""
+        path = path.replace("\\", "/")
+        for part in self.parts.values():
+            if any(path == t or path.endswith("/" + t) for t in part.tests):
+                return part.name
+        return None
+
+
+def load_rubric(path: Path = RUBRIC_PATH) -> Rubric:
+    with open(path, "rb") as f:
+        raw = tomllib.load(f)
+    parts = {}
+    for name, spec in raw.get("parts", {}).items():
+        parts[name] = Part(
+            name=name,
+            title=spec.get("title", name),
+            points=float(spec["points"]),
+            tests=tuple(spec.get("tests", ())),
+            depends_on=tuple(spec.get("depends_on", ())),
+            bleu_thresholds=tuple((float(b), float(p)) for b, p in spec.get("bleu_thresholds", ())),
+        )
+    rubric = Rubric(total=float(raw["total"]), parts=parts)
+    for part in parts.values():
+        unknown = [d for d in part.depends_on if d not in parts]
+        if unknown:
+            raise RubricError(f"part {part.name!r} depends on unknown parts {unknown}")
+        if part.bleu_thresholds and max(p for _, p in part.bleu_thresholds) > part.points:
+            raise RubricError(f"part {part.name!r}: a BLEU threshold awards more than the part's points")
+    if abs(sum(p.points for p in parts.values()) - rubric.total) > 1e-9:
+        raise RubricError(f"the parts add up to {sum(p.points for p in parts.values())}, not total = {rubric.total}")
+    return rubric

@@ -1,0 +1,94 @@
+"""Part `masks`: padding_mask, causal_mask, target_mask (paper §3.2.3).
+
+Convention: bool masks, True = this key may be attended to.
+"""
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.support.checks import assert_equal, check
+from tests.support.strategies import batch_sizes, int_tensor, lengths, seeds
+
+PAD = 0
+
+
+def padded_tokens(batch, length, seed, pad_id=PAD):
+    """Token ids in [1, 20) with random right padding; row lengths >= 1."""
+    tokens = int_tensor((batch, length), seed, 1, 20)
+    generator = torch.Generator().manual_seed(seed + 1)
+    real = torch.randint(1, length + 1, (batch,), generator=generator)
+    tokens[torch.arange(length)[None, :] >= real[:, None]] = pad_id
+    return tokens
+
+
+def expected_causal(size):
+    return torch.tensor([[j <= i for j in range(size)] for i in range(size)]).unsqueeze(0)
+
+
+@given(batch=batch_sizes, length=lengths, seed=seeds, pad_id=st.sampled_from([0, 3]))
+def test_padding_mask_marks_real_tokens(impl, batch, length, seed, pad_id):
+    tokens = padded_tokens(batch, length, seed, pad_id)
+    actual = impl.masks.padding_mask(tokens, pad_id)
+    expected = (tokens != pad_id).unsqueeze(1)
+    assert_equal(
+        actual,
+        expected,
+        what=f"padding_mask(tokens of shape {tuple(tokens.shape)}, pad_id={pad_id})",
+        hint="shape (B, 1, T), True where the token is NOT padding",
+        likely_bugs={
+            "the mask is inverted: True must mean 'real token, may be attended to'": ~expected,
+        },
+    )
+
+
+@given(size=st.integers(1, 12))
+def test_causal_mask_is_lower_triangular(impl, size):
+    expected = expected_causal(size)
+    actual = impl.masks.causal_mask(size)
+    assert_equal(
+        actual,
+        expected,
+        what=f"causal_mask({size})",
+        hint="shape (1, T, T); position i may see 0..i (torch.tril), as bool",
+        likely_bugs={
+            "the mask is transposed: it lets position i see the future j > i (torch.triu instead of torch.tril)":
+                expected.transpose(-2, -1),
+            "the diagonal is missing: position i must be allowed to see itself":
+                torch.tril(torch.ones(size, size, dtype=torch.bool), diagonal=-1).unsqueeze(0),
+            "the mask is inverted: True must mean 'may attend'": ~expected,
+            "off by one: position i sees i+1 too (diagonal=1)":
+                torch.tril(torch.ones(size, size, dtype=torch.bool), diagonal=1).unsqueeze(0),
+        },
+    )
+
+
+def test_causal_mask_on_requested_device(impl):
+    mask = impl.masks.causal_mask(4, device=torch.device("cpu"))
+    check(mask.device.type == "cpu", f"causal_mask(4, device='cpu') came back on {mask.device}")
+    check(mask.dtype == torch.bool, f"causal_mask must be bool, got {mask.dtype}", "use dtype=torch.bool")
+
+
+@given(batch=batch_sizes, length=lengths, seed=seeds)
+def test_target_mask_combines_padding_and_causal(impl, batch, length, seed):
+    tokens = padded_tokens(batch, length, seed)
+    expected = (tokens != PAD).unsqueeze(1) & expected_causal(length)
+    actual = impl.masks.target_mask(tokens, PAD)
+    assert_equal(
+        actual,
+        expected,
+        what=f"target_mask(tokens of shape {tuple(tokens.shape)}, pad_id={PAD})",
+        hint="shape (B, T, T): padding_mask(tokens) & causal_mask(T); query i sees key j iff j <= i and j is real",
+        likely_bugs={
+            "only the causal part: padding keys are not hidden": expected_causal(length).expand(batch, -1, -1),
+            "only the padding part: the future is not hidden": (tokens != PAD).unsqueeze(1).expand(-1, length, -1),
+            "padding and causal combined with | instead of &":
+                (tokens != PAD).unsqueeze(1) | expected_causal(length),
+        },
+    )
+
+
+def test_masks_length_one(impl):
+    tokens = torch.tensor([[5]])
+    assert_equal(impl.masks.padding_mask(tokens, PAD), torch.tensor([[[True]]]), what="padding_mask([[5]])")
+    assert_equal(impl.masks.causal_mask(1), torch.tensor([[[True]]]), what="causal_mask(1)")
+    assert_equal(impl.masks.target_mask(tokens, PAD), torch.tensor([[[True]]]), what="target_mask([[5]])")
