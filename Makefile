@@ -14,12 +14,12 @@ SUBMISSION ?= assignments
 OUT ?= out/grade
 STEPS ?=
 
-.PHONY: help venv check test test-deep stubs grade demo grade-all train translate bench clean
+.PHONY: help venv check test test-deep stubs grade demo grade-all train translate bench mutants clean
 
 help:
 	@echo "Students:     make check [PART=attention]   make train   make translate"
 	@echo "Instructors:  make demo   make grade SUBMISSION=path OUT=dir   make grade-all SUBMISSIONS=dir OUT=dir"
-	@echo "Maintainers:  make test   make test-deep   make stubs   make bench"
+	@echo "Maintainers:  make test   make test-deep   make stubs   make bench   make mutants"
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -80,5 +80,14 @@ test-deep: venv
 bench: venv
 	$(PY) -m grader.bench --out bench/results.json
 
+# Grade every mutant of tests/selftest/mutants/catalogue.py (components only) and print the
+# kill table with the kill rate and the hint rate.
+mutants: venv
+	@mkdir -p out
+	$(PY) -m tests.selftest.mutants.run --json out/mutants.json
+
 clean:
 	rm -rf out runs dist .pytest_cache
+
+# The hand-out: make release, make autograder, make notebooks [LANG=ja].
+-include mk/handout.mk

@@ -6,6 +6,7 @@ Options:
     --part-summary                      print one line per part (part, passed/total, points)
     --expect-stub-failures              invert outcomes: a test that *passes* is reported as a
                                         failure ("no teeth"), one that fails as a pass
+    --deterministic-algorithms          torch.use_deterministic_algorithms(True) for the whole run
 """
 from __future__ import annotations
 
@@ -45,6 +46,12 @@ def pytest_addoption(parser):
     group.addoption("--impl", default="assignments", help="assignments, solutions, or a directory holding transformer/")
     group.addoption("--part-summary", action="store_true", help="print a per-part summary table")
     group.addoption("--expect-stub-failures", action="store_true", help="every test must fail (run against the stubs)")
+    group.addoption("--part-results-json", default=None, help="write per-part results (for tools) to this file")
+    group.addoption(
+        "--deterministic-algorithms",
+        action="store_true",
+        help="run with torch.use_deterministic_algorithms(True): correct code must not depend on it",
+    )
 
 
 def resolve_impl_path(value: str) -> Path:
@@ -62,6 +69,8 @@ def resolve_impl_path(value: str) -> Path:
 def pytest_configure(config):
     config.addinivalue_line("markers", "part(name): rubric part")
     config._rubric = load_rubric()
+    if config.getoption("--deterministic-algorithms"):
+        torch.use_deterministic_algorithms(True)
     config._part_results = {}
 
 
@@ -121,6 +130,18 @@ def pytest_runtest_makereport(item, call):
             if report.failed and hasattr(report.longrepr, "reprcrash") and report.longrepr.reprcrash:
                 message = report.longrepr.reprcrash.message
             results.append((item.nodeid, report.passed, message))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    path = session.config.getoption("--part-results-json")
+    if path:
+        import json
+
+        parts = {
+            part: [{"test": nodeid, "passed": ok, "message": message} for nodeid, ok, message in results]
+            for part, results in session.config._part_results.items()
+        }
+        Path(path).write_text(json.dumps(parts, indent=1), encoding="utf-8")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -79,10 +79,10 @@ def test_target_mask_combines_padding_and_causal(impl, batch, length, seed):
         what=f"target_mask(tokens of shape {tuple(tokens.shape)}, pad_id={PAD})",
         hint="shape (B, T, T): padding_mask(tokens) & causal_mask(T); query i sees key j iff j <= i and j is real",
         likely_bugs={
-            "only the causal part: padding keys are not hidden": expected_causal(length).expand(batch, -1, -1),
-            "only the padding part: the future is not hidden": (tokens != PAD).unsqueeze(1).expand(-1, length, -1),
             "padding and causal combined with | instead of &":
                 (tokens != PAD).unsqueeze(1) | expected_causal(length),
+            "only the causal part: padding keys are not hidden": expected_causal(length).expand(batch, -1, -1),
+            "only the padding part: the future is not hidden": (tokens != PAD).unsqueeze(1).expand(-1, length, -1),
         },
     )
 

@@ -69,9 +69,12 @@ def assert_close(
     actual = _as_tensor(actual, what)
     expected = torch.as_tensor(expected)
     problem = None
+    headline = "wrong result"
     if actual.shape != expected.shape:
+        headline = "wrong shape"
         problem = [f"  expected shape {tuple(expected.shape)}, got shape {tuple(actual.shape)}"]
     elif check_dtype and actual.dtype != expected.dtype:
+        headline = "wrong dtype"
         problem = [f"  expected dtype {expected.dtype}, got dtype {actual.dtype} (no hard-coded dtypes: follow the input's)"]
     else:
         if expected.dtype == torch.bool or actual.dtype == torch.bool:
@@ -92,7 +95,7 @@ def assert_close(
                 problem.append(f"  largest difference {_fmt(diff)} (tolerance: atol={atol:g}, rtol={rtol:g})")
     if problem is None:
         return
-    lines = [f"{what}: wrong result."]
+    lines = [f"{what}: {headline}."]
     for bug, candidate in (likely_bugs or {}).items():
         if _matches(actual.detach().cpu(), candidate, max(rtol, 1e-4), max(atol, 1e-5)):
             lines = [f"{what}: likely bug — {bug}."]
