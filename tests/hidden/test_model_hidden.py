@@ -1,0 +1,240 @@
+"""Part `model` (hidden): Encoder, Decoder and the full Transformer (paper §3.1, Figure 1).
+
+Larger configurations, other pad ids, fresh weights, parameter gradients against the model
+assembled from PyTorch built-ins, the contract's default sizes, and edge cases.
+"""
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.support.checks import assert_close, check, tolerance
+from tests.support.oracles import layers as layer_oracle
+from tests.support.oracles import model as oracle
+from tests.support.oracles.layers import assert_close_naming_bugs
+from tests.support.strategies import dtypes, int_tensor, key_padding_mask, seeds, tensor
+
+FEWER = settings(max_examples=max(5, settings().max_examples * 2 // 5))  # structural checks: fewer examples
+MODEL_TOL = {torch.float64: {"rtol": 1e-9, "atol": 1e-9}, torch.float32: {"rtol": 2e-4, "atol": 2e-4}}
+
+
+def causal(t):
+    return torch.tril(torch.ones(t, t, dtype=torch.bool)).unsqueeze(0)
+
+
+def make_model(impl, cfg, seed, dtype=torch.float64, dropout=0.0):
+    model = impl.model.Transformer(**cfg.kwargs(dropout))
+    if dtype == torch.float64:
+        model.double()
+    state = oracle.transformer_state(cfg, seed)
+    model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
+    model.eval()
+    return model, state
+
+
+def batch_inputs(cfg, seed, batch, t_src, t_tgt):
+    src = int_tensor((batch, t_src), seed, 0, cfg.src_vocab)
+    src[src == cfg.pad_id] = (cfg.pad_id + 1) % cfg.src_vocab
+    src_mask = key_padding_mask(batch, t_src, seed + 1)
+    src[~src_mask[:, 0, :]] = cfg.pad_id
+    tgt = int_tensor((batch, t_tgt), seed + 2, 0, cfg.tgt_vocab)
+    tgt[tgt == cfg.pad_id] = (cfg.pad_id + 1) % cfg.tgt_vocab
+    tgt_real = key_padding_mask(batch, t_tgt, seed + 3)
+    tgt[~tgt_real[:, 0, :]] = cfg.pad_id
+    return src, tgt, src_mask, tgt_real & causal(t_tgt)
+
+
+configs = st.sampled_from([
+    oracle.Config(src_vocab=23, tgt_vocab=17, d_model=16, num_heads=4, num_layers=3, d_ff=32, max_len=40, pad_id=0),
+    oracle.Config(src_vocab=7, tgt_vocab=13, d_model=12, num_heads=3, num_layers=2, d_ff=20, max_len=30, pad_id=2),
+    oracle.Config(src_vocab=9, tgt_vocab=9, d_model=6, num_heads=1, num_layers=1, d_ff=6, max_len=16, pad_id=8),
+    oracle.Config(src_vocab=15, tgt_vocab=11, d_model=8, num_heads=8, num_layers=4, d_ff=8, max_len=20, pad_id=1),
+])
+
+
+@given(cfg=configs, batch=st.integers(1, 4), t_src=st.integers(1, 12), t_tgt=st.integers(1, 12),
+       seed=seeds, dtype=dtypes)
+def test_transformer_forward_matches_builtin_more_configs(impl, cfg, batch, t_src, t_tgt, seed, dtype):
+    model, state = make_model(impl, cfg, seed + 5000, dtype)
+    src, tgt, src_mask, tgt_mask = batch_inputs(cfg, seed + 5001, batch, t_src, t_tgt)
+    reference = oracle.BuiltinTransformer(state, cfg)
+    with torch.no_grad():
+        expected = reference.forward(src, tgt, src_mask, tgt_mask)
+
+    def bugs():
+        return {k: v.to(dtype) for k, v in reference.bug_outputs(src, tgt, src_mask, tgt_mask).items()}
+
+    assert_close_naming_bugs(
+        model(src, tgt, src_mask, tgt_mask), expected.to(dtype), bugs,
+        what=f"Transformer({cfg}) logits for src {tuple(src.shape)}, tgt {tuple(tgt.shape)} ({dtype})",
+        hint="generator(decode(tgt, encode(src, src_mask), src_mask, tgt_mask))",
+        **MODEL_TOL[dtype],
+    )
+
+
+def _builtin_grads(reference: oracle.BuiltinTransformer, cfg, src, tgt, src_mask, tgt_mask, upstream) -> dict:
+    """Parameter gradients of the built-in model under the contract's names."""
+    modules = (reference.src_embed, reference.tgt_embed, reference.encoder, reference.decoder, reference.generator)
+    for module in modules:
+        module.zero_grad(set_to_none=True)
+    (reference.forward(src, tgt, src_mask, tgt_mask) * upstream).sum().backward()
+    grads = {
+        "src_embed.embedding.weight": reference.src_embed.weight.grad,
+        "tgt_embed.embedding.weight": reference.tgt_embed.weight.grad,
+        "generator.weight": reference.generator.weight.grad,
+        "generator.bias": reference.generator.bias.grad,
+    }
+    enc = {n: p.grad for n, p in reference.encoder.named_parameters()}
+    dec = {n: p.grad for n, p in reference.decoder.named_parameters()}
+    for i in range(cfg.num_layers):
+        grads.update(layer_oracle.with_prefix(layer_oracle.builtin_to_contract_encoder_layer(
+            layer_oracle.strip_prefix(enc, f"layers.{i}.")), f"encoder.layers.{i}."))
+        grads.update(layer_oracle.with_prefix(layer_oracle.builtin_to_contract_decoder_layer(
+            layer_oracle.strip_prefix(dec, f"layers.{i}.")), f"decoder.layers.{i}."))
+    return grads
+
+
+def test_transformer_parameter_gradients_match_builtin(impl):
+    cfg = oracle.Config(src_vocab=10, tgt_vocab=8, d_model=8, num_heads=2, num_layers=2, d_ff=12, max_len=12, pad_id=3)
+    model, state = make_model(impl, cfg, 5101)
+    src, tgt, src_mask, tgt_mask = batch_inputs(cfg, 5102, 3, 6, 5)
+    upstream = tensor((3, 5, cfg.tgt_vocab), 5103)
+    _, grads = impl.gradients(model, [src, tgt, src_mask, tgt_mask], upstream)
+    expected = _builtin_grads(oracle.BuiltinTransformer(state, cfg), cfg, src, tgt, src_mask, tgt_mask, upstream)
+    check(set(grads) == set(expected),
+          f"Transformer parameters differ from the contract: missing {sorted(set(expected) - set(grads))[:6]}, "
+          f"unexpected {sorted(set(grads) - set(expected))[:6]}")
+    for name, grad in sorted(expected.items()):
+        check(grads[name] is not None, f"parameter {name} gets no gradient", "every submodule takes part in forward")
+        assert_close_naming_bugs(grads[name], grad, what=f"gradient of the logits with respect to {name}",
+                     hint="the embedding pad rows get no gradient (padding_idx=pad_id); compare the forward "
+                          "with the built-in model",
+                     **MODEL_TOL[torch.float64])
+
+
+def test_transformer_default_sizes_follow_the_paper(impl):
+    model = impl.model.Transformer(11, 13)
+    state = model.state_dict()
+    shapes = {
+        "src_embed.embedding.weight": (11, 512),
+        "tgt_embed.embedding.weight": (13, 512),
+        "positional.pe": (5000, 512),
+        "encoder.layers.5.feed_forward.w_1.weight": (2048, 512),
+        "decoder.layers.5.cross_attn.w_q.weight": (512, 512),
+        "generator.weight": (13, 512),
+    }
+    for name, shape in shapes.items():
+        check(name in state, f"Transformer(11, 13) has no state-dict entry {name}",
+              "defaults: d_model=512, num_heads=8, num_layers=6, d_ff=2048, max_len=5000")
+        check(tuple(state[name].shape) == shape,
+              f"Transformer(11, 13): {name} has shape {tuple(state[name].shape)}, expected {shape}",
+              "defaults: d_model=512, num_heads=8, num_layers=6, d_ff=2048, max_len=5000")
+    check(len(model.encoder.layers) == 6 and len(model.decoder.layers) == 6,
+          "Transformer(11, 13) does not have 6 encoder and 6 decoder layers", "num_layers defaults to 6")
+    check(model.pad_id == 0, f"Transformer(11, 13).pad_id is {model.pad_id!r}, expected the default 0")
+
+
+def test_transformer_length_one_source_and_target(impl):
+    cfg = oracle.Config(num_layers=1)
+    model, state = make_model(impl, cfg, 5201)
+    src, tgt = torch.tensor([[4], [7]]), torch.tensor([[2], [5]])
+    src_mask, tgt_mask = torch.ones(2, 1, 1, dtype=torch.bool), causal(1)
+    with torch.no_grad():
+        expected = oracle.BuiltinTransformer(state, cfg).forward(src, tgt, src_mask, tgt_mask)
+    assert_close_naming_bugs(model(src, tgt, src_mask, tgt_mask), expected,
+                 what="Transformer logits for a source and a target of length 1",
+                 hint="no squeeze(): keep every axis even when it has size 1", **MODEL_TOL[torch.float64])
+
+
+@FEWER
+@given(seed=seeds, dtype=dtypes)
+def test_encode_depends_only_on_the_source(impl, seed, dtype):
+    cfg = oracle.Config(d_model=12, num_heads=3)
+    model, state = make_model(impl, cfg, seed + 5300, dtype)
+    src, tgt, src_mask, tgt_mask = batch_inputs(cfg, seed + 5301, 2, 7, 6)
+    memory = model.encode(src, src_mask)
+    check(tuple(memory.shape) == (2, 7, 12) and memory.dtype == dtype,
+          f"encode returned shape {tuple(memory.shape)} / {memory.dtype}, expected (2, 7, 12) / {dtype}")
+    with torch.no_grad():
+        expected = oracle.BuiltinTransformer(state, cfg).encode(src, src_mask)
+    assert_close_naming_bugs(memory, expected.to(dtype), what=f"Transformer.encode ({dtype})",
+                 hint="encoder(positional(src_embed(src)), src_mask)", **MODEL_TOL[dtype])
+    hidden = model.decode(tgt, memory, src_mask, tgt_mask)
+    check(tuple(hidden.shape) == (2, 6, 12),
+          f"decode returned shape {tuple(hidden.shape)}, expected (B, T_tgt, d_model) = (2, 6, 12)",
+          "decode stops before the generator")
+
+
+@FEWER
+@given(seed=seeds)
+def test_decoder_attends_to_the_given_memory(impl, seed):
+    cfg = oracle.Config()
+    model, state = make_model(impl, cfg, seed + 5400)
+    src, tgt, src_mask, tgt_mask = batch_inputs(cfg, seed + 5401, 2, 5, 4)
+    memory = tensor((2, 5, cfg.d_model), seed + 5402, scale=2.0)  # any memory, not an encoder output
+    with torch.no_grad():
+        expected = oracle.BuiltinTransformer(state, cfg).decode(tgt, memory, src_mask, tgt_mask)
+    assert_close_naming_bugs(model.decode(tgt, memory, src_mask, tgt_mask), expected,
+                 what="Transformer.decode with a given memory tensor",
+                 hint="decode must use its memory argument in every decoder layer (not re-encode anything)",
+                 **MODEL_TOL[torch.float64])
+
+
+@FEWER
+@given(seed=seeds, extra=st.integers(1, 6))
+def test_transformer_ignores_source_padding_token_values(impl, seed, extra):
+    cfg = oracle.Config(pad_id=2)
+    model, _ = make_model(impl, cfg, seed + 5500)
+    src, tgt, _, tgt_mask = batch_inputs(cfg, seed + 5501, 2, 4, 4)
+    src_mask = torch.ones(2, 1, 4 + extra, dtype=torch.bool)
+    src_mask[:, :, 4:] = False
+    padded = torch.cat([src, torch.full((2, extra), cfg.pad_id)], dim=1)
+    other = torch.cat([src, int_tensor((2, extra), seed, 0, cfg.src_vocab)], dim=1)
+    assert_close(model(other, tgt, src_mask, tgt_mask), model(padded, tgt, src_mask, tgt_mask),
+                 what="Transformer logits when the masked source positions hold other tokens",
+                 hint="masked source positions must not influence anything: src_mask everywhere", **tolerance(torch.float64))
+
+
+def test_transformer_float32_matches_float64(impl):
+    cfg = oracle.Config(d_model=16, num_heads=4, num_layers=3, d_ff=32)
+    single, state = make_model(impl, cfg, 5601, torch.float32)
+    src, tgt, src_mask, tgt_mask = batch_inputs(cfg, 5602, 3, 8, 7)
+    with torch.no_grad():
+        expected = oracle.BuiltinTransformer(state, cfg).forward(src, tgt, src_mask, tgt_mask)
+    logits = single(src, tgt, src_mask, tgt_mask)
+    check(logits.dtype == torch.float32, f"float32 model returned {logits.dtype} logits", "no hard-coded dtypes")
+    assert_close(logits, expected.float(), what="float32 Transformer logits vs. the float64 built-in model",
+                 hint="no hard-coded dtypes", **MODEL_TOL[torch.float32])
+
+
+def test_transformer_dropout_changes_outputs_only_in_training(impl):
+    cfg = oracle.Config(d_model=16, num_heads=2)
+    model, state = make_model(impl, cfg, 5701, torch.float64, dropout=0.3)
+    src, tgt, src_mask, tgt_mask = batch_inputs(cfg, 5702, 2, 6, 6)
+    model.train()
+    trained = model(src, tgt, src_mask, tgt_mask)
+    model.eval()
+    first, second = model(src, tgt, src_mask, tgt_mask), model(src, tgt, src_mask, tgt_mask)
+    assert_close(first, second, what="two evaluation-mode forwards of the same batch",
+                 hint="nothing random in evaluation mode", rtol=0.0, atol=0.0)
+    with torch.no_grad():
+        expected = oracle.BuiltinTransformer(state, cfg).forward(src, tgt, src_mask, tgt_mask)
+    assert_close_naming_bugs(first, expected, what="Transformer(dropout=0.3) after train() then eval()",
+                 hint="eval() must switch every dropout off", **MODEL_TOL[torch.float64])
+    check(bool((trained - first).abs().max() > 1e-3), "Transformer(dropout=0.3) in training mode gives the "
+          "evaluation-mode logits", "pass dropout to the positional encoding and the stacks")
+
+
+def test_encoder_with_one_layer_is_that_layer_without_final_norm(impl):
+    # With one layer, Encoder/Decoder are exactly that layer (no extra final norm).
+    d_model, heads, d_ff = 8, 2, 12
+    enc = impl.model.Encoder(1, d_model, heads, d_ff, 0.0)
+    enc.double()
+    state = oracle.encoder_state(1, d_model, d_ff, 5801)
+    enc.load_state_dict(state, strict=True)
+    enc.eval()
+    x = tensor((2, 5, d_model), 5802)
+    mask = key_padding_mask(2, 5, 5803)
+    expected = layer_oracle.encoder_layer(layer_oracle.strip_prefix(state, "layers.0."), x, mask, heads)
+    assert_close_naming_bugs(enc(x, mask), torch.from_numpy(expected), what="Encoder(num_layers=1)",
+                 hint="no final LayerNorm after the stack: every post-norm layer already ends in one",
+                 **tolerance(torch.float64))

@@ -1,0 +1,191 @@
+"""Part `normalization` (hidden): LayerNorm and AddNorm (paper §3.1 "Add & Norm"; Ba et al.
+2016) — edge cases (d_model = 1, constant rows, huge inputs), more eps values and shapes,
+gradients, other sublayers.
+
+Tolerances: float64 rtol 1e-9 / atol 1e-10, float32 rtol 1e-4 / atol 1e-5 unless stated.
+"""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from tests.support.checks import assert_close, check, tolerance
+from tests.support.oracles import normalization as oracle
+from tests.support.oracles.attention import distinct_bugs
+from tests.support.strategies import dtypes, seeds, tensor
+
+LN_HINT = "mean and biased variance over the last axis (keepdim=True); weight * (x - mean) / sqrt(var + eps) + bias"
+ADD_NORM_HINT = "AddNorm(x, sublayer) = norm(x + dropout(sublayer(x))): residual sum first, then the layer norm"
+
+
+def affine(d, seed, dtype=torch.float64):
+    return (1.0 + tensor((d,), seed, dtype, scale=0.5)), tensor((d,), seed + 1, dtype, scale=0.5)
+
+
+def make_layer_norm(impl, d, dtype, eps=None, weight=None, bias=None):
+    norm = impl.normalization.LayerNorm(d) if eps is None else impl.normalization.LayerNorm(d, eps=eps)
+    norm.to(dtype)
+    if weight is not None:
+        norm.load_state_dict({"weight": weight.to(dtype), "bias": bias.to(dtype)}, strict=True)
+    return norm
+
+
+def make_add_norm(impl, d, dtype, weight, bias, dropout=0.0):
+    add_norm = impl.normalization.AddNorm(d, dropout=dropout)
+    add_norm.to(dtype)
+    add_norm.load_state_dict({"norm.weight": weight.to(dtype), "norm.bias": bias.to(dtype)}, strict=True)
+    add_norm.eval()
+    return add_norm
+
+
+def linear_module(d_in, d_out, seed, dtype):
+    linear = nn.Linear(d_in, d_out).to(dtype)
+    with torch.no_grad():
+        linear.weight.copy_(tensor((d_out, d_in), seed, scale=1.0 / np.sqrt(d_in)))
+        linear.bias.copy_(tensor((d_out,), seed + 1, scale=0.5))
+    return linear
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_layernorm_single_feature_gives_the_bias(impl, dtype):
+    weight, bias = torch.tensor([2.5], dtype=torch.float64), torch.tensor([-0.75], dtype=torch.float64)
+    norm = make_layer_norm(impl, 1, dtype, weight=weight, bias=bias)
+    x = tensor((3, 4, 1), 1, dtype, scale=5.0)
+    out = norm(x)
+    assert_close(out, torch.full((3, 4, 1), -0.75, dtype=dtype), what=f"LayerNorm(1) ({dtype}): x - mean is 0, so the output is the bias",
+                 hint="biased variance (correction=0): with one feature it is 0, not NaN", **tolerance(dtype))
+
+
+# Multiples of 1/4: the mean of a constant row is then exact in float32 as well.
+@given(d=st.integers(2, 10), dtype=dtypes, seed=seeds, value=st.integers(-400, 400).map(lambda i: i / 4))
+def test_layernorm_constant_rows_give_the_bias(impl, d, dtype, seed, value):
+    weight, bias = affine(d, seed)
+    norm = make_layer_norm(impl, d, dtype, weight=weight, bias=bias)
+    x = torch.full((2, 3, d), value, dtype=dtype)
+    assert_close(norm(x), bias.to(dtype).expand(2, 3, d), what=f"LayerNorm({d}) on constant rows ({value:g}, {dtype})",
+                 hint="a constant row has variance 0: sqrt(0 + eps) keeps the division finite",
+                 rtol=1e-4, atol=1e-4 if dtype == torch.float32 else 1e-9)
+
+
+@given(lead=st.lists(st.integers(1, 4), min_size=0, max_size=3).map(tuple), d=st.integers(1, 40), dtype=dtypes, seed=seeds,
+       eps=st.sampled_from([1e-5, 1e-6, 1e-3, 1e-1, 1e-12]), scale=st.sampled_from([1e-3, 0.1, 1.0, 100.0]))
+def test_layernorm_more_shapes_and_eps_values_match_nn_layernorm(impl, lead, d, dtype, seed, eps, scale):
+    weight, bias = affine(d, seed + 2)
+    x = tensor(lead + (d,), seed, dtype, scale=scale) + tensor(lead + (1,), seed + 1, dtype, scale=scale)
+    out = make_layer_norm(impl, d, dtype, eps=eps, weight=weight, bias=bias)(x)
+    with torch.no_grad():
+        expected = oracle.builtin_layer_norm(weight, bias, eps)(x.double()).to(dtype)
+    # float32 with eps = 1e-12 and tiny variances: rounding of (x - mean) dominates.
+    tol = {"rtol": 1e-3, "atol": 1e-4} if dtype == torch.float32 else tolerance(dtype)
+    assert_close(out, expected, what=f"LayerNorm({d}, eps={eps:g}) on input {tuple(x.shape)} of scale {scale:g} ({dtype})",
+                 hint=LN_HINT, **tol,
+                 likely_bugs=distinct_bugs(oracle.layer_norm_bug_outputs(x, weight, bias, eps, dtype), expected))
+
+
+def test_layernorm_huge_inputs_stay_finite(impl):
+    d = 16
+    weight, bias = affine(d, 3)
+    x = tensor((4, 8, d), 4, scale=1e4) + 1e5
+    for dtype in (torch.float32, torch.float64):
+        out = make_layer_norm(impl, d, dtype, weight=weight, bias=bias)(x.to(dtype))
+        check(bool(torch.isfinite(out).all()), f"LayerNorm on inputs ~1e5 ({dtype}): NaN or inf in the output",
+              "compute the variance of the centred values, mean((x - mean)^2)")
+        with torch.no_grad():
+            expected = oracle.builtin_layer_norm(weight, bias)(x.to(dtype).double()).to(dtype)
+        assert_close(out, expected, what=f"LayerNorm on inputs ~1e5 ({dtype})", hint=LN_HINT,
+                     **({"rtol": 1e-3, "atol": 1e-3} if dtype == torch.float32 else tolerance(dtype)))
+
+
+@given(d=st.integers(1, 10), dtype=dtypes, seed=seeds, eps=st.sampled_from([1e-5, 1e-3]))
+def test_layernorm_gradients_match_nn_layernorm(impl, d, dtype, seed, eps):
+    weight, bias = affine(d, seed + 2)
+    norm = make_layer_norm(impl, d, dtype, eps=eps, weight=weight, bias=bias)
+    x, upstream = tensor((2, 3, d), seed, dtype, scale=0.2), tensor((2, 3, d), seed + 1, dtype)
+    arg_grads, param_grads = impl.gradients(norm, [x], upstream)
+    builtin = oracle.builtin_layer_norm(weight, bias, eps)
+    leaf = x.double().requires_grad_(True)
+    (builtin(leaf) * upstream.double()).sum().backward()
+    tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == torch.float32 else tolerance(dtype)
+    assert_close(arg_grads[0], leaf.grad.to(dtype), what=f"LayerNorm({d}, eps={eps:g}) gradient with respect to x ({dtype})",
+                 hint="the mean and the variance depend on x too: let autograd see them", **tol)
+    for name, param in (("weight", builtin.weight), ("bias", builtin.bias)):
+        check(param_grads.get(name) is not None, f"no gradient reached LayerNorm.{name}")
+        assert_close(param_grads[name], param.grad.to(dtype), what=f"LayerNorm gradient with respect to {name} ({dtype})", **tol)
+
+
+def test_layernorm_state_dict_roundtrip_and_shapes(impl):
+    for d in (1, 3, 64):
+        norm = impl.normalization.LayerNorm(d, eps=1e-6)
+        shapes = {name: tuple(value.shape) for name, value in norm.state_dict().items()}
+        check(shapes == {"weight": (d,), "bias": (d,)}, f"LayerNorm({d}).state_dict(): expected weight and bias of shape ({d},), got {shapes}")
+
+
+# --------------------------------------------------------------------------- AddNorm
+
+
+@given(b=st.integers(1, 3), t=st.integers(1, 6), d=st.integers(1, 12), dtype=dtypes, seed=seeds,
+       kind=st.sampled_from(["linear", "sequential", "tanh", "relu"]))
+def test_addnorm_with_other_sublayers(impl, b, t, d, dtype, seed, kind):
+    weight, bias = affine(d, seed + 3)
+    add_norm = make_add_norm(impl, d, dtype, weight, bias, dropout=0.3)
+    x = tensor((b, t, d), seed, dtype, scale=2.0)
+    if kind == "linear":
+        lin = linear_module(d, d, seed + 5, dtype)
+        sublayer, fn = lin, (lambda a: oracle.linear(a, lin.weight.detach(), lin.bias.detach()))
+    elif kind == "sequential":
+        l1, l2 = linear_module(d, 3 * d, seed + 5, dtype), linear_module(3 * d, d, seed + 7, dtype)
+        sublayer = nn.Sequential(l1, nn.ReLU(), l2)
+
+        def fn(a):
+            hidden = np.maximum(oracle.linear(a, l1.weight.detach(), l1.bias.detach()), 0.0)
+            return oracle.linear(hidden, l2.weight.detach(), l2.bias.detach())
+    elif kind == "tanh":
+        sublayer, fn = nn.Tanh(), np.tanh
+    else:
+        sublayer, fn = nn.ReLU(), (lambda a: np.maximum(a, 0.0))
+    out = add_norm(x, sublayer)
+    expected = torch.from_numpy(oracle.add_norm(x, fn, weight, bias)).to(dtype)
+    assert_close(out, expected, what=f"AddNorm({d}) around a {kind} sublayer on {tuple(x.shape)} ({dtype}, eval mode)",
+                 hint=ADD_NORM_HINT, **tolerance(dtype),
+                 likely_bugs=distinct_bugs(oracle.add_norm_bug_outputs(x, fn, weight, bias, dtype), expected))
+
+
+def test_addnorm_gradients_match_autograd_reference(impl):
+    d = 6
+    weight, bias = affine(d, 40)
+    add_norm = make_add_norm(impl, d, torch.float64, weight, bias)
+    lin = linear_module(d, d, 41, torch.float64)
+    x, upstream = tensor((2, 4, d), 42), tensor((2, 4, d), 43)
+    arg_grads, param_grads = impl.gradients(add_norm, [x, lin], upstream)
+    leaf = x.clone().requires_grad_(True)
+    w, b_ = weight.clone().requires_grad_(True), bias.clone().requires_grad_(True)
+    ref = torch.nn.functional.layer_norm(leaf + lin(leaf), (d,), w, b_, 1e-5)
+    (ref * upstream).sum().backward()
+    assert_close(arg_grads[0], leaf.grad, what="AddNorm gradient with respect to x (through the residual and the sublayer)",
+                 hint=ADD_NORM_HINT, **tolerance(torch.float64))
+    for name, grad in (("norm.weight", w.grad), ("norm.bias", b_.grad)):
+        check(param_grads.get(name) is not None, f"no gradient reached AddNorm.{name}")
+        assert_close(param_grads[name], grad, what=f"AddNorm gradient with respect to {name}", **tolerance(torch.float64))
+
+
+def test_addnorm_dropout_extremes_in_training_mode(impl):
+    d = 8
+    weight, bias = affine(d, 50)
+    x = tensor((3, 5, d), 51)
+    lin = linear_module(d, d, 52, torch.float64)
+    fn = lambda a: oracle.linear(a, lin.weight.detach(), lin.bias.detach())  # noqa: E731
+    # p = 1: the sublayer's output is dropped entirely, leaving norm(x).
+    add_norm = make_add_norm(impl, d, torch.float64, weight, bias, dropout=1.0)
+    add_norm.train()
+    assert_close(add_norm(x, lin), torch.from_numpy(oracle.layer_norm(x, weight, bias)), **tolerance(torch.float64),
+                 what="AddNorm(dropout=1.0) in training mode: the sublayer's output is all dropped",
+                 hint="norm(x + dropout(sublayer(x))): the dropout wraps the sublayer's output only",
+                 likely_bugs={"the dropout is applied to the residual sum (or to x) instead of the sublayer output":
+                              torch.from_numpy(oracle.layer_norm(np.zeros_like(x.numpy()), weight, bias))})
+    # p = 0: training mode changes nothing.
+    add_norm = make_add_norm(impl, d, torch.float64, weight, bias, dropout=0.0)
+    add_norm.train()
+    assert_close(add_norm(x, lin), torch.from_numpy(oracle.add_norm(x, fn, weight, bias)), **tolerance(torch.float64),
+                 what="AddNorm(dropout=0.0) in training mode", hint=ADD_NORM_HINT)

@@ -1,0 +1,292 @@
+"""Part `model`: Encoder, Decoder and the full Transformer (paper §3.1, Figure 1; §3.4, §3.5).
+
+    memory = encoder(positional(src_embed(src)), src_mask)
+    hidden = decoder(positional(tgt_embed(tgt)), memory, src_mask, tgt_mask)
+    logits = generator(hidden)
+
+Reference: the same model assembled from PyTorch built-ins (nn.Embedding * sqrt(d_model), the
+sinusoid table, nn.TransformerEncoder / nn.TransformerDecoder without a final norm, nn.Linear)
+with the same weights, in float64. Weight initialisation is not tested.
+"""
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.support.checks import assert_close, check, tolerance
+from tests.support.oracles import model as oracle
+from tests.support.oracles.layers import assert_close_naming_bugs
+from tests.support.strategies import batch_sizes, dtypes, int_tensor, key_padding_mask, model_dims, seeds, tensor
+
+# The structural properties need fewer examples than the main reference check (keeps the file fast;
+# the `deep` profile still scales them up).
+FEWER = settings(max_examples=max(5, settings().max_examples * 2 // 5))
+
+# A stack of layers in float32 drifts a little more than one layer.
+MODEL_TOL = {torch.float64: {"rtol": 1e-9, "atol": 1e-9}, torch.float32: {"rtol": 1e-4, "atol": 1e-4}}
+
+
+def causal(t):
+    return torch.tril(torch.ones(t, t, dtype=torch.bool)).unsqueeze(0)
+
+
+def make_model(impl, cfg, seed, dtype=torch.float64, dropout=0.0):
+    """The student's Transformer with the oracle's weights (strict load checks the names)."""
+    model = impl.model.Transformer(**cfg.kwargs(dropout))
+    if dtype == torch.float64:
+        model.double()
+    state = oracle.transformer_state(cfg, seed)
+    model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
+    model.eval()
+    return model, state
+
+
+def batch_inputs(cfg, seed, batch=2, t_src=5, t_tgt=4):
+    """Right-padded token batches and their masks (True = may attend)."""
+    src = int_tensor((batch, t_src), seed, 0, cfg.src_vocab)
+    src[src == cfg.pad_id] = (cfg.pad_id + 1) % cfg.src_vocab
+    src_mask = key_padding_mask(batch, t_src, seed + 1)
+    src[~src_mask[:, 0, :]] = cfg.pad_id
+    tgt = int_tensor((batch, t_tgt), seed + 2, 0, cfg.tgt_vocab)
+    tgt[tgt == cfg.pad_id] = (cfg.pad_id + 1) % cfg.tgt_vocab
+    tgt_real = key_padding_mask(batch, t_tgt, seed + 3)
+    tgt[~tgt_real[:, 0, :]] = cfg.pad_id
+    return src, tgt, src_mask, tgt_real & causal(t_tgt)
+
+
+FORWARD_HINT = ("logits = generator(decoder(positional(tgt_embed(tgt)), memory, src_mask, tgt_mask)) with "
+                "memory = encoder(positional(src_embed(src)), src_mask); no softmax at the end")
+
+
+@given(layers=st.integers(1, 2), dims=model_dims(), batch=batch_sizes, t_src=st.integers(1, 6),
+       t_tgt=st.integers(1, 6), seed=seeds, dtype=dtypes)
+def test_transformer_forward_matches_builtin_model(impl, layers, dims, batch, t_src, t_tgt, seed, dtype):
+    d_model, heads = dims
+    cfg = oracle.Config(d_model=d_model, num_heads=heads, num_layers=layers, d_ff=2 * d_model + 2)
+    model, state = make_model(impl, cfg, seed, dtype)
+    src, tgt, src_mask, tgt_mask = batch_inputs(cfg, seed + 1, batch, t_src, t_tgt)
+    reference = oracle.BuiltinTransformer(state, cfg)
+    with torch.no_grad():
+        expected = reference.forward(src, tgt, src_mask, tgt_mask)
+
+    def bugs():
+        return {k: v.to(dtype) for k, v in reference.bug_outputs(src, tgt, src_mask, tgt_mask).items()}
+
+    assert_close_naming_bugs(
+        model(src, tgt, src_mask, tgt_mask), expected.to(dtype), bugs,
+        what=f"Transformer(num_layers={layers}, d_model={d_model}, num_heads={heads}) logits for src "
+             f"{tuple(src.shape)}, tgt {tuple(tgt.shape)} ({dtype})",
+        hint=FORWARD_HINT,
+        **MODEL_TOL[dtype],
+    )
+
+
+@FEWER
+@given(seed=seeds, dtype=dtypes, t_src=st.integers(1, 6), t_tgt=st.integers(1, 6))
+def test_encode_and_decode_match_builtin_model(impl, seed, dtype, t_src, t_tgt):
+    cfg = oracle.Config()
+    model, state = make_model(impl, cfg, seed, dtype)
+    src, tgt, src_mask, tgt_mask = batch_inputs(cfg, seed + 1, 2, t_src, t_tgt)
+    reference = oracle.BuiltinTransformer(state, cfg)
+    with torch.no_grad():
+        memory = reference.encode(src, src_mask)
+        hidden = reference.decode(tgt, memory, src_mask, tgt_mask)
+
+    @torch.no_grad()
+    def encode_bugs():
+        return {oracle.MODEL_BUGS[name]: reference.encode(src, src_mask, name).to(dtype)
+                for name in ("no_positional", "no_embedding_scale", "encoder_last_only")}
+
+    @torch.no_grad()
+    def decode_bugs():
+        return {oracle.MODEL_BUGS[name]: reference.decode(tgt, memory, src_mask, tgt_mask, name).to(dtype)
+                for name in ("no_positional", "no_embedding_scale", "decoder_last_only", "src_embed_for_tgt")}
+
+    assert_close_naming_bugs(
+        model.encode(src, src_mask), memory.to(dtype), encode_bugs,
+        what=f"Transformer.encode(src {tuple(src.shape)}, src_mask) ({dtype})",
+        hint="encoder(positional(src_embed(src)), src_mask)",
+        **MODEL_TOL[dtype],
+    )
+    assert_close_naming_bugs(
+        model.decode(tgt, memory.to(dtype), src_mask, tgt_mask), hidden.to(dtype), decode_bugs,
+        what=f"Transformer.decode(tgt {tuple(tgt.shape)}, memory, src_mask, tgt_mask) ({dtype})",
+        hint="decoder(positional(tgt_embed(tgt)), memory, src_mask, tgt_mask), no generator",
+        **MODEL_TOL[dtype],
+    )
+
+
+@FEWER
+@given(layers=st.integers(1, 4), seed=seeds, dtype=dtypes, length=st.integers(1, 6))
+def test_encoder_stack_applies_layers_in_sequence(impl, layers, seed, dtype, length):
+    d_model, heads, d_ff = 8, 2, 12
+    encoder = impl.model.Encoder(layers, d_model, heads, d_ff, 0.0)
+    check(len(encoder.layers) == layers,
+          f"Encoder(num_layers={layers}).layers has {len(encoder.layers)} layers", "an nn.ModuleList of num_layers EncoderLayers")
+    if dtype == torch.float64:
+        encoder.double()
+    state = oracle.encoder_state(layers, d_model, d_ff, seed)
+    encoder.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
+    encoder.eval()
+    x = tensor((2, length, d_model), seed + 1, dtype)
+    mask = key_padding_mask(2, length, seed + 2)
+    stack = oracle.builtin_encoder(state, layers, d_model, heads, d_ff)
+    with torch.no_grad():
+        expected = oracle.run_builtin_encoder(stack, x.double(), mask)
+        bugs = {oracle.STACK_BUGS[name]: oracle.run_builtin_encoder(stack, x.double(), mask, only_layer=i).to(dtype)
+                for name, i in (("last_only", layers - 1), ("first_only", 0))}
+    assert_close_naming_bugs(
+        encoder(x, mask), expected.to(dtype),
+        what=f"Encoder(num_layers={layers}) on x {tuple(x.shape)} ({dtype})",
+        hint="for layer in self.layers: x = layer(x, src_mask); no final norm",
+        likely_bugs=bugs, **MODEL_TOL[dtype],
+    )
+
+
+@FEWER
+@given(layers=st.integers(1, 4), seed=seeds, dtype=dtypes, t_tgt=st.integers(1, 6))
+def test_decoder_stack_applies_layers_in_sequence(impl, layers, seed, dtype, t_tgt):
+    d_model, heads, d_ff = 8, 2, 12
+    decoder = impl.model.Decoder(layers, d_model, heads, d_ff, 0.0)
+    check(len(decoder.layers) == layers,
+          f"Decoder(num_layers={layers}).layers has {len(decoder.layers)} layers", "an nn.ModuleList of num_layers DecoderLayers")
+    if dtype == torch.float64:
+        decoder.double()
+    state = oracle.decoder_state(layers, d_model, d_ff, seed)
+    decoder.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
+    decoder.eval()
+    x = tensor((2, t_tgt, d_model), seed + 1, dtype)
+    memory = tensor((2, 5, d_model), seed + 2, dtype)
+    src_mask = key_padding_mask(2, 5, seed + 3)
+    tgt_mask = causal(t_tgt)
+    stack = oracle.builtin_decoder(state, layers, d_model, heads, d_ff)
+    with torch.no_grad():
+        args = (x.double(), memory.double(), src_mask, tgt_mask, heads)
+        expected = oracle.run_builtin_decoder(stack, *args)
+        bugs = {oracle.STACK_BUGS[name]: oracle.run_builtin_decoder(stack, *args, only_layer=i).to(dtype)
+                for name, i in (("last_only", layers - 1), ("first_only", 0))}
+    assert_close_naming_bugs(
+        decoder(x, memory, src_mask, tgt_mask), expected.to(dtype),
+        what=f"Decoder(num_layers={layers}) on x {tuple(x.shape)}, memory {tuple(memory.shape)} ({dtype})",
+        hint="for layer in self.layers: x = layer(x, memory, src_mask, tgt_mask) — the same memory for every layer",
+        likely_bugs=bugs, **MODEL_TOL[dtype],
+    )
+
+
+@FEWER
+@given(seed=seeds, extra=st.integers(1, 4), t_src=st.integers(1, 5))
+def test_transformer_ignores_appended_source_padding(impl, seed, extra, t_src):
+    cfg = oracle.Config()
+    model, _ = make_model(impl, cfg, seed)
+    src = int_tensor((2, t_src), seed + 1, 1, cfg.src_vocab)
+    tgt = int_tensor((2, 4), seed + 2, 1, cfg.tgt_vocab)
+    src_mask = torch.ones(2, 1, t_src, dtype=torch.bool)
+    padded = torch.cat([src, torch.full((2, extra), cfg.pad_id)], dim=1)
+    padded_mask = torch.cat([src_mask, torch.zeros(2, 1, extra, dtype=torch.bool)], dim=2)
+    assert_close(
+        model(padded, tgt, padded_mask, causal(4)), model(src, tgt, src_mask, causal(4)),
+        what=f"Transformer logits after appending {extra} masked padding tokens to the source",
+        hint="src_mask must reach every encoder self-attention and every decoder cross-attention",
+        **tolerance(torch.float64),
+    )
+
+
+@FEWER
+@given(seed=seeds, t_tgt=st.integers(2, 7), j=st.integers(1, 6))
+def test_transformer_is_causal_on_the_target_side(impl, seed, t_tgt, j):
+    j = min(j, t_tgt - 1)
+    cfg = oracle.Config()
+    model, _ = make_model(impl, cfg, seed)
+    src, _, src_mask, _ = batch_inputs(cfg, seed + 1, 2, 5, t_tgt)
+    tgt = int_tensor((2, t_tgt), seed + 2, 1, cfg.tgt_vocab)
+    changed = tgt.clone()
+    changed[:, j:] = tgt[:, j:] % (cfg.tgt_vocab - 1) + 1  # another real token (ids 1..V-1 cycled)
+    before = model(src, tgt, src_mask, causal(t_tgt))
+    after = model(src, changed, src_mask, causal(t_tgt))
+    assert_close(
+        after[:, :j], before[:, :j],
+        what=f"Transformer logits at target positions < {j} after changing the target tokens from position {j} on",
+        hint="every decoder layer's self-attention must use tgt_mask",
+        **tolerance(torch.float64),
+    )
+    check(bool((after[:, j] - before[:, j]).abs().max() > 1e-6),
+          f"changing target token {j} does not change the logits at position {j}",
+          "the decoder input must be embedded (tgt_embed) and fed to the decoder")
+
+
+@FEWER
+@given(seed=seeds, batch=st.integers(2, 3))
+def test_transformer_treats_batch_rows_independently(impl, seed, batch):
+    cfg = oracle.Config()
+    model, _ = make_model(impl, cfg, seed)
+    src, tgt, src_mask, tgt_mask = batch_inputs(cfg, seed + 1, batch, 5, 4)
+    whole = model(src, tgt, src_mask, tgt_mask)
+    for b in range(batch):
+        row = slice(b, b + 1)
+        assert_close(model(src[row], tgt[row], src_mask[row], tgt_mask[row]), whole[row],
+                     what=f"Transformer logits for batch row {b} alone vs. in a batch of {batch}",
+                     hint="never mix batch rows", **tolerance(torch.float64))
+
+
+def test_every_parameter_gets_a_finite_gradient(impl):
+    cfg = oracle.Config(pad_id=1)
+    model, state = make_model(impl, cfg, 5)
+    src, tgt, src_mask, _ = batch_inputs(cfg, 6, 3, 6, 5)
+    src[2, -2:], tgt[2, -2:] = cfg.pad_id, cfg.pad_id  # padding occurs on both sides for sure
+    src_mask = (src != cfg.pad_id).unsqueeze(1)
+    tgt_mask = (tgt != cfg.pad_id).unsqueeze(1) & causal(5)
+    upstream = tensor((3, 5, cfg.tgt_vocab), 7)
+    _, grads = impl.gradients(model, [src, tgt, src_mask, tgt_mask], upstream)
+    expected = sorted(k for k in state if k != "positional.pe")
+    check(sorted(grads) == expected,
+          f"Transformer parameters differ from the contract: missing {sorted(set(expected) - set(grads))}, "
+          f"unexpected {sorted(set(grads) - set(expected))}",
+          "positional.pe must be a buffer; everything else is a parameter")
+    for name in expected:
+        grad = grads[name]
+        check(grad is not None, f"parameter {name} gets no gradient from the logits",
+              "every submodule must take part in forward")
+        check(bool(torch.isfinite(grad).all()), f"the gradient of {name} has NaN or inf entries",
+              "masked scores: use a large negative number or -inf before the softmax, never after")
+        if not name.endswith("w_k.bias"):  # softmax ignores a shift shared by a whole row: that gradient is 0
+            check(bool(grad.abs().max() > 0), f"parameter {name} gets an all-zero gradient",
+                  "every submodule must take part in forward")
+    for side, tokens in (("src_embed", src), ("tgt_embed", tgt)):
+        grad = grads[f"{side}.embedding.weight"]
+        check(bool((grad[cfg.pad_id] == 0).all()),
+              f"the padding row {cfg.pad_id} of {side} gets a gradient",
+              "TokenEmbedding(vocab, d_model, padding_idx=pad_id) with the model's pad_id")
+        used = [t for t in tokens.unique().tolist() if t != cfg.pad_id]
+        check(all(bool(grad[t].abs().max() > 0) for t in used),
+              f"some tokens present in the input get no gradient in {side}", "embed every token")
+
+
+def test_transformer_submodules_and_pad_id(impl):
+    cfg = oracle.Config(pad_id=3, num_layers=3)
+    model = impl.model.Transformer(**cfg.kwargs(0.1))
+    check(model.pad_id == 3, f"Transformer(pad_id=3).pad_id is {model.pad_id!r}", "keep self.pad_id = pad_id")
+    actual = set(model.state_dict())
+    expected = set(oracle.transformer_state(cfg, 0))
+    check(actual == expected,
+          f"Transformer state-dict keys differ from the contract: missing {sorted(expected - actual)[:8]}, "
+          f"unexpected {sorted(actual - expected)[:8]}",
+          "submodules src_embed, tgt_embed, positional (one, shared), encoder, decoder, generator")
+    check(len(model.encoder.layers) == 3 and len(model.decoder.layers) == 3,
+          f"Transformer(num_layers=3) has {len(model.encoder.layers)} encoder and {len(model.decoder.layers)} "
+          "decoder layers", "Encoder(num_layers, ...) and Decoder(num_layers, ...)")
+
+
+def test_transformer_dropout_only_in_training_mode(impl):
+    cfg = oracle.Config()
+    model, state = make_model(impl, cfg, 9, torch.float32, dropout=0.5)
+    src, tgt, src_mask, tgt_mask = batch_inputs(cfg, 10, 2, 6, 5)
+    with torch.no_grad():
+        expected = oracle.BuiltinTransformer(state, cfg).forward(src, tgt, src_mask, tgt_mask).float()
+    model.eval()
+    assert_close(model(src, tgt, src_mask, tgt_mask), expected,
+                 what="Transformer(dropout=0.5) logits in evaluation mode",
+                 hint="every dropout must be an nn.Dropout: none may act after .eval()", **MODEL_TOL[torch.float32])
+    model.train()
+    first, second = model(src, tgt, src_mask, tgt_mask), model(src, tgt, src_mask, tgt_mask)
+    check(bool((first - expected).abs().max() > 1e-3) and bool((first - second).abs().max() > 1e-3),
+          "Transformer(dropout=0.5) in training mode gives the evaluation-mode logits (or the same logits twice)",
+          "pass dropout on to the positional encoding, the encoder and the decoder")

@@ -1,0 +1,234 @@
+"""Part `normalization`: LayerNorm and AddNorm (paper §3.1 "Add & Norm"; Ba et al. 2016).
+
+LayerNorm(x) = weight * (x - mean) / sqrt(var + eps) + bias over the last axis (biased
+variance); AddNorm(x, sublayer) = LayerNorm(x + Dropout(sublayer(x))) (post-norm).
+References: a numpy float64 oracle and ``nn.LayerNorm`` with the same weight and bias.
+Tolerances: float64 rtol 1e-9 / atol 1e-10, float32 rtol 1e-4 / atol 1e-5 unless a test
+states otherwise (statistics of float32 outputs: atol 1e-4).
+"""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from tests.support.checks import assert_close, assert_equal, check, tolerance
+from tests.support.oracles import normalization as oracle
+from tests.support.oracles.attention import distinct_bugs
+from tests.support.strategies import dtypes, seeds, tensor
+
+leading_shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple)
+eps_values = st.sampled_from([1e-5, 1e-6, 1e-3])
+LN_HINT = "mean and biased variance over the last axis (keepdim=True); weight * (x - mean) / sqrt(var + eps) + bias"
+ADD_NORM_HINT = "AddNorm(x, sublayer) = norm(x + dropout(sublayer(x))): residual sum first, then the layer norm"
+
+
+def affine(d, seed, dtype=torch.float64):
+    """A gain and bias far from (ones, zeros), so that ignoring them shows."""
+    return (1.0 + tensor((d,), seed, dtype, scale=0.5)), tensor((d,), seed + 1, dtype, scale=0.5)
+
+
+def make_layer_norm(impl, d, dtype, eps=None, weight=None, bias=None):
+    norm = impl.normalization.LayerNorm(d) if eps is None else impl.normalization.LayerNorm(d, eps=eps)
+    norm.to(dtype)
+    if weight is not None:
+        norm.load_state_dict({"weight": weight.to(dtype), "bias": bias.to(dtype)}, strict=True)
+    return norm
+
+
+def rows_with_variance(shape, seed, dtype, std, shift):
+    """Rows with (biased) standard deviation exactly ``std`` (in float64) and mean ``shift``."""
+    x = tensor(shape, seed)
+    x = (x - x.mean(-1, keepdim=True)) / x.std(-1, correction=0, keepdim=True).clamp_min(1e-12)
+    return (x * std + shift).to(dtype)
+
+
+def make_linear(d, seed, dtype):
+    """A trusted nn.Linear sublayer with weights chosen here."""
+    linear = nn.Linear(d, d).to(dtype)
+    with torch.no_grad():
+        linear.weight.copy_(tensor((d, d), seed, scale=1.0 / np.sqrt(d)))
+        linear.bias.copy_(tensor((d,), seed + 1, scale=0.5))
+    return linear
+
+
+def linear_fn(linear):
+    weight, bias = linear.weight.detach(), linear.bias.detach()
+    return lambda a: oracle.linear(a, weight, bias)
+
+
+# --------------------------------------------------------------------------- LayerNorm
+
+
+@given(lead=leading_shapes, d=st.integers(2, 12), dtype=dtypes, seed=seeds, std=st.sampled_from([1.0, 10.0, 300.0]))
+def test_layernorm_default_parameters_give_mean_0_variance_1(impl, lead, d, dtype, seed, std):
+    shift = tensor(lead + (1,), seed + 1, scale=3.0 * std)
+    x = rows_with_variance(lead + (d,), seed, dtype, std, shift)
+    out = make_layer_norm(impl, d, dtype)(x)
+    check(tuple(out.shape) == tuple(x.shape) and out.dtype == dtype,
+          f"LayerNorm({d}) on {tuple(x.shape)} {dtype}: got {tuple(out.shape)} {out.dtype}", "same shape and dtype as x")
+    stat_tol = {"rtol": 0.0, "atol": 1e-4 if dtype == torch.float32 else 1e-9}
+    o = out.double()
+    what = f"LayerNorm({d}) with default weight/bias on rows of std {std:g} ({dtype})"
+    assert_close(o.mean(-1), torch.zeros(lead, dtype=torch.float64), what=f"{what}: mean of each output row",
+                 hint=LN_HINT, **stat_tol, check_dtype=False)
+    expected_var = std**2 / (std**2 + 1e-5)  # eps = 1e-5 shrinks the variance a little
+    assert_close(o.var(-1, correction=0), torch.full(lead, expected_var, dtype=torch.float64), check_dtype=False,
+                 what=f"{what}: (biased) variance of each output row", hint=LN_HINT, **stat_tol,
+                 likely_bugs={"unbiased variance (divided by d_model - 1): use var(unbiased=False) / correction=0":
+                              torch.full(lead, (d - 1) / d * expected_var),
+                              "eps added outside the square root: use sqrt(var + eps)":
+                              torch.full(lead, std**2 / (std + 1e-5) ** 2)})
+
+
+@given(b=st.integers(1, 3), t=st.integers(1, 5), d=st.integers(2, 10), dtype=dtypes, seed=seeds)
+def test_layernorm_invariant_to_shift_and_positive_scale_of_each_row(impl, b, t, d, dtype, seed):
+    weight, bias = affine(d, seed + 5)
+    norm = make_layer_norm(impl, d, dtype, weight=weight, bias=bias)
+    x = rows_with_variance((b, t, d), seed, torch.float64, 10.0, 0.0)  # variance 100: eps is negligible
+    generator = torch.Generator().manual_seed(seed)
+    scale = torch.empty(b, t, 1, dtype=torch.float64).uniform_(1.0, 20.0, generator=generator)
+    shift = torch.empty(b, t, 1, dtype=torch.float64).uniform_(-20.0, 20.0, generator=generator)
+    out = norm(x.to(dtype))
+    moved = norm((x * scale + shift).to(dtype))
+    # |LN(a x + b) - LN(x)| <= |weight| * |x̂| * eps / (2 var) ~ 1e-7 here.
+    tol = {"rtol": 1e-4, "atol": 5e-5} if dtype == torch.float32 else {"rtol": 1e-6, "atol": 1e-6}
+    assert_close(moved, out, **tol, what=f"LayerNorm({d}) of each row shifted and scaled by its own a > 0, b ({dtype})",
+                 hint="normalise each position over its own d_model features (the last axis)")
+
+
+@given(lead=leading_shapes, d=st.integers(2, 12), dtype=dtypes, seed=seeds, eps=eps_values,
+       scale=st.sampled_from([0.01, 1.0, 30.0]))
+def test_layernorm_matches_nn_layernorm_and_numpy(impl, lead, d, dtype, seed, eps, scale):
+    weight, bias = affine(d, seed + 7)
+    x = tensor(lead + (d,), seed, dtype, scale=scale) + tensor(lead + (1,), seed + 1, dtype, scale=scale)
+    out = make_layer_norm(impl, d, dtype, eps=eps, weight=weight, bias=bias)(x)
+    expected = torch.from_numpy(oracle.layer_norm(x, weight, bias, eps)).to(dtype)
+    what = f"LayerNorm({d}, eps={eps:g}) with a random weight/bias on input {tuple(x.shape)} of scale {scale:g} ({dtype})"
+    assert_close(out, expected, what=f"{what} vs numpy float64", hint=LN_HINT, **tolerance(dtype),
+                 likely_bugs=distinct_bugs(oracle.layer_norm_bug_outputs(x, weight, bias, eps, dtype), expected))
+    with torch.no_grad():
+        builtin = oracle.builtin_layer_norm(weight, bias, eps)(x.double()).to(dtype)
+    assert_close(out, builtin, what=f"{what} vs nn.LayerNorm", hint=LN_HINT, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("eps", [None, 1e-5, 1e-6, 1e-3])
+def test_layernorm_eps_inside_the_square_root(impl, eps):
+    eps_value = 1e-5 if eps is None else eps
+    d = 6
+    weight, bias = affine(d, 3)
+    # Rows whose variance is close to eps, where sqrt(var + eps) and sqrt(var) + eps differ most.
+    x = rows_with_variance((3, 4, d), 4, torch.float64, np.sqrt(eps_value), 0.5)
+    out = make_layer_norm(impl, d, torch.float64, eps=eps, weight=weight, bias=bias)(x)
+    with torch.no_grad():
+        expected = oracle.builtin_layer_norm(weight, bias, eps_value)(x)
+    name = "LayerNorm(6)" if eps is None else f"LayerNorm(6, eps={eps:g})"
+    assert_close(out, expected, what=f"{name} on rows whose variance is about eps = {eps_value:g}", **tolerance(torch.float64),
+                 hint="eps goes inside the square root, sqrt(var + eps); the default eps is 1e-5",
+                 likely_bugs=distinct_bugs(oracle.layer_norm_bug_outputs(x, weight, bias, eps_value, torch.float64), expected))
+
+
+def test_layernorm_parameters_named_and_initialised(impl):
+    norm = impl.normalization.LayerNorm(7)
+    params = dict(norm.named_parameters())
+    check(set(params) == {"weight", "bias"}, f"LayerNorm(7) parameters: expected weight and bias, got {sorted(params)}",
+          "two nn.Parameter called weight and bias")
+    check(set(norm.state_dict()) == {"weight", "bias"}, f"LayerNorm(7).state_dict() keys: {sorted(norm.state_dict())}",
+          "only the parameters weight and bias")
+    assert_equal(params["weight"].detach(), torch.ones(7), what="LayerNorm(7).weight at initialisation", hint="torch.ones(d_model)")
+    assert_equal(params["bias"].detach(), torch.zeros(7), what="LayerNorm(7).bias at initialisation", hint="torch.zeros(d_model)")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_layernorm_gradients_match_nn_layernorm(impl, dtype):
+    d, eps = 8, 1e-3
+    weight, bias = affine(d, 11)
+    norm = make_layer_norm(impl, d, dtype, eps=eps, weight=weight, bias=bias)
+    x, upstream = tensor((2, 5, d), 12, dtype, scale=0.1), tensor((2, 5, d), 13, dtype)
+    arg_grads, param_grads = impl.gradients(norm, [x], upstream)
+    builtin = oracle.builtin_layer_norm(weight, bias, eps)
+    leaf = x.double().requires_grad_(True)
+    (builtin(leaf) * upstream.double()).sum().backward()
+    check(arg_grads[0] is not None and bool(torch.isfinite(arg_grads[0]).all()),
+          f"LayerNorm gradient with respect to x ({dtype}) is missing or not finite")
+    assert_close(arg_grads[0], leaf.grad.to(dtype), what=f"LayerNorm gradient with respect to x ({dtype})",
+                 hint="build the forward from differentiable torch operations", **tolerance(dtype))
+    for name, param in (("weight", builtin.weight), ("bias", builtin.bias)):
+        check(param_grads.get(name) is not None, f"no gradient reached LayerNorm.{name}", "use self.weight and self.bias in forward")
+        assert_close(param_grads[name], param.grad.to(dtype), what=f"LayerNorm gradient with respect to {name} ({dtype})",
+                     **tolerance(dtype))
+
+
+# --------------------------------------------------------------------------- AddNorm
+
+
+@given(b=st.integers(1, 3), t=st.integers(1, 6), d=st.integers(2, 10), dtype=dtypes, seed=seeds)
+def test_addnorm_with_linear_sublayer_matches_oracle(impl, b, t, d, dtype, seed):
+    weight, bias = affine(d, seed + 3)
+    add_norm = impl.normalization.AddNorm(d, dropout=0.1)
+    add_norm.to(dtype)
+    add_norm.load_state_dict({"norm.weight": weight.to(dtype), "norm.bias": bias.to(dtype)}, strict=True)
+    add_norm.eval()
+    linear = make_linear(d, seed + 1, dtype)
+    x = tensor((b, t, d), seed, dtype)
+    out = add_norm(x, linear)
+    sub = linear_fn(linear)
+    expected = torch.from_numpy(oracle.add_norm(x, sub, weight, bias)).to(dtype)
+    assert_close(out, expected, what=f"AddNorm({d}) around an nn.Linear sublayer on {tuple(x.shape)} ({dtype}, eval mode)",
+                 hint=ADD_NORM_HINT, **tolerance(dtype),
+                 likely_bugs=distinct_bugs(oracle.add_norm_bug_outputs(x, sub, weight, bias, dtype), expected))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_addnorm_with_identity_sublayer(impl, dtype):
+    d = 6
+    add_norm = impl.normalization.AddNorm(d, dropout=0.0)
+    add_norm.to(dtype)
+    x = tensor((2, 3, d), 21, dtype)
+    expected = torch.from_numpy(oracle.layer_norm(2 * x.double(), eps=1e-5)).to(dtype)
+    assert_close(add_norm(x, nn.Identity()), expected, what=f"AddNorm({d}) around nn.Identity: LayerNorm(x + x) ({dtype})",
+                 hint=ADD_NORM_HINT, **tolerance(dtype))
+
+
+def test_addnorm_state_dict_and_initialisation(impl):
+    add_norm = impl.normalization.AddNorm(5, dropout=0.1)
+    state = add_norm.state_dict()
+    check(set(state) == {"norm.weight", "norm.bias"}, f"AddNorm(5).state_dict() keys: expected norm.weight and norm.bias, "
+          f"got {sorted(state)}", "a LayerNorm(d_model) submodule called norm (and an nn.Dropout called dropout)")
+    assert_equal(state["norm.weight"], torch.ones(5), what="AddNorm(5) norm.weight at initialisation")
+    assert_equal(state["norm.bias"], torch.zeros(5), what="AddNorm(5) norm.bias at initialisation")
+
+
+def test_addnorm_dropout_only_in_training_mode(impl):
+    d = 8
+    add_norm = impl.normalization.AddNorm(d, dropout=0.5)
+    add_norm.to(torch.float64)
+    add_norm.eval()
+    linear = make_linear(d, 30, torch.float64)
+    x = tensor((2, 6, d), 31)
+    expected = torch.from_numpy(oracle.add_norm(x, linear_fn(linear), np.ones(d), np.zeros(d)))
+    for _ in range(2):
+        assert_close(add_norm(x, linear), expected, what="AddNorm(dropout=0.5) in eval mode", **tolerance(torch.float64),
+                     hint="use self.dropout (an nn.Dropout module): it is the identity after .eval()")
+    add_norm.train()
+    first, second = add_norm(x, linear), add_norm(x, linear)
+    check(not torch.allclose(first, second), "AddNorm(dropout=0.5) in training mode: two calls gave the same output",
+          "apply self.dropout to the sublayer's output")
+    check(not torch.allclose(first, expected), "AddNorm(dropout=0.5) in training mode equals the eval-mode output",
+          "apply self.dropout to the sublayer's output")
+
+
+def test_addnorm_dropout_acts_on_the_sublayer_output_only(impl):
+    d = 8
+    add_norm = impl.normalization.AddNorm(d, dropout=0.5)
+    add_norm.to(torch.float64)
+    add_norm.train()
+    zero = nn.Linear(d, d).double()
+    with torch.no_grad():
+        zero.weight.zero_()
+        zero.bias.zero_()
+    x = tensor((2, 6, d), 32)
+    assert_close(add_norm(x, zero), torch.from_numpy(oracle.layer_norm(x)), **tolerance(torch.float64),
+                 what="AddNorm(dropout=0.5) in training mode around a sublayer that returns zeros",
+                 hint="drop out only sublayer(x), never x itself or the sum: norm(x + dropout(sublayer(x)))")
