@@ -13,12 +13,17 @@ PART ?=
 SUBMISSION ?= assignments
 OUT ?= out/grade
 STEPS ?=
+# The self-tests that `make test` (and so CI) runs; `make test-integration` runs them all.
+SELFTESTS := tests/selftest/test_stubs.py tests/selftest/test_oracles_attention_norm.py \
+	tests/selftest/test_oracles_embedding_layers.py tests/selftest/test_oracles_decoding_training.py \
+	tests/selftest/test_synthetic_data.py
 
 .PHONY: help venv check test test-deep stubs grade demo grade-all train translate bench mutants clean
 
 help:
 	@echo "Students:     make check [PART=attention]   make train   make translate"
 	@echo "Instructors:  make demo   make grade SUBMISSION=path OUT=dir   make grade-all SUBMISSIONS=dir OUT=dir"
+	@echo "Hand-outs:    make release   make autograder   make notebooks [LANG=en|ja]"
 	@echo "Maintainers:  make test   make test-deep   make stubs   make bench   make mutants"
 
 $(VENV)/.installed: requirements.txt
@@ -70,9 +75,13 @@ test: venv
 	@start=$$(date +%s%N); $(PY) -m pytest tests/public --impl solutions -q -p no:warnings || exit 1; \
 	  echo "public suite against solutions/: $$(( ($$(date +%s%N) - start) / 1000000 )) ms (budget 60000 ms)"
 	@echo "== hidden tests and self-tests against solutions/"
-	$(PY) -m pytest tests/hidden tests/selftest --impl solutions -q -p no:warnings
+	$(PY) -m pytest tests/hidden $(SELFTESTS) --impl solutions -q -p no:warnings
 	@echo "== every public and hidden test must fail on the stubs in assignments/"
 	$(PY) -m pytest tests/public tests/hidden --impl assignments --expect-stub-failures -q -p no:warnings
+
+# Self-tests of the grader, hand-outs, training, mutants and variants (slower; not yet in CI).
+test-integration: venv
+	$(PY) -m pytest tests/selftest --impl solutions -q -p no:warnings
 
 test-deep: venv
 	HYPOTHESIS_PROFILE=deep $(PY) -m pytest tests/public tests/hidden --impl solutions -q
@@ -87,7 +96,7 @@ mutants: venv
 	$(PY) -m tests.selftest.mutants.run --json out/mutants.json
 
 clean:
-	rm -rf out runs dist .pytest_cache
+	rm -rf out runs dist notebooks/build .pytest_cache
 
 # The hand-out: make release, make autograder, make notebooks [LANG=ja].
--include mk/handout.mk
+include mk/handout.mk
