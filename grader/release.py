@@ -1,0 +1,693 @@
+"""Build the hand-outs: the student release and the Gradescope autograder.
+
+Usage:
+    python -m grader.release student    [--config course.toml] [--out dist/student] [--no-verify]
+    python -m grader.release autograder [--config course.toml] [--out dist/autograder.zip]
+
+**student** writes ``dist/student/`` and ``dist/student.zip``: the stubs as the student's
+``transformer/`` package, the public tests, the grader without hidden tests, solutions or
+instructor-only modules (its rubric lists the public test files only), a student Makefile,
+README, GitHub Actions workflow and the companion notebooks. It then verifies itself: the
+release's own ``make check`` (run with this interpreter, so no virtual environment is
+created) must report 0 points on the untouched stubs, for every part that has public tests.
+
+**autograder** writes ``dist/autograder.zip`` following Gradescope's autograder
+specification: ``setup.sh`` and ``run_autograder`` at the root of the zip, the grader with
+the public *and* hidden tests, and never ``solutions/``.
+
+Both read ``course.toml`` (course name, due date, points per part). See docs/release.md and
+docs/gradescope.md.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import shutil
+import stat
+import string
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = ROOT / "release"
+DEFAULT_CONFIG = ROOT / "course.toml"
+RUBRIC = ROOT / "grader" / "rubric.toml"
+
+# Modules of grader/ that build hand-outs or maintain the repository: they stay with the
+# instructor (they name solutions/ and tests/hidden/, and are of no use to a student).
+BUILDERS = {"release.py", "notebooks.py", "stubs.py", "bench.py"}
+# The autograder needs everything else of grader/ (sandbox, translation, data, schemas...).
+AUTOGRADER_EXCLUDE = {"release.py", "notebooks.py", "bench.py"}
+
+# The order a student implements the parts in (also the order of the README table).
+PART_ORDER = (
+    "masks", "attention", "feed_forward", "normalization", "embedding",
+    "layers", "model", "decoding", "training", "translation",
+)
+
+IGNORED_NAMES = {"__pycache__", ".pytest_cache", ".hypothesis", ".ipynb_checkpoints", ".DS_Store", ".venv"}
+IGNORED_SUFFIXES = {".pyc", ".pyo"}
+
+# A fixed timestamp makes the zips reproducible (same inputs, same bytes).
+ZIP_DATE = (2020, 1, 1, 0, 0, 0)
+
+
+class ReleaseError(RuntimeError):
+    """The hand-out could not be built, or failed its own verification."""
+
+
+# -- course configuration -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Course:
+    name: str = "The Transformer assignment"
+    due: str = "(see the course page)"
+    submission_site: str = "Gradescope"
+    contact: str = ""
+    release_name: str = "transformer-assignment"
+    points: dict[str, float] = field(default_factory=dict)
+    grade_args: tuple[str, ...] = ()  # extra options of `python -m grader grade` on Gradescope
+
+
+def load_course(path: Path | None = DEFAULT_CONFIG) -> Course:
+    """Read ``course.toml``; a missing file gives the defaults."""
+    if path is None or not Path(path).is_file():
+        if path is not None and Path(path) != DEFAULT_CONFIG:
+            raise ReleaseError(f"course config {path} does not exist")
+        return Course()
+    with open(path, "rb") as f:
+        raw = tomllib.load(f)
+    course = raw.get("course", {})
+    points = raw.get("rubric", {}).get("points", {})
+    grade_args = raw.get("autograder", {}).get("grade_args", [])
+    known = {f for f in Course.__dataclass_fields__ if f not in ("points", "grade_args")}
+    unknown = sorted(set(course) - known)
+    if unknown:
+        raise ReleaseError(f"{path}: unknown [course] keys {unknown} (known: {sorted(known)})")
+    for part, value in points.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise ReleaseError(f"{path}: [rubric.points] {part} = {value!r} is not a number >= 0")
+    if not isinstance(grade_args, list) or not all(isinstance(a, str) for a in grade_args):
+        raise ReleaseError(f"{path}: [autograder] grade_args must be a list of strings")
+    return Course(**{k: str(v) for k, v in course.items()}, points={k: float(v) for k, v in points.items()},
+                  grade_args=tuple(grade_args))
+
+
+def check_grade_args(args: tuple[str, ...]) -> None:
+    """The extra options must be ones ``python -m grader grade`` accepts (typos fail the build)."""
+    if not args:
+        return
+    try:
+        from grader import grade
+    except ImportError as error:  # the grader is not there yet: nothing to check against
+        print(f"warning: cannot check [autograder] grade_args ({error})", file=sys.stderr)
+        return
+    parser = argparse.ArgumentParser(prog="python -m grader grade", add_help=False, exit_on_error=False,
+                                     allow_abbrev=False)
+    grade.add_arguments(parser)
+    forbidden = {"--out", "--parts", "--no-train"} & {a.split("=")[0] for a in args}
+    if forbidden:
+        raise ReleaseError(f"[autograder] grade_args: {sorted(forbidden)} are set by run_autograder itself")
+    try:
+        _, unknown = parser.parse_known_args(["submission", "--out", "results", *args])
+    except (argparse.ArgumentError, SystemExit) as error:
+        raise ReleaseError(f"[autograder] grade_args {list(args)}: {error}") from None
+    if unknown:
+        raise ReleaseError(f"[autograder] grade_args: `python -m grader grade` does not know {unknown}")
+
+
+# -- rubric -----------------------------------------------------------------------------------
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
+
+
+def dump_toml(data: dict, header: str = "") -> str:
+    """A small TOML writer for the rubric's shape (tables of scalars and arrays)."""
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    if lines:
+        lines.append("")
+
+    def is_table_array(item) -> bool:
+        return isinstance(item, list) and bool(item) and all(isinstance(i, dict) for i in item)
+
+    def table(prefix: str, value: dict) -> None:
+        scalars = {k: v for k, v in value.items() if not isinstance(v, dict) and not is_table_array(v)}
+        has_tables = any(isinstance(v, dict) for v in value.values())
+        if prefix and (scalars or not has_tables):
+            lines.append(f"[{prefix}]")
+        lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in scalars.items())
+        if scalars or (prefix and not has_tables):
+            lines.append("")
+        for key, item in value.items():
+            name = f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key)
+            if isinstance(item, dict):
+                table(name, item)
+            elif is_table_array(item):
+                for entry in item:
+                    lines.append(f"[[{name}]]")
+                    lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in entry.items())
+                    lines.append("")
+
+    table("", data)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_rubric(course: Course, *, keep_test=lambda path: True, header: str = "") -> str:
+    """The rubric with the course's points and only the test files ``keep_test`` accepts.
+
+    The total becomes the sum of the parts; BLEU thresholds are rescaled with their part's
+    points. The result is checked with the grader's own loader.
+    """
+    from grader.rubric import load_rubric
+
+    with open(RUBRIC, "rb") as f:
+        raw = tomllib.load(f)
+    parts = raw.get("parts", {})
+    unknown = sorted(set(course.points) - set(parts))
+    if unknown:
+        raise ReleaseError(f"course.toml [rubric.points] names unknown parts {unknown} (parts: {sorted(parts)})")
+    for name, spec in parts.items():
+        if "tests" in spec:
+            spec["tests"] = [t for t in spec["tests"] if keep_test(t)]
+        if name in course.points:
+            old, new = float(spec["points"]), course.points[name]
+            spec["points"] = new
+            if spec.get("bleu_thresholds") and old > 0:
+                spec["bleu_thresholds"] = [[bleu, round(points * new / old, 4)] for bleu, points in spec["bleu_thresholds"]]
+    raw["total"] = sum(float(spec["points"]) for spec in parts.values())
+    text = dump_toml(raw, header)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "rubric.toml").write_text(text, encoding="utf-8")
+        load_rubric(Path(tmp) / "rubric.toml")  # raises RubricError if inconsistent
+    return text
+
+
+# -- copying -----------------------------------------------------------------------------------
+
+
+def _ignored(path: Path) -> bool:
+    return any(part in IGNORED_NAMES for part in path.parts) or path.suffix in IGNORED_SUFFIXES
+
+
+def copy_tree(src: Path, dst: Path, *, skip=lambda rel: False) -> list[Path]:
+    """Copy ``src`` into ``dst`` (relative paths for which ``skip`` is true are left out)."""
+    copied = []
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src)
+        if _ignored(rel) or skip(rel) or not path.is_file():
+            continue
+        target = dst / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+        copied.append(target)
+    return copied
+
+
+def copy_file(src: Path, dst: Path, *, executable: bool = False) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    mode = 0o755 if executable else 0o644
+    dst.chmod(mode)
+
+
+def write_zip(folder: Path, zip_path: Path, prefix: str = "") -> list[str]:
+    """Zip ``folder``'s files (under ``prefix/`` when given); keeps executable bits."""
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    names = []
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            rel = path.relative_to(folder)
+            if not path.is_file() or _ignored(rel):
+                continue
+            name = f"{prefix}/{rel.as_posix()}" if prefix else rel.as_posix()
+            info = zipfile.ZipInfo(name, ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            executable = path.stat().st_mode & stat.S_IXUSR
+            info.external_attr = ((0o100755 if executable else 0o100644) & 0xFFFF) << 16
+            archive.writestr(info, path.read_bytes())
+            names.append(name)
+    return names
+
+
+def _clean_build_litter(folder: Path) -> None:
+    for path in sorted(folder.rglob("*"), reverse=True):
+        if path.name in IGNORED_NAMES - {".venv"} and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.suffix in IGNORED_SUFFIXES and path.is_file():
+            path.unlink()
+
+
+def _module_imports(path: Path, root: Path) -> set[str]:
+    """Dotted names a Python file under ``root`` imports when it is imported: module-level
+    statements only (a lazy import inside a function, like ``__main__``'s ``stubs`` command,
+    fails only when that command is used). Relative imports are resolved."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except SyntaxError:
+        return set()
+    package = list(path.parent.relative_to(root).parts)
+    found = set()
+
+    def visit(nodes) -> None:
+        for node in nodes:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            if isinstance(node, ast.ClassDef):
+                visit(node.body)
+                continue
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+                    module = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    module = node.module or ""
+                found.add(module)
+                found.update(f"{module}.{alias.name}" for alias in node.names)
+            else:
+                visit(ast.iter_child_nodes(node))
+
+    visit(tree.body)
+    return found
+
+
+def check_no_excluded_imports(folder: Path, excluded: set[str]) -> None:
+    """No copied grader module may import a module the release leaves out."""
+    banned = {f"grader.{Path(name).stem}" for name in excluded}
+    for path in sorted((folder / "grader").rglob("*.py")):
+        imports = _module_imports(path, folder)
+        bad = sorted(i for i in imports if any(i == b or i.startswith(b + ".") for b in banned))
+        if bad:
+            raise ReleaseError(
+                f"{path.relative_to(folder)} imports {bad}, which this hand-out leaves out "
+                f"({', '.join(sorted(excluded))}); move what it needs elsewhere"
+            )
+
+
+# -- leak checks -------------------------------------------------------------------------------
+
+MIN_NEEDLE_CHARS = 20  # shorter lines (``return x``, ``)``) say nothing about a solution
+
+
+def normalise(line: str) -> str:
+    return " ".join(line.split())
+
+
+PUBLIC_BY_DESIGN = ("tests/public", "tests/support", "tests/conftest.py", "grader/runtime")
+
+
+def _public_text(root: Path = ROOT) -> str:
+    """What students get by design: the public tests, their support code, and the grader's
+    trusted runtime that public and hidden tests share (``grader/runtime``: its toy models
+    have the Transformer's interface, so a few generic lines coincide with the solutions)."""
+    files = []
+    for name in PUBLIC_BY_DESIGN:
+        path = root / name
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return "\n".join(normalise(line) for path in files if path.is_file()
+                     for line in path.read_text(encoding="utf-8").splitlines())
+
+
+def solution_needles(root: Path = ROOT) -> dict[str, str]:
+    """{normalised line: where} for every substantial line inside a BEGIN/END SOLUTION block
+    (comments, short lines and lines of PUBLIC_BY_DESIGN files left out)."""
+    public = _public_text(root)
+    needles = {}
+    for path in sorted((root / "solutions" / "transformer").glob("*.py")):
+        inside = False
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if "# BEGIN SOLUTION" in line:
+                inside = True
+            elif "# END SOLUTION" in line:
+                inside = False
+            elif inside:
+                text = normalise(line)
+                if len(text) >= MIN_NEEDLE_CHARS and not text.startswith("#") and text not in public:
+                    needles.setdefault(text, f"solutions/transformer/{path.name}:{number}")
+    return needles
+
+
+def hidden_test_needles(root: Path = ROOT) -> dict[str, str]:
+    """{normalised line: where} for every substantial line of the hidden tests that the
+    PUBLIC_BY_DESIGN files do not contain as well."""
+    public = _public_text(root)
+    needles = {}
+    for path in sorted((root / "tests" / "hidden").rglob("*.py")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            text = normalise(line)
+            if len(text) >= MIN_NEEDLE_CHARS and not text.startswith("#") and text not in public:
+                needles.setdefault(text, f"{path.relative_to(root).as_posix()}:{number}")
+    return needles
+
+
+def searchable_text(path: Path) -> str:
+    """A file's text, whitespace-normalised line by line (a notebook: its cells' sources)."""
+    raw = path.read_bytes()
+    if path.suffix == ".ipynb":
+        try:
+            notebook = json.loads(raw)
+            text = "\n".join("".join(cell.get("source", "")) for cell in notebook.get("cells", []))
+        except (ValueError, AttributeError):
+            text = raw.decode("utf-8", "replace")
+    elif path.suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            text = "\n".join(archive.read(name).decode("utf-8", "replace") for name in archive.namelist())
+    else:
+        text = raw.decode("utf-8", "replace")
+    return "\n".join(normalise(line) for line in text.splitlines())
+
+
+def find_leaks(folder: Path, needles: dict[str, str], skip=lambda rel: False) -> list[str]:
+    """``"file: line (from where)"`` for every needle found in a file under ``folder``."""
+    leaks = []
+    for path in sorted(Path(folder).rglob("*")):
+        rel = path.relative_to(folder)
+        if not path.is_file() or skip(rel):
+            continue
+        text = searchable_text(path)
+        leaks += [f"{rel.as_posix()}: {needle!r} (from {where})" for needle, where in needles.items() if needle in text]
+    return leaks
+
+
+def check_no_leaks(folder: Path, *, hidden_tests_allowed: bool) -> None:
+    """No solution line and no hidden-test line in the hand-out. The autograder holds the
+    hidden tests (private, like the autograder itself): they are not searched there."""
+    in_hidden = (lambda rel: rel.parts[:2] == ("tests", "hidden")) if hidden_tests_allowed else (lambda rel: False)
+    leaks = find_leaks(folder, solution_needles(), skip=in_hidden)
+    leaks += find_leaks(folder, hidden_test_needles(), skip=in_hidden)
+    if (folder / "solutions").exists():
+        leaks.append("solutions/ is in the hand-out")
+    if not hidden_tests_allowed and (folder / "tests" / "hidden").exists():
+        leaks.append("tests/hidden/ is in the hand-out")
+    if leaks:
+        raise ReleaseError("the hand-out contains what it must not:\n  - " + "\n  - ".join(leaks[:30]))
+
+
+# -- the student release ----------------------------------------------------------------------
+
+
+def _points_table(rubric_text: str) -> tuple[str, float, str]:
+    rubric = tomllib.loads(rubric_text)
+    parts = rubric["parts"]
+    order = [p for p in PART_ORDER if p in parts] + [p for p in parts if p not in PART_ORDER]
+    rows = []
+    for number, name in enumerate(order, start=1):
+        spec = parts[name]
+        where = f"`transformer/{name}.py`" if (ROOT / "solutions" / "transformer" / f"{name}.py").is_file() else "(your trained model)"
+        points = float(spec["points"])
+        rows.append(f"| {number} | `{name}` | {where} | {points:g} | {spec.get('title', name)} |")
+    note = ""
+    if "translation" in parts and parts["translation"].get("bleu_thresholds"):
+        steps = ", ".join(f"BLEU ≥ {b:g}: {p:g}" for b, p in parts["translation"]["bleu_thresholds"])
+        note = (
+            f" The `translation` part is awarded by the BLEU score your model reaches after the"
+            f" grader trains it ({steps} points); it needs working `model`, `masks` and `decoding` parts."
+        )
+    return "\n".join(rows), float(rubric["total"]), note
+
+
+def render_readme(course: Course, rubric_text: str) -> str:
+    table, total, note = _points_table(rubric_text)
+    template = string.Template((TEMPLATES / "student" / "README.md").read_text(encoding="utf-8"))
+    return template.substitute(
+        course_name=course.name,
+        due=course.due,
+        submission_site=course.submission_site,
+        contact_line=f" Questions: {course.contact}." if course.contact else "",
+        points_table=table,
+        total=f"{total:g}",
+        translation_note=note,
+    )
+
+
+def _student_test_filter(path: str) -> bool:
+    """Public test files that exist (a part whose public file is not written yet has none)."""
+    return path.replace("\\", "/").startswith("tests/public/") and (ROOT / path).is_file()
+
+
+def missing_public_tests() -> list[str]:
+    """Public test files the rubric names that do not exist (yet)."""
+    with open(RUBRIC, "rb") as f:
+        raw = tomllib.load(f)
+    return sorted(
+        test for spec in raw.get("parts", {}).values() for test in spec.get("tests", ())
+        if test.replace("\\", "/").startswith("tests/public/") and not (ROOT / test).is_file()
+    )
+
+
+def build_student(out: Path, course: Course, *, verify: bool = True, make_zip: bool = True,
+                  python: str = sys.executable, log=print) -> Path:
+    """Write the student release to ``out`` (and ``out``.zip); return ``out``."""
+    from grader.notebooks import build_notebooks
+    from grader.stubs import stale_stubs
+
+    stale = stale_stubs()
+    if stale:
+        raise ReleaseError(f"assignments/ is out of date with solutions/ ({', '.join(stale)}): run `make stubs`")
+    if missing := missing_public_tests():
+        log(f"warning: the rubric names public test files that do not exist; left out: {', '.join(missing)}")
+    out = Path(out).resolve()
+    if out == ROOT or ROOT.is_relative_to(out):
+        raise ReleaseError(f"refusing to build into {out}")
+    if out.exists() and any(out.iterdir()):
+        if not ((out / "transformer").is_dir() and (out / "grader" / "rubric.toml").is_file()):
+            raise ReleaseError(f"{out} exists and is not a previous student release: refusing to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # The student's package: the stubs.
+    copy_tree(ROOT / "assignments" / "transformer", out / "transformer", skip=lambda rel: rel.suffix != ".py")
+    # Public tests and their support code.
+    copy_file(ROOT / "tests" / "conftest.py", out / "tests" / "conftest.py")
+    copy_tree(ROOT / "tests" / "support", out / "tests" / "support")
+    copy_tree(ROOT / "tests" / "public", out / "tests" / "public")
+    # The grader, without the builders; its rubric lists public test files only.
+    copy_tree(ROOT / "grader", out / "grader", skip=lambda rel: rel.parts[0] in BUILDERS or rel.name == "rubric.toml")
+    check_no_excluded_imports(out, BUILDERS)
+    rubric_text = render_rubric(
+        course,
+        keep_test=_student_test_filter,
+        header=(
+            "The rubric of the student release: only the PUBLIC test files are listed here.\n"
+            "The real grade also runs hidden tests (more cases of the same specification) and\n"
+            "trains your model for the `translation` part; points per part are as graded.\n"
+            f"Course: {course.name}. Generated by the instructors' `make release`; do not edit."
+        ),
+    )
+    (out / "grader" / "rubric.toml").write_text(rubric_text, encoding="utf-8")
+    # Project files and the student templates.
+    for name in ("requirements.txt", "pyproject.toml"):
+        copy_file(ROOT / name, out / name)
+    templates = TEMPLATES / "student"
+    for path in sorted(templates.rglob("*")):
+        rel = path.relative_to(templates)
+        if path.is_file() and not _ignored(rel) and rel.as_posix() != "README.md":
+            copy_file(path, out / rel)
+    (out / "README.md").write_text(render_readme(course, rubric_text), encoding="utf-8")
+    # Companion notebooks, defaulting to the student's own package (IMPL=".").
+    for lang in ("en", "ja"):
+        build_notebooks(lang=lang, out=out / "notebooks" / lang, default_impl=".")
+
+    check_no_leaks(out, hidden_tests_allowed=False)
+    if verify:
+        started = time.monotonic()
+        table = verify_student_release(out, python=python)
+        log(f"verified: `make check` in the release reports 0 points on the stubs "
+            f"({len(table)} parts, {time.monotonic() - started:.1f} s)")
+    _clean_build_litter(out)
+    if make_zip:
+        zip_path = out.with_suffix(".zip")
+        names = write_zip(out, zip_path, prefix=course.release_name)
+        log(f"wrote {zip_path} ({len(names)} files)")
+    return out
+
+
+CHECK_LINE = re.compile(r"^(?P<part>[a-z_]+)\s+(?P<passed>\d+)/(?P<total>\d+)\s+(?P<earned>[\d.]+)/(?P<points>[\d.]+)\s")
+TOTAL_LINE = re.compile(r"^total\s+(?P<earned>[\d.]+)/(?P<points>[\d.]+)")
+
+
+def clean_make_env(**extra: str) -> dict[str, str]:
+    """The environment for a nested ``make``: nothing inherited from an outer make's
+    command line (``make release IMPL=...`` must not leak into the release's ``make check``)."""
+    env = {
+        k: v for k, v in os.environ.items()
+        if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "MAKEFILES", "IMPL", "PART", "PY", "VENV", "OUT"}
+    }
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(extra)
+    return env
+
+
+# Loaded into the verification run only (``-p``): failing hypothesis tests skip the shrink
+# and explain phases. Every test still runs its explicit and generated examples, so what
+# passes and what fails is unchanged — but on the stubs, where everything fails, shrinking
+# would cost seconds per test.
+_FAST_FAILURES_PLUGIN = """
+from hypothesis import Phase, settings
+
+
+def pytest_configure(config):
+    settings.register_profile("release-verify", parent=settings.default, phases=[Phase.explicit, Phase.generate])
+    settings.load_profile("release-verify")
+"""
+
+
+def run_release_check(folder: Path, python: str = sys.executable, timeout: float = 900,
+                      fast_failures: bool = True) -> subprocess.CompletedProcess:
+    """Run the release's own ``make check`` with ``python`` (no virtual environment made)."""
+    if shutil.which("make") is None:
+        raise ReleaseError("`make` is not installed: cannot verify the release's Makefile")
+    with tempfile.TemporaryDirectory() as plugins:
+        extra = {}
+        if fast_failures:
+            (Path(plugins) / "_release_verify_plugin.py").write_text(_FAST_FAILURES_PLUGIN, encoding="utf-8")
+            extra = {
+                "PYTHONPATH": os.pathsep.join(filter(None, [plugins, os.environ.get("PYTHONPATH", "")])),
+                "PYTEST_ADDOPTS": " ".join(filter(None, [os.environ.get("PYTEST_ADDOPTS", ""), "-p _release_verify_plugin"])),
+            }
+        return subprocess.run(
+            ["make", "--no-print-directory", "check", f"PY={python}", "IMPL=.", "PART="],
+            cwd=folder, env=clean_make_env(**extra), capture_output=True, text=True, timeout=timeout,
+        )
+
+
+def parse_check_table(output: str) -> tuple[dict[str, tuple[int, int, float, float]], tuple[float, float] | None]:
+    """``make check``'s per-part table: {part: (passed, tests, earned, points)} and the total."""
+    parts, total = {}, None
+    for line in output.splitlines():
+        if match := CHECK_LINE.match(line):
+            parts[match["part"]] = (int(match["passed"]), int(match["total"]), float(match["earned"]), float(match["points"]))
+        elif match := TOTAL_LINE.match(line):
+            total = (float(match["earned"]), float(match["points"]))
+    return parts, total
+
+
+def verify_student_release(folder: Path, python: str = sys.executable) -> dict:
+    """The release's ``make check`` must report 0 points on the stubs, for every part with
+    public tests. Returns the per-part table."""
+    result = run_release_check(folder, python)
+    output = result.stdout + result.stderr
+    parts, total = parse_check_table(output)
+    rubric = tomllib.loads((folder / "grader" / "rubric.toml").read_text(encoding="utf-8"))
+    expected = {name for name, spec in rubric["parts"].items()
+                if any((folder / test).is_file() for test in spec.get("tests", ()))}
+    problems = []
+    if total is None:
+        problems.append("no `total` line in the output")
+    elif total[0] != 0:
+        problems.append(f"the stubs earn {total[0]:g} points, not 0")
+    missing = sorted(expected - set(parts))
+    if missing:
+        problems.append(f"parts with public tests missing from the table (collection errors?): {missing}")
+    earning = sorted(name for name, row in parts.items() if row[0] or row[2])
+    if earning:
+        problems.append(f"parts with passing tests on the stubs: {earning}")
+    if result.returncode == 0:
+        problems.append("`make check` exited 0 although every test must fail on the stubs")
+    if problems:
+        raise ReleaseError(
+            "the student release failed its self-verification:\n  - " + "\n  - ".join(problems)
+            + f"\n--- make check output (exit {result.returncode}) ---\n{output[-6000:]}"
+        )
+    return parts
+
+
+# -- the Gradescope autograder -----------------------------------------------------------------
+
+
+def build_autograder(zip_path: Path, course: Course, *, log=print) -> Path:
+    """Write the Gradescope autograder zip; return its path."""
+    zip_path = Path(zip_path).resolve()
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = Path(tmp) / "autograder"
+        templates = TEMPLATES / "autograder"
+        copy_file(templates / "setup.sh", stage / "setup.sh", executable=True)
+        copy_file(templates / "run_autograder", stage / "run_autograder", executable=True)
+        check_grade_args(course.grade_args)
+        (stage / "grade_args.txt").write_text("".join(f"{arg}\n" for arg in course.grade_args), encoding="utf-8")
+        for name in ("requirements.txt", "pyproject.toml"):
+            copy_file(ROOT / name, stage / name)
+        copy_tree(ROOT / "grader", stage / "grader",
+                  skip=lambda rel: rel.parts[0] in AUTOGRADER_EXCLUDE or rel.name == "rubric.toml")
+        check_no_excluded_imports(stage, AUTOGRADER_EXCLUDE)
+        rubric_text = render_rubric(
+            course,
+            header=(
+                "The rubric of the Gradescope autograder (public and hidden tests).\n"
+                f"Course: {course.name}. Generated by `make autograder` from grader/rubric.toml and course.toml."
+            ),
+        )
+        (stage / "grader" / "rubric.toml").write_text(rubric_text, encoding="utf-8")
+        copy_file(ROOT / "tests" / "conftest.py", stage / "tests" / "conftest.py")
+        for sub in ("support", "public", "hidden"):
+            if (ROOT / "tests" / sub).is_dir():
+                copy_tree(ROOT / "tests" / sub, stage / "tests" / sub)
+        check_no_leaks(stage, hidden_tests_allowed=True)
+        names = write_zip(stage, zip_path)
+    for required in ("setup.sh", "run_autograder"):
+        if required not in names:
+            raise ReleaseError(f"{required} is not at the root of {zip_path}")
+    log(f"wrote {zip_path} ({len(names)} files; upload it on Gradescope, see docs/gradescope.md)")
+    return zip_path
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    student = sub.add_parser("student", help="build dist/student/ and dist/student.zip")
+    student.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="course config (default: course.toml)")
+    student.add_argument("--out", type=Path, default=ROOT / "dist" / "student")
+    student.add_argument("--no-verify", action="store_true", help="skip running the release's `make check` on the stubs")
+    student.add_argument("--no-zip", action="store_true", help="write the folder only")
+    autograder = sub.add_parser("autograder", help="build dist/autograder.zip for Gradescope")
+    autograder.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="course config (default: course.toml)")
+    autograder.add_argument("--out", type=Path, default=ROOT / "dist" / "autograder.zip")
+    args = parser.parse_args(argv)
+    try:
+        course = load_course(args.config)
+        started = time.monotonic()
+        if args.command == "student":
+            out = build_student(args.out, course, verify=not args.no_verify, make_zip=not args.no_zip)
+            print(f"student release in {out} ({time.monotonic() - started:.1f} s)")
+        else:
+            build_autograder(args.out, course)
+    except ReleaseError as error:
+        print(f"release: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
