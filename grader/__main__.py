@@ -1,0 +1,73 @@
+"""``python -m grader <command>``: the grader's command line.
+
+    grade SUBMISSION --out DIR [--parts a,b] [--no-train]   grade one submission (grader/grade.py)
+    grade-all SUBMISSIONS --out DIR [--jobs N] [--force]     grade a folder of them (grader/grade_all.py)
+    stubs [--check]                                          regenerate assignments/ (grader/stubs.py)
+    train / translate / evaluate                             from grader.translation.cli, when present
+
+Extension point for the translation engineer: ``grader/translation/cli.py`` defines
+
+    def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+        '''Add `train`, `translate`, `evaluate` parsers; each sets `func=callable(args) -> int`.'''
+
+Each parser must ``set_defaults(func=...)``; the callable gets the parsed namespace and returns
+the exit status. An import error there disables only those commands (with the reason).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _unavailable(reason: str):
+    def run(args) -> int:
+        print(f"grader: `{args.command}` is unavailable: {reason}", file=sys.stderr)
+        return 1
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from grader import grade, grade_all
+
+    parser = argparse.ArgumentParser(prog="python -m grader", description=__doc__.split("\n\n")[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+
+    grade_parser = subparsers.add_parser("grade", help="grade one submission")
+    grade.add_arguments(grade_parser)
+    grade_parser.set_defaults(func=grade.main)
+
+    all_parser = subparsers.add_parser("grade-all", help="grade every submission in a folder")
+    grade_all.add_arguments(all_parser)
+    all_parser.set_defaults(func=grade_all.main)
+
+    # `stubs` is dispatched in main() before parsing, so that its own options pass through untouched.
+    subparsers.add_parser("stubs", help="generate assignments/ from solutions/ (see python -m grader.stubs -h)")
+
+    try:
+        from grader.translation import cli
+    except ImportError as error:
+        reason = ("grader/translation is not part of this installation" if getattr(error, "name", "")
+                  in ("grader.translation", "grader.translation.cli") else f"{type(error).__name__}: {error}")
+        for name in ("train", "translate", "evaluate"):
+            sub = subparsers.add_parser(name, help=f"(unavailable: {reason})")
+            sub.add_argument("rest", nargs=argparse.REMAINDER)
+            sub.set_defaults(func=_unavailable(reason))
+    else:
+        cli.add_subcommands(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["stubs"]:
+        from grader import stubs
+
+        return int(stubs.main(argv[1:]) or 0)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

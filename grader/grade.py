@@ -1,0 +1,540 @@
+"""``python -m grader grade SUBMISSION --out DIR``: grade one submission.
+
+    intake (copy .py files)  ->  static check  ->  for each part:
+        pytest.main(the part's public + hidden test files, plugins=[GradingPlugin])
+            the tests' `impl` is a SandboxedImplementation: a fresh worker process per part
+    ->  translation part (training in the worker, BLEU in the judge)
+    ->  scoring, dependency notes, banned-call flags  ->  results.json + report.md
+
+The tests are trusted and run *here*, in the judge; only the student's functions run in the
+worker. So a part is graded independently of every other: an import error, exception, NaN,
+crash or time-out in one part's worker costs that part's checks and nothing else. A part's
+points are shared equally by its checks; a part that uses a banned building block scores 0.
+
+Exit status: 0 whenever results.json was written (whatever the score, a rejected submission
+included); 1 with a one-line reason when the grader itself could not do its job; 2 for usage
+errors.
+
+Translation (extension point): when ``grader.translation.grading`` exists, its
+``grade_translation(proxy, rubric_part, out_dir) -> list[dict]`` is called with a
+``SandboxedImplementation`` for the part; it runs the training in the worker through
+``proxy.call_trusted("grader.translation.job:run", job)`` and returns check dicts::
+
+    {"name": "translation: BLEU on the test set", "score": 15.0, "max_score": 20.0,
+     "status": "passed" | "failed", "output": "BLEU 63.2 (>= 60 for 15 points) ...",
+     "visibility": "visible",          # optional
+     "report_md": "### Training\\n..."} # optional: markdown for report.md (curve, samples, picture)
+
+Files it writes into ``out_dir`` (the attention picture) stay there. Until that module exists
+the part is reported as "not graded (training unavailable)" with 0 points.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import inspect
+import io
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import pytest  # noqa: E402
+
+from grader.results import Check, GradeResult, PartResult, parts_table, write_outputs  # noqa: E402
+from grader.rubric import Part, Rubric, load_rubric  # noqa: E402
+from grader.sandbox import intake, static_check  # noqa: E402
+from grader.sandbox.process import GiB, Limits, SandboxUser, WorkerProcess, hide_from_worker, sandbox_user  # noqa: E402
+
+# grader.sandbox.proxy (and with it torch, pytest, hypothesis) is imported where it is used, so
+# that `python -m grader grade-all` and `--help` start fast.
+
+TRANSLATION = "translation"
+TRANSLATION_MODULE = "grader.translation.grading"
+HIDDEN_DIR = "tests/hidden/"
+PRIVATE_PATHS = ("grader", "tests", "solutions", ".git")  # unreadable to the worker's user
+MAX_MESSAGE_CHARS = 4000
+
+
+# --- options -----------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("submission", type=Path, help="folder holding transformer/ (or one level deeper), or a .zip")
+    parser.add_argument("--out", type=Path, required=True, help="where results.json and report.md go")
+    parser.add_argument("--parts", default=None, help="comma-separated parts to grade (default: all)")
+    parser.add_argument("--no-train", action="store_true", help="leave the translation (training) part out")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads in the judge and the workers (the tests use tiny tensors: more threads "
+                             "only spin and compete; the training job chooses its own)")
+    parser.add_argument("--call-timeout", type=float, default=60.0, help="seconds one call into student code may take")
+    parser.add_argument("--part-timeout", type=float, default=600.0, help="seconds per tested part")
+    parser.add_argument("--train-timeout", type=float, default=1800.0, help="seconds for the translation part")
+    parser.add_argument("--total-timeout", type=float, default=3600.0, help="seconds for the whole grade")
+    parser.add_argument("--memory-gib", type=float, default=6.0, help="address-space limit of a worker")
+    parser.add_argument("--no-privilege-drop", action="store_true", help="never run the worker as another user")
+    parser.add_argument("--no-lock-repo", action="store_true",
+                        help="as root, do not make grader/, tests/, solutions/, .git/ unreadable to the worker's user")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines, only the table")
+
+
+def select_parts(rubric: Rubric, parts: str | None, no_train: bool) -> tuple[list[str], dict[str, str]]:
+    """The parts to grade, in rubric order, and the ones left out with the reason."""
+    left_out: dict[str, str] = {}
+    if parts:
+        wanted = [p.strip() for p in parts.split(",") if p.strip()]
+        unknown = [p for p in wanted if p not in rubric.parts]
+        if unknown:
+            raise ValueError(f"unknown parts {unknown} (parts: {', '.join(rubric.parts)})")
+    else:
+        wanted = list(rubric.parts)
+    selected = []
+    for name in rubric.parts:
+        if name not in wanted:
+            continue
+        if name == TRANSLATION and no_train:
+            left_out[name] = "--no-train: training was skipped"
+            continue
+        selected.append(name)
+    return selected, left_out
+
+
+def test_files(part: Part) -> list[Path]:
+    return [ROOT / t for t in part.tests if (ROOT / t).is_file()]
+
+
+# --- the pytest plugin -------------------------------------------------------------------------
+
+
+def _humanize(name: str) -> str:
+    return name.removeprefix("test_").replace("_", " ").strip()
+
+
+def check_name(part: str, item) -> str:
+    function = getattr(item, "function", None)
+    doc = inspect.getdoc(function) if function is not None else None
+    original = getattr(item, "originalname", None) or item.name
+    what = doc.strip().splitlines()[0].strip().rstrip(".") if doc and doc.strip() else _humanize(original)
+    params = item.name[len(original):] if item.name.startswith(original) else ""
+    return f"{part}: {what}{' ' + params if params else ''}"
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def feedback(exc: BaseException) -> str:
+    """What the student reads for a failed check: the message, never grader internals."""
+    from grader.sandbox.proxy import SandboxError, StudentCodeError, TransportError, WorkerCrashed
+
+    exc = _leaf(exc)
+    if isinstance(exc, (StudentCodeError, WorkerCrashed)):
+        text = str(exc)
+    elif isinstance(exc, SandboxError):
+        text = f"the grader could not run this check (not your fault): {exc}"
+    elif isinstance(exc, TransportError):
+        text = f"the grader could not run this check (a problem in the test, not in your code): {exc}"
+    elif isinstance(exc, AssertionError):
+        text = str(exc) or "a check failed"
+    else:
+        text = (f"the check could not finish: {type(exc).__name__}: {exc}\n"
+                "  hint: does your code return the documented type and shape?")
+    notes = [n for n in getattr(exc, "__notes__", []) if isinstance(n, str) and n.startswith("Falsifying")]
+    if notes:
+        example = "\n".join(line for line in notes[0].splitlines() if "impl=" not in line)
+        text += "\n" + example
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "\n… (shortened)"
+
+
+class GradingPlugin:
+    """Puts the sandboxed ``impl`` behind the conftest's fixture and records each check."""
+
+    def __init__(self, part: str, make_impl):
+        self.part = part
+        self.make_impl = make_impl
+        self.impl = None  # the SandboxedImplementation, once a test asked for `impl`
+        self.epoch = 0
+        self.checks: dict[str, Check] = {}
+        self.errors: list[str] = []
+        self.skipped = 0
+
+    def pytest_configure(self, config):
+        config.transformer_implementation_factory = self._factory
+
+    def _factory(self):
+        self.impl = self.make_impl(lambda: self.epoch)
+        return self.impl
+
+    def pytest_sessionstart(self, session):
+        # Derandomised examples and no example database: a failure found for one student is
+        # never replayed for the next, and grading twice gives the same result. No "explain"
+        # phase: after a failure it re-runs dozens of variations (10x the time of the whole
+        # test on a stub) only to annotate the report; shrinking to a small example stays.
+        from hypothesis import Phase, settings
+
+        try:
+            parent = settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+        except Exception:
+            parent = settings.default
+        phases = tuple(p for p in parent.phases if p != Phase.explain)
+        settings.register_profile("grading", parent=parent, database=None, derandomize=True, phases=phases)
+        settings.load_profile("grading")
+
+    def pytest_runtest_setup(self, item):
+        self.epoch += 1  # the worker reseeds, as the conftest does in-process
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.errors.append(f"could not collect {report.nodeid}: {str(report.longrepr)[-1500:]}")
+
+    @staticmethod
+    def _hidden(item) -> bool:
+        return Path(str(item.fspath)).resolve().is_relative_to(ROOT / HIDDEN_DIR)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        """Attach what the student will read to the report, while the exception is at hand."""
+        outcome = yield
+        report = outcome.get_result()
+        report.grading_name = check_name(self.part, item)
+        report.grading_hidden = self._hidden(item)
+        report.grading_feedback = feedback(call.excinfo.value) if call.excinfo is not None else ""
+
+    def pytest_runtest_logreport(self, report):
+        """One check per test: its call outcome, or a failed setup/teardown."""
+        if report.skipped:
+            if report.when != "teardown":
+                self.skipped += 1
+            return
+        if report.when != "call" and report.passed:
+            return
+        existing = self.checks.get(report.nodeid)
+        if existing is not None:  # a teardown error after the call
+            if report.failed and existing.passed:
+                existing.passed, existing.output = False, getattr(report, "grading_feedback", "")
+            return
+        self.checks[report.nodeid] = Check(
+            part=self.part, name=getattr(report, "grading_name", report.nodeid), passed=report.passed,
+            output="" if report.passed else getattr(report, "grading_feedback", "") or "the check failed",
+            hidden=getattr(report, "grading_hidden", False),
+        )
+
+
+# --- running one part --------------------------------------------------------------------------
+
+
+def pytest_args(files: list[Path]) -> list[str]:
+    return [
+        *map(str, files),
+        "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT),
+        "-o", "addopts=", "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:xdist",
+        "-q", "--tb=no", "--no-header", "-W", "ignore::DeprecationWarning",
+    ]
+
+
+def run_tested_part(part: Part, files: list[Path], package_dir: Path, limits: Limits, user: SandboxUser,
+                    deadline: float, worker: WorkerProcess | None, log) -> tuple[PartResult, list[dict]]:
+    """Run the part's tests in this process against a fresh sandboxed worker."""
+    from grader.sandbox.proxy import SandboxedImplementation
+
+    started = time.monotonic()
+    result = PartResult(part.name, part.title, part.points)
+    plugin = GradingPlugin(part.name, lambda epoch: SandboxedImplementation(
+        package_dir, part.name, limits, user, deadline=deadline, epoch=epoch, worker=worker))
+    output = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            exit_code = pytest.main(pytest_args(files), plugins=[plugin])
+    finally:
+        if plugin.impl is not None:
+            plugin.impl.close()
+        elif worker is not None:
+            worker.cleanup()
+    violations = plugin.impl.violations if plugin.impl else []
+    result.requests = plugin.impl.requests if plugin.impl else 0
+    result.checks = list(plugin.checks.values())
+    result.seconds = time.monotonic() - started
+    if plugin.errors or int(exit_code) not in (0, 1) or not result.checks:
+        reason = "; ".join(plugin.errors) or f"pytest exit status {int(exit_code)}: {output.getvalue()[-800:]}"
+        log(f"grader problem in part {part.name}: {reason}")
+        result.status = "error"
+        result.message = "the grader could not run this part's checks"
+        result.checks = [Check(part.name, f"{part.name}: the checks could not run", False,
+                               "The grader could not run the checks of this part (not your fault; "
+                               "your instructor has been told).")]
+        result.grader_error = reason
+    if plugin.impl and plugin.impl.crashes:
+        result.message = plugin.impl.crashes[0][:160]
+    return result, violations
+
+
+def run_translation(part: Part, package_dir: Path, out_dir: Path, limits: Limits, user: SandboxUser,
+                    deadline: float) -> tuple[PartResult, list[dict]]:
+    """The translation part, through ``grader.translation.grading`` when it exists."""
+    started = time.monotonic()
+    result = PartResult(part.name, part.title, part.points)
+    try:
+        grading = importlib.import_module(TRANSLATION_MODULE)
+    except ModuleNotFoundError as error:
+        if error.name not in ("grader.translation", TRANSLATION_MODULE):
+            raise
+        result.status, result.message = "not graded", "not graded (training unavailable)"
+        result.checks = [Check(part.name, f"{part.name}: not graded (training unavailable)", False,
+                               "The training part of the grader is not available in this installation, "
+                               "so this part was not graded.", max_score=part.points)]
+        return result, []
+    from grader.sandbox.proxy import SandboxedImplementation, StudentCodeError, WorkerCrashed
+
+    proxy = SandboxedImplementation(package_dir, part.name, limits, user, deadline=deadline, max_restarts=0)
+    try:
+        raw = grading.grade_translation(proxy, part, out_dir)
+        result.checks = [_translation_check(part, item) for item in raw]
+        if not result.checks:
+            raise ValueError("grade_translation returned no checks")
+    except (StudentCodeError, WorkerCrashed) as error:
+        result.checks = [Check(part.name, f"{part.name}: your model trains and translates", False, feedback(error),
+                               max_score=part.points)]
+    finally:
+        proxy.close()
+    result.seconds = time.monotonic() - started
+    result.requests = proxy.requests
+    return result, proxy.violations
+
+
+def _translation_check(part: Part, item: dict) -> Check:
+    name = str(item.get("name", "translation"))
+    if not name.startswith(f"{part.name}: "):
+        name = f"{part.name}: {name}"
+    max_score = max(0.0, float(item.get("max_score", 0.0)))
+    score = min(max_score, max(0.0, float(item.get("score", 0.0))))
+    passed = item.get("status", "passed" if score >= max_score else "failed") == "passed"
+    picture = (item.get("extra_data") or {}).get("attention_png") or item.get("picture") or ""
+    return Check(part.name, name, passed, str(item.get("output", ""))[:MAX_MESSAGE_CHARS],
+                 hidden=item.get("visibility") in ("hidden", "after_published", "after_due_date"),
+                 max_score=max_score, score=score, report_md=str(item.get("report_md", "")),
+                 picture=Path(str(picture)).name if picture else "")
+
+
+# --- scoring -----------------------------------------------------------------------------------
+
+
+def share_points(part: PartResult) -> None:
+    """Points of a tested part are shared equally by its checks."""
+    if part.name == TRANSLATION or not part.checks:
+        return
+    each = part.points / len(part.checks)
+    for check in part.checks:
+        check.max_score = each
+        check.score = each if check.passed else 0.0
+
+
+def apply_violations(part: PartResult, descriptions: list[str]) -> None:
+    """A part that uses a banned building block scores 0, and says why on every check."""
+    if not descriptions:
+        return
+    part.violations = descriptions
+    reason = "Not counted: this part uses a building block the assignment bans:\n  " + "\n  ".join(descriptions)
+    for check in part.checks:
+        check.score = 0.0
+        check.passed = False
+        check.output = reason + ("\n\n" + check.output if check.output else "")
+    part.checks.append(Check(part.name, f"{part.name}: uses only allowed building blocks", False, reason))
+
+
+def dependency_notes(parts: list[PartResult], rubric: Rubric) -> None:
+    """A part that lost points while a part it builds on also did: say so first."""
+    lost = {p.name for p in parts if p.score < p.max_score - 1e-9}
+    for part in parts:
+        if part.name not in lost:
+            continue
+        failing = [d for d in rubric.parts[part.name].depends_on if d in lost]
+        if not failing:
+            continue
+        names = ", ".join(f"`{d}`" for d in failing)
+        if len(failing) == 1:
+            part.note = f"Note: part {names} also lost points; fix it first — `{part.name}` builds on it."
+        else:
+            part.note = f"Note: parts {names} also lost points; fix them first — `{part.name}` builds on them."
+        for check in part.checks:
+            if not check.passed:
+                check.output = part.note + "\n" + check.output
+
+
+def attribute_violation(violation: dict, graded_part: str, part_names) -> tuple[set[str], str]:
+    """Which parts a run-time violation affects, and its description."""
+    parts = set()
+    for file in [violation["file"], *violation.get("student_files", [])]:
+        stem = Path(file).stem
+        if stem in part_names:
+            parts.add(stem)
+            break
+    parts.update(p for p in violation.get("extra_parts", []) if p in part_names)
+    if not parts:
+        parts.add(graded_part)
+    text = (f"banned: {violation['call']} in {violation['file']}:{violation['line']} "
+            f"(part {', '.join(sorted(parts))}, seen at run time) — {violation['rule']}")
+    return parts, text
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
+def grade(args: argparse.Namespace, log=None) -> tuple[GradeResult, dict]:
+    """Grade one submission and write DIR/results.json and DIR/report.md."""
+    log = log or (lambda message: None)
+    started = time.monotonic()
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    os.environ["HYPOTHESIS_PROFILE"] = "ci"
+    rubric = load_rubric()
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))  # the judge's oracles are small too
+    selected, left_out = select_parts(rubric, args.parts, args.no_train)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = GradeResult(submission=Path(args.submission).name or str(args.submission),
+                         nonce=secrets.token_hex(16), left_out=left_out)
+    total_deadline = started + args.total_timeout
+
+    try:
+        submission = intake.prepare(args.submission)
+    except intake.IntakeError as error:
+        result.rejected = str(error)
+        result.flags.append(f"rejected: {error}")
+        for name in selected:
+            part = rubric.parts[name]
+            result.parts.append(PartResult(name, part.title, part.points, status="error", message="not graded",
+                                           checks=[Check(name, f"{name}: not graded", False, f"not graded: {error}",
+                                                         max_score=part.points)]))
+        result.execution_time = time.monotonic() - started
+        return result, write_outputs(result, out_dir)
+
+    try:
+        result.warnings += submission.warnings
+        user = sandbox_user(not args.no_privilege_drop)
+        if not args.no_lock_repo:
+            hide_from_worker(user, [ROOT / p for p in PRIVATE_PATHS])
+        result.sandbox = {**user.as_dict(), "python_isolated": True}
+        findings, notes = static_check.scan_package(submission.package_dir, set(rubric.parts))
+        result.warnings += notes
+        banned: dict[str, list[str]] = {}
+        for finding in findings:
+            result.flags.append(finding.describe())
+            if finding.severity == "banned":
+                for name in finding.parts:
+                    banned.setdefault(name, []).append(finding.describe())
+
+        def limits_for(seconds: float, memory_gib: float, call_s: float | None = None, cpu_threads: int = 1) -> Limits:
+            return Limits(call_s=call_s or min(args.call_timeout, seconds),
+                          cpu_s=int(seconds * max(args.threads, cpu_threads) + 60),
+                          memory_bytes=int(memory_gib * GiB), threads=args.threads)
+
+        tested = []
+        for name in selected:
+            if name == TRANSLATION:
+                continue
+            files = test_files(rubric.parts[name])
+            if files:
+                tested.append((name, files))
+            else:
+                left_out[name] = "no test files for this part in this installation"
+        result.sandbox["limits"] = limits_for(args.part_timeout, args.memory_gib).as_dict()
+
+        # Start each part's worker while the previous part's tests run (torch takes seconds to import).
+        workers: dict[str, WorkerProcess] = {}
+
+        def prestart(index: int) -> None:
+            if index < len(tested) and time.monotonic() < total_deadline:
+                name = tested[index][0]
+                workers[name] = WorkerProcess(submission.package_dir, name,
+                                              limits_for(args.part_timeout, args.memory_gib), user)
+
+        prestart(0)
+        by_name: dict[str, PartResult] = {}
+        violations: list[tuple[str, dict]] = []
+        for index, (name, files) in enumerate(tested):
+            part = rubric.parts[name]
+            if time.monotonic() >= total_deadline:
+                by_name[name] = PartResult(name, part.title, part.points, status="error", message="not run",
+                                           checks=[Check(name, f"{name}: not run", False,
+                                                         "not run: the time for the whole grade ran out")])
+                continue
+            prestart(index + 1)
+            deadline = min(time.monotonic() + args.part_timeout, total_deadline)
+            log(f"grading {name} ...")
+            part_result, part_violations = run_tested_part(
+                part, files, submission.package_dir, limits_for(args.part_timeout, args.memory_gib), user,
+                deadline, workers.pop(name, None), log)
+            by_name[name] = part_result
+            violations += [(name, v) for v in part_violations]
+            if part_result.grader_error:
+                result.flags.append(f"grader-error: part {name}: {part_result.grader_error[:300]}")
+            log(f"  {name}: {sum(c.passed for c in part_result.checks)}/{len(part_result.checks)} checks pass "
+                f"({part_result.seconds:.1f} s)")
+        for worker in workers.values():
+            worker.cleanup()
+
+        if TRANSLATION in selected:
+            part = rubric.parts[TRANSLATION]
+            deadline = min(time.monotonic() + args.train_timeout, total_deadline)
+            log("grading translation (training) ...")
+            part_result, part_violations = run_translation(
+                part, submission.package_dir, out_dir,
+                limits_for(args.train_timeout, max(args.memory_gib, 8.0), call_s=args.train_timeout, cpu_threads=4),
+                user, deadline)
+            by_name[TRANSLATION] = part_result
+            violations += [(TRANSLATION, v) for v in part_violations]
+
+        seen = set()
+        for graded_part, violation in violations:
+            parts, text = attribute_violation(violation, graded_part, rubric.parts)
+            key = (violation["call"], violation["file"], violation["line"])
+            if key not in seen:
+                seen.add(key)
+                result.flags.append(text)
+            for name in parts:
+                if text not in banned.get(name, []):
+                    banned.setdefault(name, []).append(text)
+
+        result.parts = [by_name[name] for name in rubric.parts if name in by_name]
+        for part in result.parts:
+            share_points(part)
+        for part in result.parts:
+            apply_violations(part, banned.get(part.name, []))
+        dependency_notes(result.parts, rubric)
+        result.left_out = {k: left_out[k] for k in rubric.parts if k in left_out}
+        result.execution_time = time.monotonic() - started
+        return result, write_outputs(result, out_dir)
+    finally:
+        submission.cleanup()
+
+
+def main(args: argparse.Namespace) -> int:
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    if not Path(args.submission).exists():
+        print(f"grader: no such submission: {args.submission}", file=sys.stderr)
+        return 2
+    try:
+        result, results = grade(args, log)
+    except ValueError as error:  # bad --parts and the like
+        print(f"grader: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # the grader could not do its job
+        reason = " ".join(f"{type(error).__name__}: {error}".split())
+        print(f"grader: could not grade {args.submission}: {reason[:400]}", file=sys.stderr)
+        return 1
+    print(parts_table(result))
+    if result.flags:
+        print("flags:\n  " + "\n  ".join(result.flags))
+    seal = results["extra_data"]["authenticity"]
+    print(f"results: {Path(args.out) / 'results.json'}")
+    print(f"authenticity: nonce={seal['nonce']} sha256={seal['sha256']}")
+    return 0

@@ -1,0 +1,364 @@
+"""Starting, limiting and killing the worker process.
+
+Each mechanism here answers one threat from code we run but do not trust:
+
+* **Separate process, own session** (``start_new_session``): a crash, ``os._exit`` or
+  ``sys.exit`` kills the worker, not the judge; at the end the whole process group (and
+  anything still in the worker's session) is SIGKILLed, so forked children do not linger.
+* **Fresh temporary directory** as cwd and ``HOME``/``TMPDIR``: files the code writes go
+  there and are deleted afterwards. It holds a *copy* of the worker's own code and of the
+  submission's ``.py`` files — nothing of the judge, the tests or the reference solution.
+* **Scrubbed environment** and ``python -I -B`` (isolated mode: no ``PYTHON*`` variables, no
+  user site-packages, no script directory on ``sys.path``): the host's configuration cannot
+  inject code into the worker, and the worker learns nothing from the judge's environment.
+* **Resource limits** (``setrlimit`` in ``preexec_fn``): CPU seconds, address space (memory),
+  size of files written, open files, and — when the worker runs as its own user — number of
+  processes. Plus a wall-clock deadline on every request, enforced by the judge.
+* **Captured output**: stdout/stderr go to files in a directory private to the judge, capped by
+  ``RLIMIT_FSIZE`` and read back truncated; they never reach the judge's terminal.
+* **Privilege separation** (only when the judge runs as root, as on Gradescope): the worker
+  runs as the unprivileged system user ``graderworker`` (created on demand). Its home is
+  the only place it can write, the code and submission copies are read-only to it, and the
+  judge makes ``grader/``, ``tests/``, ``solutions/`` and ``.git/`` unreadable to others
+  (``hide_from_worker``), so the hidden tests and the reference cannot be read. The results
+  file is written by the judge into a directory the worker cannot write, after the worker is
+  dead. When the interpreter itself is not reachable by an unprivileged user (for example a
+  Python under ``/root``) the drop is skipped and the reason recorded in ``results.json``.
+
+When *not* root, what still holds: process, session and resource isolation, the scrubbed
+environment, the data-only protocol and judge-side scoring. What does not: the worker runs
+as the grading user, so it can read whatever that user can read (including the tests) and
+could signal that user's other processes; ``RLIMIT_NPROC`` is not set (it would count all of
+that user's processes). A process that double-forks *and* leaves its session escapes the
+final kill (its CPU time is still capped by ``RLIMIT_CPU``); a container (Gradescope) or a
+cgroup closes that gap.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import resource
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GRADER_DIR = Path(__file__).resolve().parent.parent  # .../grader
+REPO_ROOT = GRADER_DIR.parent
+WORKER_USER = "graderworker"
+# What the worker needs of the grader, copied into its temporary directory (the originals
+# may be unreadable to it). Packages that do not exist yet are skipped.
+WORKER_FILES = ("sandbox/worker.py", "sandbox/protocol.py", "sandbox/tripwires.py")
+WORKER_PACKAGES = ("runtime", "translation")
+OUTPUT_TAIL_BYTES = 64 * 1024
+GiB = 1024**3
+
+
+@dataclass
+class Limits:
+    """Resource limits for one worker (and the deadlines the judge enforces around it)."""
+
+    call_s: float = 60.0  # wall clock for one request
+    cpu_s: int = 900  # RLIMIT_CPU: CPU seconds, all threads together
+    memory_bytes: int = 6 * GiB  # RLIMIT_AS: torch imports in ~1.5 GiB of address space
+    file_bytes: int = 64 * 1024 * 1024  # RLIMIT_FSIZE: largest file it may write (stdout included)
+    open_files: int = 256  # RLIMIT_NOFILE
+    processes: int = 512  # RLIMIT_NPROC, only with a dedicated user (threads count too)
+    threads: int = 1  # torch intra-op threads
+    startup_s: float = 60.0  # wall clock to import torch and say hello
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class SandboxUser:
+    """The unprivileged user the worker runs as (None: the drop is off, see ``reason``)."""
+
+    uid: int | None = None
+    gid: int | None = None
+    name: str | None = None
+    reason: str = ""
+    hidden_paths: list[str] = field(default_factory=list)
+
+    @property
+    def active(self) -> bool:
+        return self.uid is not None
+
+    def as_dict(self) -> dict:
+        return {"privilege_drop": self.active, "user": self.name, "reason": self.reason,
+                "hidden_from_worker": self.hidden_paths}
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Could a user with no special group read ``path`` (every directory above it: o+x)?"""
+    path = path.resolve()
+    try:
+        for parent in list(path.parents)[::-1]:
+            if not os.stat(parent).st_mode & stat.S_IXOTH:
+                return False
+        return bool(os.stat(path).st_mode & stat.S_IROTH)
+    except OSError:
+        return False
+
+
+def sandbox_user(enabled: bool = True) -> SandboxUser:
+    """Find (or create) the worker's user when running as root; explain when not possible."""
+    if not enabled:
+        return SandboxUser(reason="privilege drop disabled (--no-privilege-drop)")
+    if os.geteuid() != 0:
+        return SandboxUser(reason="the grader is not running as root, so the worker runs as the grading user")
+    import importlib.util
+
+    torch_spec = importlib.util.find_spec("torch")  # where torch lives, without importing it
+    needed = [Path(os.path.realpath(sys.executable)), Path(os.path.realpath(torch_spec.origin))]
+    blocked = [str(p) for p in needed if not _reachable_by_others(p)]
+    if blocked:
+        return SandboxUser(reason=f"an unprivileged user cannot reach the Python interpreter or torch ({blocked[0]}); "
+                                  "the worker runs as root")
+    try:
+        entry = pwd.getpwnam(WORKER_USER)
+    except KeyError:
+        try:
+            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", WORKER_USER],
+                           check=True, capture_output=True, timeout=30)
+            entry = pwd.getpwnam(WORKER_USER)
+        except (OSError, subprocess.SubprocessError, KeyError) as error:
+            return SandboxUser(reason=f"could not create the user {WORKER_USER}: {error}"[:300])
+    return SandboxUser(uid=entry.pw_uid, gid=entry.pw_gid, name=WORKER_USER)
+
+
+def hide_from_worker(user: SandboxUser, paths: list[Path]) -> None:
+    """Remove the 'other' permission bits of ``paths`` so the worker's user cannot read them.
+
+    Only when the worker really runs as its own user; root (the judge) keeps full access.
+    Idempotent; what was changed is recorded in ``user.hidden_paths``.
+    """
+    if not user.active:
+        return
+    for path in paths:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue
+        if mode & 0o007:
+            os.chmod(path, stat.S_IMODE(mode) & ~0o007)
+        user.hidden_paths.append(str(path))
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this (child) process when its parent dies (best effort)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def _apply_limits(limits: Limits, dedicated_user: bool) -> None:  # runs in the child, before exec
+    die_with_parent()  # a judge that is killed takes its worker along
+
+    def cap(kind, value):
+        soft, hard = resource.getrlimit(kind)
+        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        resource.setrlimit(kind, (value, value))
+
+    cap(resource.RLIMIT_CPU, int(limits.cpu_s))
+    cap(resource.RLIMIT_AS, int(limits.memory_bytes))
+    cap(resource.RLIMIT_FSIZE, int(limits.file_bytes))
+    cap(resource.RLIMIT_NOFILE, int(limits.open_files))
+    cap(resource.RLIMIT_CORE, 0)
+    if dedicated_user:
+        cap(resource.RLIMIT_NPROC, int(limits.processes))
+
+
+def _copy_worker_code(destination: Path) -> None:
+    (destination / "grader" / "sandbox").mkdir(parents=True)
+    (destination / "grader" / "__init__.py").write_text('"""Worker copy of the grader (trusted helpers only)."""\n')
+    (destination / "grader" / "sandbox" / "__init__.py").write_text("")
+    for name in WORKER_FILES:
+        shutil.copy2(GRADER_DIR / name, destination / "grader" / name)
+    for package in WORKER_PACKAGES:
+        source = GRADER_DIR / package
+        if source.is_dir():
+            shutil.copytree(source, destination / "grader" / package,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+def _clean_env(home: Path, threads: int) -> dict:
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "TMPDIR": str(home),
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "OMP_WAIT_POLICY": "PASSIVE",  # idle OpenMP threads sleep instead of spinning between requests
+    }
+
+
+def _rmtree(path: Path) -> None:
+    def retry(function, name, _):
+        try:
+            os.chmod(os.path.dirname(name), 0o700)
+            os.chmod(name, 0o700)
+            function(name)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=retry)
+
+
+class WorkerProcess:
+    """One running worker: its process, pipes, capture files and temporary directories."""
+
+    def __init__(self, package_dir: Path, part: str, limits: Limits, user: SandboxUser):
+        self.part = part
+        self.limits = limits
+        self.killed_by_us: str | None = None  # why we killed it ("timeout", "protocol", "closed")
+        # The judge's private directory (0700): capture files the worker cannot reopen.
+        self.private = Path(tempfile.mkdtemp(prefix=f"grader-judge-{part}-"))
+        # The worker's directory: code and submission read-only to it, home writable.
+        self.root = Path(tempfile.mkdtemp(prefix=f"grader-worker-{part}-"))
+        os.chmod(self.root, 0o755)
+        _copy_worker_code(self.root / "code")
+        shutil.copytree(package_dir, self.root / "submission" / "transformer")
+        home = self.root / "home"
+        home.mkdir(mode=0o700)
+        if user.active:
+            os.chown(home, user.uid, user.gid)
+        self.stdout = open(self.private / "stdout", "wb")
+        self.stderr = open(self.private / "stderr", "wb")
+        request_read, self.request_fd = os.pipe()
+        self.response_fd, response_write = os.pipe()
+        command = [
+            sys.executable, "-I", "-B", str(self.root / "code" / "grader" / "sandbox" / "worker.py"),
+            "--request-fd", str(request_read), "--response-fd", str(response_write),
+            "--code-root", str(self.root / "code"),
+            "--package-dir", str(self.root / "submission" / "transformer"),
+            "--part", part, "--threads", str(limits.threads),
+        ]
+        extra = {"user": user.uid, "group": user.gid, "extra_groups": []} if user.active else {}
+        try:
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=self.stdout, stderr=self.stderr,
+                pass_fds=(request_read, response_write), close_fds=True, cwd=home,
+                env=_clean_env(home, limits.threads), start_new_session=True,
+                preexec_fn=lambda: _apply_limits(limits, user.active), **extra,
+            )
+        finally:
+            os.close(request_read)
+            os.close(response_write)
+        os.set_blocking(self.request_fd, False)
+        os.set_blocking(self.response_fd, False)
+        self.started = time.monotonic()
+        self.greeted = False
+
+    # --- talking ---------------------------------------------------------------------------
+
+    def wait_ready(self, deadline: float) -> dict:
+        """Wait for the worker's hello (it has imported torch and installed the tripwires)."""
+        reply = self.receive(min(deadline, self.started + self.limits.startup_s))
+        self.greeted = True
+        return reply
+
+    def send(self, payload: bytes, deadline: float) -> None:
+        from grader.sandbox import protocol  # imports torch: only where a worker is talked to
+
+        protocol.write_message(self.request_fd, payload, deadline)
+
+    def receive(self, deadline: float) -> bytes:
+        from grader.sandbox import protocol
+
+        return protocol.read_message(self.response_fd, deadline)
+
+    # --- ending ----------------------------------------------------------------------------
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self, why: str = "closed") -> None:
+        """SIGKILL the worker's process group and anything left in its session; clean up."""
+        if self.killed_by_us is None and self.alive():
+            self.killed_by_us = why
+        for target in (self.process.pid,):
+            try:
+                os.killpg(target, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        _kill_session(self.process.pid)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        for fd in (self.request_fd, self.response_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.request_fd = self.response_fd = -1
+
+    def cleanup(self) -> None:
+        if self.request_fd != -1:
+            self.kill()
+        for f in (self.stdout, self.stderr):
+            f.close()
+        _rmtree(self.root)
+        _rmtree(self.private)
+
+    def output_tail(self, which: str = "stderr", limit: int = OUTPUT_TAIL_BYTES) -> str:
+        path = self.private / which
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(0, os.path.getsize(path) - limit))
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def death(self) -> str:
+        """Why the worker is gone, in a student's words."""
+        code = self.process.poll()
+        if self.killed_by_us == "timeout":
+            return "ran out of time"
+        if code is None:
+            return "stopped answering"
+        if code < 0:
+            signal_number = -code
+            if signal_number == signal.SIGKILL:
+                return "was killed (most likely it ran out of memory)"
+            if signal_number == signal.SIGXCPU:
+                return f"ran out of CPU time (limit: {self.limits.cpu_s} s)"
+            if signal_number == signal.SIGXFSZ:
+                return "wrote a file (or printed) more than the size limit"
+            if signal_number == signal.SIGSEGV:
+                return "crashed (segmentation fault)"
+            try:
+                return f"was killed by signal {signal.Signals(signal_number).name}"
+            except ValueError:
+                return f"was killed by signal {signal_number}"
+        return f"exited with status {code} (does your code call sys.exit(), exit() or os._exit()?)"
+
+
+def _kill_session(session_id: int) -> None:
+    """SIGKILL every process whose session is the worker's (children that left its group)."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            if int(fields[3]) == session_id:  # fields after "(comm)": state ppid pgrp session ...
+                os.kill(int(entry), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            continue

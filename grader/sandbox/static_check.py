@@ -1,0 +1,292 @@
+"""A static pass over the submission's source for the building blocks the assignment bans.
+
+Threat: a student who imports ``nn.LayerNorm`` or ``F.scaled_dot_product_attention`` gets the
+numbers right without doing the work. The run-time tripwires (``tripwires.py``, same rule
+table) only see what the tests execute; this pass reads every file, without running it.
+
+Names are resolved through the file's imports and simple assignments, so all of these are
+``torch.nn.LayerNorm``::
+
+    nn.LayerNorm(d)                     from torch.nn import LayerNorm as X; X(d)
+    torch.nn.modules.normalization.LayerNorm
+    getattr(torch.nn, "Layer" + "Norm")  (constant-foldable strings, f-strings, "".join)
+    vars(F)["layer_norm"], F.__dict__["layer_norm"]
+    importlib.import_module("torch.nn.functional").layer_norm
+
+A *use* of a banned name is a ``banned`` finding; importing it without using it, and dynamic
+machinery (``importlib``, ``__import__``, ``exec``/``eval``/``compile``, ``getattr`` with a computed
+name on torch, ``torch.ops``/``torch._C``) are ``suspicious`` — reported as flags for a human, not
+scored. A finding affects the part of the file it is in (``attention.py`` -> ``attention``); a
+helper file affects the parts whose modules import it; ``nn.Transformer*`` also affects
+``model``; ``F.cross_entropy``/``nn.CrossEntropyLoss`` are banned only inside
+``training.LabelSmoothingLoss`` (elsewhere in ``training.py`` they are suspicious).
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+from grader.sandbox.tripwires import BANS_BY_PATH, IN_LABEL_SMOOTHING
+
+CONTRACT_MODULES = ("masks", "attention", "feed_forward", "normalization", "embedding",
+                    "layers", "model", "decoding", "training")
+DYNAMIC_CALLS = {"__import__", "exec", "eval", "compile"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    file: str  # "transformer/normalization.py"
+    line: int
+    call: str  # what was found, e.g. "nn.LayerNorm"
+    rule: str
+    severity: str  # "banned" | "suspicious"
+    parts: tuple[str, ...]
+
+    def describe(self) -> str:
+        where = f"{self.file}:{self.line}"
+        parts = f" (part {', '.join(self.parts)})" if self.parts else ""
+        return f"{self.severity}: {self.call} in {where}{parts} — {self.rule}"
+
+
+def canonical(path: str) -> str:
+    """Map the many spellings of one torch object to the name the rule table uses."""
+    parts = path.split(".")
+    if parts[:3] == ["torch", "nn", "modules"] and len(parts) >= 5:
+        return "torch.nn." + parts[-1]
+    if parts[:3] == ["torch", "_C", "_nn"] and len(parts) == 4:
+        return "torch.nn.functional." + parts[3]
+    return path
+
+
+def fold(node) -> str | None:
+    """The value of a constant string expression, or None."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = fold(node.left), fold(node.right)
+        return left + right if left is not None and right is not None else None
+    if isinstance(node, ast.JoinedStr):
+        pieces = []
+        for value in node.values:
+            if isinstance(value, ast.FormattedValue):
+                value = value.value
+            piece = fold(value)
+            if piece is None:
+                return None
+            pieces.append(piece)
+        return "".join(pieces)
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join"
+            and len(node.args) == 1 and isinstance(node.args[0], (ast.List, ast.Tuple))):
+        separator = fold(node.func.value)
+        items = [fold(e) for e in node.args[0].elts]
+        if separator is not None and all(i is not None for i in items):
+            return separator.join(items)
+    return None
+
+
+class _FileScanner(ast.NodeVisitor):
+    def __init__(self, filename: str, module: str):
+        self.filename = filename
+        self.module = module
+        self.aliases: dict[str, str] = {}
+        self.findings: list[tuple[int, str, str, str, str]] = []  # line, call, path, rule, severity
+        self.class_stack: list[str] = []
+
+    # resolution -------------------------------------------------------------------------
+
+    def resolve(self, node) -> str | None:
+        if isinstance(node, ast.Name):
+            return self.aliases.get(node.id)
+        if isinstance(node, ast.Attribute):
+            base = self.resolve(node.value)
+            if base is None:
+                return None
+            if node.attr == "__dict__":
+                return base + ".__dict__"
+            return f"{base}.{node.attr}"
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2:
+                base, name = self.resolve(node.args[0]), fold(node.args[1])
+                return f"{base}.{name}" if base and name else None
+            if isinstance(func, ast.Name) and func.id == "vars" and len(node.args) == 1:
+                base = self.resolve(node.args[0])
+                return base + ".__dict__" if base else None
+            if isinstance(func, ast.Name) and func.id == "__import__" and node.args:
+                name = fold(node.args[0])
+                return name.split(".")[0] if name else None
+            target = self.resolve(func)
+            if target == "importlib.import_module" and node.args:
+                return fold(node.args[0])
+            return None
+        if isinstance(node, ast.Subscript):
+            base = self.resolve(node.value)
+            key = fold(node.slice)
+            if base and base.endswith(".__dict__") and key:
+                return f"{base.removesuffix('.__dict__')}.{key}"
+        return None
+
+    # imports and aliases ------------------------------------------------------------------
+
+    def collect_aliases(self, tree) -> None:
+        for _ in range(3):  # a few rounds let `X = nn.LayerNorm` follow `from torch import nn`
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    for alias in node.names:
+                        if alias.asname:
+                            self.aliases[alias.asname] = alias.name
+                        else:
+                            top = alias.name.split(".")[0]
+                            self.aliases[top] = top
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    for alias in node.names:
+                        if alias.name != "*":
+                            self.aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+                elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                    target = self.resolve(node.value)
+                    if target and target.split(".")[0] in ("torch", "importlib"):
+                        self.aliases[node.targets[0].id] = target
+
+    # findings -----------------------------------------------------------------------------
+
+    def add(self, node, call: str, rule: str, severity: str) -> None:
+        self.findings.append((getattr(node, "lineno", 0), call, rule, severity, self.module))
+
+    def check_path(self, node, path: str | None, imported: bool = False) -> None:
+        if not path:
+            return
+        ban = BANS_BY_PATH.get(canonical(path))
+        if ban is not None:
+            if imported:
+                self.add(node, ban.label, f"imports it — {ban.rule}", "suspicious")
+            elif ban.scope == IN_LABEL_SMOOTHING and not (self.module == "training" and "LabelSmoothingLoss" in self.class_stack):
+                if self.module == "training":
+                    self.add(node, ban.label, "used in training.py outside LabelSmoothingLoss — check that the loss "
+                                              "does not rely on it", "suspicious")
+            else:
+                self.add(node, ban.label, ban.rule, "banned")
+            return
+        first = path.split(".")
+        if first[:2] in (["torch", "ops"], ["torch", "_C"]) and len(first) >= 3:
+            self.add(node, ".".join(first[:3]), "reaches PyTorch's internals directly", "suspicious")
+
+    def visit_ClassDef(self, node):
+        self.class_stack.append(node.name)
+        self.generic_visit(node)
+        self.class_stack.pop()
+
+    def visit_ImportFrom(self, node):
+        if node.level == 0 and node.module:
+            for alias in node.names:
+                self.check_path(node, f"{node.module}.{alias.name}", imported=True)
+            if node.module.split(".")[0] == "importlib":
+                self.add(node, "importlib", "imports modules by name at run time", "suspicious")
+
+    def visit_Import(self, node):
+        for alias in node.names:
+            if alias.name.split(".")[0] == "importlib":
+                self.add(node, "importlib", "imports modules by name at run time", "suspicious")
+
+    def visit_Call(self, node):
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in DYNAMIC_CALLS and func.id not in self.aliases:
+            self.add(node, f"{func.id}()", "runs or imports code chosen at run time", "suspicious")
+        if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2:
+            base = self.resolve(node.args[0])
+            if base and base.startswith("torch") and fold(node.args[1]) is None:
+                self.add(node, f"getattr({base}, ...)", "looks up a torch attribute by a computed name", "suspicious")
+        self.check_path(node, self.resolve(node))
+        self.generic_visit(node)
+
+    def visit_Attribute(self, node):
+        self.check_path(node, self.resolve(node))
+        self.generic_visit(node)
+
+    def visit_Name(self, node):
+        if isinstance(node.ctx, ast.Load):
+            self.check_path(node, self.aliases.get(node.id))
+
+    def visit_Subscript(self, node):
+        self.check_path(node, self.resolve(node))
+        self.generic_visit(node)
+
+
+def _imports_of(tree, module: str) -> set[str]:
+    """The package modules a file imports (relative or ``transformer.x``)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level >= 1 or (node.module or "").split(".")[0] == "transformer":
+                base = (node.module or "") if node.level else (node.module or "").removeprefix("transformer")
+                base = base.strip(".")
+                if base:
+                    found.add(base.split(".")[0])
+                else:
+                    found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("transformer."):
+                    found.add(alias.name.split(".")[1])
+    found.discard(module)
+    return found
+
+
+def scan_package(package_dir: Path, parts: set[str] | None = None) -> tuple[list[Finding], list[str]]:
+    """Scan every ``.py`` file under ``package_dir``.
+
+    Returns ``(findings, notes)``; notes are things worth telling the student that are not
+    findings (a file that does not parse — the tests report that — or an ``__init__.py``
+    with definitions the grader does not run).
+    """
+    parts = set(parts if parts is not None else CONTRACT_MODULES)
+    package_dir = Path(package_dir)
+    trees, raw, notes = {}, [], []
+    for path in sorted(package_dir.rglob("*.py")):
+        relative = "transformer/" + path.relative_to(package_dir).as_posix()
+        module = path.relative_to(package_dir).with_suffix("").as_posix().replace("/", ".")
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"), filename=relative)
+        except (SyntaxError, ValueError):
+            continue  # the tests of that part report the syntax error
+        trees[module] = tree
+        if module == "__init__" and any(isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                                        for n in tree.body):
+            notes.append("transformer/__init__.py defines functions or classes, but the grader does not run "
+                         "__init__.py: put every part of the API in its own module")
+        scanner = _FileScanner(relative, module)
+        scanner.collect_aliases(tree)
+        scanner.visit(tree)
+        raw.extend((relative, *f) for f in scanner.findings)
+
+    importers: dict[str, set[str]] = {}
+    for module, tree in trees.items():
+        for imported in _imports_of(tree, module.split(".")[0]):
+            importers.setdefault(imported, set()).add(module.split(".")[0])
+
+    def affected(module: str) -> set[str]:
+        top = module.split(".")[0]
+        if top in parts:
+            return {top}
+        seen, stack, result = {top}, [top], set()
+        while stack:
+            for user in importers.get(stack.pop(), ()):
+                if user in parts:
+                    result.add(user)
+                elif user not in seen:
+                    seen.add(user)
+                    stack.append(user)
+        return result
+
+    findings, seen = [], set()
+    for relative, line, call, rule, severity, module in raw:
+        ban_parts = set(affected(module))
+        ban = next((b for b in BANS_BY_PATH.values() if b.label == call), None)
+        if ban is not None and severity == "banned":
+            ban_parts.update(p for p in ban.extra_parts if p in parts)
+        finding = Finding(relative, line, call, rule, severity, tuple(sorted(ban_parts)))
+        key = (relative, line, call, severity)
+        if key not in seen:
+            seen.add(key)
+            findings.append(finding)
+    return findings, notes
