@@ -1,0 +1,89 @@
+"""The grading hook that runs *inside* the grader's sandboxed worker, next to the student's
+code: train the student's ``transformer.model.Transformer`` with the trusted loop, translate
+the test sources, and read one attention map. Plain data in, plain data out.
+
+Imports: the standard library, torch, and ``grader.translation`` (worker-safe modules only);
+the student's package is imported as ``transformer`` (already importable in the worker).
+Scoring (sacrebleu) and drawing (matplotlib) happen in the judge (``grading.py``).
+
+``run(job)`` takes::
+
+    {"train": [[english, japanese], ...],   # tokenised training pairs
+     "sources": [english, ...],              # test sources (no references)
+     "seed": 0,
+     "steps": 900, "seconds": 170,           # budget: steps and/or a wall-clock cap
+     "threads": 2,                           # torch.set_num_threads (None: leave it)
+     "model": {"d_model": 128, ...},         # ModelConfig fields; missing ones: defaults
+     "attention_example": "this is a pen .",
+     # optional: "training": {TrainConfig fields: max_tokens, warmup, lr_factor, ...},
+     #           "beam": 0 (greedy) or a beam size, "device": "auto" | "cpu" | "cuda"}
+
+and returns::
+
+    {"hypotheses": [japanese, ...],          # one per source, in order
+     "losses": [[step, loss], ...],
+     "tokens_per_second": float,
+     "attention": {"source": [...], "target": [...],
+                   "cross": (h, T_tgt, T_src) nested lists, "encoder": (h, T_src, T_src) | None},
+     "steps": int, "seconds": float, "epochs": float, "stopped_by": "steps" | "time",
+     "parameters": int, "device": str, "decode_seconds": float}
+"""
+from __future__ import annotations
+
+import time
+
+from .batching import encode_pairs
+from .decode import attention_maps, translate
+from .train import ImportedImplementation, ModelConfig, TrainConfig, build_model, count_parameters, train_model
+from .vocab import Vocab
+
+DEFAULT_MODEL = {"d_model": 128, "num_heads": 4, "num_layers": 2, "d_ff": 512, "dropout": 0.1}
+TRAINING_KEYS = ("max_tokens", "warmup", "lr_factor", "log_every", "bf16", "deterministic")
+
+
+def run(job: dict) -> dict:
+    pairs = [(str(en), str(ja)) for en, ja in job["train"]]
+    sources = [str(s) for s in job.get("sources", [])]
+    seed = int(job.get("seed", 0))
+    steps = job.get("steps")
+    seconds = job.get("seconds")
+    model_config = ModelConfig.from_dict({**DEFAULT_MODEL, **dict(job.get("model") or {})})
+    overrides = {k: v for k, v in dict(job.get("training") or {}).items() if k in TRAINING_KEYS}
+    config = TrainConfig(steps=None if steps is None else int(steps),
+                         seconds=None if seconds is None else float(seconds),
+                         seed=seed, threads=job.get("threads"), device=str(job.get("device", "auto")),
+                         **overrides)
+
+    impl = ImportedImplementation("transformer")
+    src_vocab = Vocab.build(en for en, _ in pairs)
+    tgt_vocab = Vocab.build(ja for _, ja in pairs)
+    examples = encode_pairs(pairs, src_vocab, tgt_vocab)
+    model = build_model(impl, len(src_vocab), len(tgt_vocab), model_config, seed=seed)
+    result = train_model(model, impl, examples, config)
+
+    start = time.perf_counter()
+    hypotheses = translate(model, impl, src_vocab, tgt_vocab, sources, beam=int(job.get("beam", 0) or 0),
+                           bf16=config.bf16)
+    decode_seconds = time.perf_counter() - start
+
+    attention = None
+    example = job.get("attention_example")
+    if example:
+        try:
+            attention = attention_maps(model, impl, src_vocab, tgt_vocab, str(example))
+        except Exception as error:  # a picture is a bonus; never lose the grade over it
+            attention = {"error": f"{type(error).__name__}: {error}"}
+
+    return {
+        "hypotheses": hypotheses,
+        "losses": result.losses,
+        "tokens_per_second": result.tokens_per_second,
+        "attention": attention,
+        "steps": result.steps,
+        "seconds": result.seconds,
+        "epochs": result.epochs,
+        "stopped_by": result.stopped_by,
+        "parameters": count_parameters(model),
+        "device": result.device,
+        "decode_seconds": decode_seconds,
+    }

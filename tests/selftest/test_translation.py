@@ -1,0 +1,393 @@
+"""Self-tests of the translation training (grader/translation, grader/bench.py).
+
+They run against the reference (``--impl solutions``, as ``make test`` does) on a tiny
+stand-in corpus, with tiny models, so that the whole file stays within a few tens of seconds.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from grader.translation import attention_plot, batching, cli, decode, enja, evaluate, grading, job, train
+from grader.translation.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocab
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED_ENJA = ROOT.parent / "shared" / "data" / "small_parallel_enja"
+
+TINY_MODEL = train.ModelConfig(d_model=32, num_heads=2, num_layers=1, d_ff=64, dropout=0.0, max_len=64)
+
+
+def tiny_corpus() -> list[tuple[str, str]]:
+    """English SVO -> Japanese SOV, 4 x 3 x 3 sentences plus two copulas."""
+    subjects = {"the dog": "犬", "the cat": "猫", "the boy": "少年", "the girl": "少女"}
+    objects = {"the apple": "りんご", "the book": "本", "the pen": "ペン"}
+    verbs = {"sees": "見 ます", "eats": "食べ ます", "buys": "買い ます"}
+    pairs = [(f"{s} {v} {o} .", f"{sj} は {oj} を {vj} 。")
+             for s, sj in subjects.items() for o, oj in objects.items() for v, vj in verbs.items()]
+    return pairs + [("this is a pen .", "これ は ペン です 。"), ("this is a book .", "これ は 本 です 。")]
+
+
+@dataclasses.dataclass(frozen=True)
+class TinyCorpus:
+    train: list
+    valid: list
+    test: list
+    length: list
+
+
+def tiny_corpus_object() -> TinyCorpus:
+    pairs = tiny_corpus()
+    return TinyCorpus(train=pairs, valid=pairs[:5], test=pairs[:8], length=[])
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine OpenMP threads that wait
+    for each other make every small op slow: one thread, restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def reference(request):
+    """The reference implementation, imported the way the test suite does."""
+    impl = request.getfixturevalue("impl")
+    root = getattr(impl, "root", None)
+    if root is None or Path(root).resolve() != (ROOT / "solutions").resolve():
+        pytest.skip("the translation self-tests train the reference: run them with --impl solutions")
+    return impl
+
+
+def vocabs(pairs):
+    return Vocab.build(en for en, _ in pairs), Vocab.build(ja for _, ja in pairs)
+
+
+def tiny_train(impl, steps=40, seed=0, target_mask_fn=None, max_tokens=120):
+    pairs = tiny_corpus()
+    src_vocab, tgt_vocab = vocabs(pairs)
+    examples = batching.encode_pairs(pairs, src_vocab, tgt_vocab)
+    model = train.build_model(impl, len(src_vocab), len(tgt_vocab), TINY_MODEL, seed=seed)
+    config = train.TrainConfig(steps=steps, seed=seed, threads=None, device="cpu", max_tokens=max_tokens,
+                               warmup=10, lr_factor=2.0, log_every=5)
+    result = train.train_model(model, impl, examples, config, target_mask_fn=target_mask_fn)
+    return model, src_vocab, tgt_vocab, result
+
+
+# --- vocabulary and batching ---------------------------------------------------------------------
+
+def test_vocabulary_round_trip():
+    pairs = tiny_corpus()
+    src_vocab, tgt_vocab = vocabs(pairs)
+    assert src_vocab.tokens[:4] == ["<pad>", "<s>", "</s>", "<unk>"]
+    assert (PAD_ID, BOS_ID, EOS_ID, UNK_ID) == (0, 1, 2, 3)
+    for en, ja in pairs:
+        assert src_vocab.decode(src_vocab.encode(en, eos=True)) == en
+        assert tgt_vocab.decode(tgt_vocab.encode(ja, bos=True, eos=True)) == ja
+    assert src_vocab.encode("the zebra") == [src_vocab.index["the"], UNK_ID]
+    assert Vocab.from_list(src_vocab.to_list()) == src_vocab
+    # ids do not depend on the order of the corpus
+    assert Vocab.build(en for en, _ in reversed(pairs)) == src_vocab
+
+
+def test_batches_respect_the_token_budget_and_sort_by_length():
+    pairs = tiny_corpus() + [("a b c d e f g h i j k l", "あ い う え お か き く け こ さ し")] * 3
+    src_vocab, tgt_vocab = vocabs(pairs)
+    examples = batching.encode_pairs(pairs, src_vocab, tgt_vocab)
+    budget = 60
+    batches = batching.token_batches(examples, budget, seed=0)
+    assert sorted(i for b in batches for i in b) == list(range(len(examples)))  # each example once
+    for b in batches:
+        sizes = [batching.example_size(examples[i]) for i in b]
+        assert len(b) * max(sizes) <= budget
+        assert sizes == sorted(sizes)
+    # bucketed: a batch spans a narrow range of lengths
+    assert all(max(batching.example_size(examples[i]) for i in b) - min(batching.example_size(examples[i]) for i in b)
+               <= 6 for b in batches)
+    # deterministic for a seed and epoch; another epoch shuffles differently
+    assert batching.token_batches(examples, budget, seed=0) == batches
+    assert batching.token_batches(examples, budget, seed=0, epoch=1) != batches
+    batch = batching.collate([examples[i] for i in batches[0]])
+    assert batch.src.size(0) * max(batch.src.size(1), batch.tgt_in.size(1)) <= budget
+    assert torch.equal(batch.tgt_in[:, 1:][batch.tgt_out[:, :-1] != PAD_ID],
+                       batch.tgt_out[:, :-1][batch.tgt_out[:, :-1] != PAD_ID])  # shifted by one
+
+
+# --- training ------------------------------------------------------------------------------------
+
+class CountingMasks:
+    """Wraps the implementation's masks module and counts the calls."""
+
+    def __init__(self, masks):
+        self.masks, self.calls = masks, {"padding_mask": 0, "target_mask": 0}
+
+    def padding_mask(self, tokens, pad_id):
+        self.calls["padding_mask"] += 1
+        return self.masks.padding_mask(tokens, pad_id)
+
+    def target_mask(self, tokens, pad_id):
+        self.calls["target_mask"] += 1
+        return self.masks.target_mask(tokens, pad_id)
+
+    def causal_mask(self, size, device=None):
+        return self.masks.causal_mask(size, device)
+
+
+class WrappedImpl:
+    def __init__(self, impl):
+        self.model, self.decoding, self.attention = impl.model, impl.decoding, impl.attention
+        self.masks = CountingMasks(impl.masks)
+
+
+def test_masks_come_from_the_implementation(reference):
+    wrapped = WrappedImpl(reference)
+    model, src_vocab, tgt_vocab, _ = tiny_train(wrapped, steps=3)
+    assert wrapped.masks.calls["padding_mask"] >= 3 and wrapped.masks.calls["target_mask"] >= 3
+    before = dict(wrapped.masks.calls)
+    decode.translate(model, wrapped, src_vocab, tgt_vocab, ["this is a pen ."])
+    assert wrapped.masks.calls["padding_mask"] > before["padding_mask"]
+
+
+def test_noam_schedule_is_the_papers():
+    assert train.noam(400, 128, 400) == pytest.approx(128 ** -0.5 * 400 ** -0.5)
+    assert train.noam(100, 128, 400) < train.noam(400, 128, 400) > train.noam(1600, 128, 400)
+    assert train.noam(1600, 128, 400) == pytest.approx(128 ** -0.5 * 1600 ** -0.5)
+
+
+def test_forty_steps_lower_the_loss(reference):
+    _, _, _, result = tiny_train(reference, steps=40)
+    assert result.steps == 40 and result.stopped_by == "steps"
+    first, last = result.losses[0][1], result.losses[-1][1]
+    assert math.isfinite(last) and last < first - 1.0, result.losses
+    assert result.tokens_per_second > 0
+
+
+def test_a_short_run_is_deterministic(reference):
+    a = tiny_train(reference, steps=12, seed=3)
+    b = tiny_train(reference, steps=12, seed=3)
+    assert a[3].losses == b[3].losses
+    for (name, p), (_, q) in zip(a[0].state_dict().items(), b[0].state_dict().items()):
+        assert torch.equal(p, q), name
+    c = tiny_train(reference, steps=12, seed=4)
+    assert c[3].losses != a[3].losses
+
+
+def test_time_budget_stops_training(reference):
+    pairs = tiny_corpus()
+    src_vocab, tgt_vocab = vocabs(pairs)
+    examples = batching.encode_pairs(pairs, src_vocab, tgt_vocab)
+    model = train.build_model(reference, len(src_vocab), len(tgt_vocab), TINY_MODEL)
+    result = train.train_model(model, reference, examples, train.TrainConfig(seconds=0.3, max_tokens=100, device="cpu"))
+    assert result.stopped_by == "time" and result.seconds >= 0.3
+
+
+# --- checkpoints and the command line ---------------------------------------------------------------
+
+@pytest.mark.slow
+def test_checkpoint_save_load_translate_round_trip(reference, tmp_path, capsys):
+    model, src_vocab, tgt_vocab, _ = tiny_train(reference, steps=60)
+    path = train.save_checkpoint(tmp_path / "run" / "checkpoint.pt", model, src_vocab, tgt_vocab, TINY_MODEL,
+                                 {"task": "synthetic", "impl": "solutions", "impl_root": str(ROOT / "solutions")})
+    raw = torch.load(path, weights_only=True)  # plain data only
+    assert raw["src_vocab"] == src_vocab.to_list() and raw["model_config"]["d_model"] == 32
+    loaded, src2, tgt2, _ = train.load_checkpoint(path, reference)
+    sentences = ["this is a pen .", "the dog sees the apple ."]
+    expected = decode.translate(model, reference, src_vocab, tgt_vocab, sentences)
+    assert decode.translate(loaded, reference, src2, tgt2, sentences) == expected
+    assert decode.translate(loaded, reference, src2, tgt2, sentences, beam=3)[0].split()
+    assert cli.main(["translate", "--checkpoint", str(path), "this is a pen ."]) == 0
+    assert capsys.readouterr().out.strip() == expected[0]
+
+
+def test_cli_parses_the_documented_commands():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add = cli.add_subcommands(parser.add_subparsers(dest="command", required=True))
+    assert set(add) == {"train", "translate", "evaluate"}
+    args = parser.parse_args(["train", "--impl", "solutions", "--task", "enja", "--data-dir", "d", "--device", "cpu",
+                              "--minutes", "2", "--seed", "3", "--threads", "2", "--out", "runs/x"])
+    config = cli.train_config_from_args(args)
+    assert (config.seconds, config.steps, config.seed, config.threads) == (120.0, None, 3, 2)
+    assert cli.train_config_from_args(parser.parse_args(["train"])).seconds == 180.0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--steps", "5", "--minutes", "1"])
+    args = parser.parse_args(["evaluate", "--checkpoint", "c.pt", "--beam", "4", "--split", "length"])
+    assert (args.beam, args.split, args.func) == (4, "length", cli.cmd_evaluate)
+    args = parser.parse_args(["translate", "--checkpoint", "c.pt", "--attention", "a.png", "this is a pen ."])
+    assert args.sentences == ["this is a pen ."] and args.attention == "a.png"
+
+
+# --- scoring --------------------------------------------------------------------------------------
+
+def test_bleu_and_exact_match():
+    refs = ["これ は ペン です 。", "犬 は 猫 を 見 ます 。"]
+    perfect = evaluate.score(refs, refs)
+    assert perfect["bleu"] == pytest.approx(100.0) and perfect["exact_match"] == 1.0
+    assert "tok:none" in perfect["signature"]
+    half = evaluate.score([refs[0], "猫 は 犬 を 見 ます 。"], refs)
+    assert half["exact_match"] == 0.5 and half["bleu"] < 100
+
+
+def test_points_from_bleu_thresholds():
+    part = {"points": 20, "bleu_thresholds": [[80.0, 20], [60.0, 15], [40.0, 10], [20.0, 5]]}
+    assert [grading.points_for(b, part) for b in (95, 80, 79.9, 60, 45, 20, 19.9, float("nan"))] == \
+        [20, 20, 15, 15, 10, 5, 0, 0]
+
+
+# --- small_parallel_enja ---------------------------------------------------------------------------
+
+@pytest.mark.skipif(not SHARED_ENJA.is_dir(), reason="no copy of small_parallel_enja at ../shared/data")
+def test_enja_loader_reads_the_shared_copy_and_checks_line_counts(tmp_path):
+    corpus = enja.load_enja(SHARED_ENJA, allow_download=False)
+    assert (len(corpus.train), len(corpus.valid), len(corpus.test)) == (50000, 500, 500)
+    assert all(en and ja for en, ja in corpus.test)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in enja.FILES:
+        (broken / name).write_text("".join(f"line {i}\n" for i in range(10)), encoding="utf-8")
+    with pytest.raises(enja.EnjaDataError, match="expected 50000"):
+        enja.load_enja(broken)
+
+
+def test_enja_download_failure_gives_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFORMER_ASSIGNMENT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(enja, "SHARED_COPY", tmp_path / "nowhere")
+
+    def offline(url, timeout=None):
+        raise urllib.error.URLError("no internet here")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(enja.EnjaDataError) as error:
+        enja.load_enja()
+    message = str(error.value)
+    assert "could not download small_parallel_enja" in message and "--data-dir" in message
+    assert "no internet here" in message and "train.en" in message
+    assert not (tmp_path / "cache" / "small_parallel_enja").exists()  # nothing half-downloaded
+    monkeypatch.undo()
+
+    monkeypatch.setenv("TRANSFORMER_ASSIGNMENT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(enja, "SHARED_COPY", tmp_path / "nowhere")
+    with pytest.raises(enja.EnjaDataError, match="could not download"):
+        enja.load_enja(base_url="http://127.0.0.1:9/")  # unreachable: connection refused
+    assert cli.main(["evaluate", "--checkpoint", str(tmp_path / "missing.pt")]) == 2
+
+
+# --- attention pictures ------------------------------------------------------------------------------
+
+def test_attention_png_is_written(reference, tmp_path):
+    model, src_vocab, tgt_vocab, _ = tiny_train(reference, steps=5)
+    maps = decode.attention_maps(model, reference, src_vocab, tgt_vocab, "this is a pen .", "これ は ペン です 。")
+    assert maps["source"] == ["this", "is", "a", "pen", ".", "</s>"]
+    assert maps["target"] == ["これ", "は", "ペン", "です", "。", "</s>"]
+    cross = torch.tensor(maps["cross"])
+    assert cross.shape == (2, 6, 6) and torch.allclose(cross.sum(-1), torch.ones(2, 6), atol=1e-5)
+    assert torch.tensor(maps["encoder"]).shape == (2, 6, 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", attention_plot.NoCJKFontWarning)
+        path = attention_plot.plot_attention_dict(tmp_path / "attention.png", maps)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_attention_png_without_a_cjk_font_warns_instead_of_failing(tmp_path, monkeypatch):
+    monkeypatch.setattr(attention_plot, "find_cjk_font", lambda: None)
+    cross = [[[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]]]
+    with pytest.warns(attention_plot.NoCJKFontWarning, match="fonts-noto-cjk"):
+        path = attention_plot.plot_attention(tmp_path / "a.png", ["pen", "</s>"], ["ペン", "です", "</s>"], cross)
+    assert path.is_file() and path.stat().st_size > 0
+
+
+# --- the grading hook --------------------------------------------------------------------------------
+
+def test_job_run_returns_the_documented_keys(reference):
+    pairs = tiny_corpus()
+    result = job.run({
+        "train": [[en, ja] for en, ja in pairs], "sources": [en for en, _ in pairs[:4]], "seed": 0,
+        "steps": 6, "seconds": 30, "threads": None,
+        "model": {"d_model": 32, "num_heads": 2, "num_layers": 1, "d_ff": 64, "max_len": 64},
+        "training": {"max_tokens": 120, "warmup": 10, "log_every": 2},
+        "attention_example": "this is a pen .",
+    })
+    assert {"hypotheses", "losses", "tokens_per_second", "attention"} <= set(result)
+    assert len(result["hypotheses"]) == 4 and all(isinstance(h, str) for h in result["hypotheses"])
+    assert [step for step, _ in result["losses"]] == [2, 4, 6]
+    assert result["tokens_per_second"] > 0 and result["steps"] == 6
+    attention = result["attention"]
+    assert attention["source"] == ["this", "is", "a", "pen", ".", "</s>"]
+    cross = torch.tensor(attention["cross"])
+    assert cross.shape == (2, len(attention["target"]), len(attention["source"]))
+    json.dumps(result)  # plain data all the way down
+
+
+def test_job_imports_only_worker_safe_modules():
+    import ast
+
+    allowed_roots = {"torch", "numpy", "__future__"}
+    import sys as _sys
+
+    stdlib = set(_sys.stdlib_module_names)
+    folder = ROOT / "grader" / "translation"
+    for name in ("job.py", "train.py", "decode.py", "batching.py", "vocab.py", "__init__.py"):
+        tree = ast.parse((folder / name).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = ["." if node.level else node.module]
+            else:
+                continue
+            for module in modules:
+                root = module.split(".")[0]
+                ok = module == "." or root in allowed_roots or root in stdlib or module.startswith("grader.translation")
+                # load_implementation (judge side only) imports the test suite's loader lazily
+                ok = ok or (name == "train.py" and module == "tests.support.implementation")
+                assert ok, f"{name} imports {module}: the worker has only torch, numpy and the standard library"
+
+
+def test_grade_translation_in_process(reference, tmp_path):
+    part = {"points": 20, "bleu_thresholds": [[80.0, 20], [60.0, 15], [40.0, 10], [20.0, 5]]}
+    checks = grading.grade_translation(
+        None, part, tmp_path, corpus=tiny_corpus_object(),
+        job_overrides={"steps": 4, "seconds": 20, "threads": None,
+                       "model": {"d_model": 32, "num_heads": 2, "num_layers": 1, "d_ff": 64, "max_len": 64},
+                       "training": {"max_tokens": 120, "warmup": 10}})
+    (check,) = checks
+    assert check["name"] == grading.CHECK_NAME and check["visibility"] == "visible"
+    assert check["max_score"] == 20 and 0 <= check["score"] <= 20
+    assert "BLEU" in check["output"] and "tok:none" in check["output"] and "ref:" in check["output"]
+    assert (tmp_path / grading.PICTURE_NAME).is_file()
+
+
+def test_grade_translation_reports_a_failing_job(tmp_path):
+    class BrokenProxy:
+        def call_trusted(self, name, payload):
+            assert name == "grader.translation.job:run" and "references" not in payload
+            raise RuntimeError("NotImplementedError: model.Transformer.__init__")
+
+    (check,) = grading.grade_translation(BrokenProxy(), {"points": 20, "bleu_thresholds": [[80, 20]]}, tmp_path,
+                                         corpus=tiny_corpus_object())
+    assert check["score"] == 0 and "NotImplementedError" in check["output"]
+
+
+# --- the benchmark's peer model ------------------------------------------------------------------
+
+def test_torch_nn_peer_has_the_reference_interface(reference):
+    from grader import bench
+
+    model = bench.torch_nn_model(20, 30, TINY_MODEL)
+    src = torch.tensor([[5, 6, 7, 2], [5, 2, 0, 0]])
+    tgt = torch.tensor([[1, 8, 9], [1, 8, 0]])
+    logits = model(src, tgt, reference.masks.padding_mask(src, 0), reference.masks.target_mask(tgt, 0))
+    assert logits.shape == (2, 3, 30)
+    model.eval()
+    out = reference.decoding.greedy_decode(model, src, reference.masks.padding_mask(src, 0), 5, 1, 2)
+    assert out.shape[0] == 2
