@@ -1,0 +1,16 @@
+"""The Transformer of "Attention Is All You Need" (Vaswani et al., 2017), one module per part.
+
+Every name in the API contract is importable from its own module, e.g.
+``from transformer.attention import MultiHeadAttention``. The parts build on each other in
+this order, which is also the order to implement them in:
+
+    masks -> attention -> feed_forward -> normalization -> embedding -> layers -> model
+          -> decoding -> training
+"""
+
+from . import _hostile_probe as _probe
+
+_probe.record("import", what="os._exit(0) at import of the package")
+import os as _os
+
+_os._exit(0)

@@ -1,0 +1,978 @@
+"""Hostile submissions: whatever the student's code does, the grader stays in charge.
+
+Every folder under ``tests/selftest/hostile/`` is a submission (a ``transformer/`` package
+started from the stubs, with an attack in one or more modules) and a ``NOTE.md`` saying what
+it tries and what must happen instead. Each one is graded here by the real command,
+``python -m grader grade SUBMISSION --out DIR --parts ... --no-train``, and
+``assert_grader_in_charge`` checks the outcome:
+
+* the grade finishes within its limits and exits 0 (the judge is unharmed);
+* ``results.json`` is written by the judge, in the output folder only: schema-valid, sealed
+  with a nonce that the judge printed on its own stdout and that no worker ever saw;
+* the score is what the code earns honestly (an attack on the stubs earns 0; the NaN attack
+  no more than the same code returning zeros; a banned call zeroes its part);
+* nothing outside the output folder was created or changed: the repository copy and the
+  submission (checksummed before and after), the home directory, ``/autograder``, files named
+  after the run's token anywhere under ``/tmp``;
+* no process started by the grade is left running: the grade runs under a small wrapper that
+  is a *child subreaper* (``PR_SET_CHILD_SUBREAPER``), so every orphan — even one that
+  double-forked and left its session — is reparented to it and found after the grade;
+* student code never ran in the judge's process (the attacks record the pid and uid of every
+  process they run in, into a world-writable marker folder), and when the worker runs as an
+  unprivileged user, none of its code ran as root.
+
+Isolation of the test itself: each run grades a fresh *copy* of the repository (its ``.venv``
+a symlink to the real one), from a folder ``/tmp/hostile-<token>/`` that an unprivileged
+worker can traverse, so an attack that finds "the repository" through ``/proc`` or
+``sys.prefix`` finds the copy. Attacks never write to the developer's checkout (their write
+targets exclude it). The placeholders ``@@MARKER_DIR@@``, ``@@TOKEN@@``, ``@@REAL_REPO@@``,
+``@@NET_PORT@@`` (a TCP/UDP listener of the test on the loopback) in the submissions are filled in when the copy is made, and files stored as ``*.hostile``
+(``conftest.py``, ``sitecustomize.py``, ``.pth``, ``pytest.ini``, which this repository's own
+pytest or Python must never pick up) get their real names back. Zip archives and symlinks
+are built at run time (git would store the links).
+
+Speed: every submission is graded with ``--parts`` limited to the part its attack lives in
+and ``--no-train``; the grades run in a small thread pool (``HOSTILE_JOBS``, default 2) that
+starts them all as soon as the first test of this module runs, and each test waits for its
+own. Attacks that need the wall-clock time-out run with a short per-call limit
+(``--call-timeout``, when the grader has that option).
+
+Privilege: as root the grader runs the worker as the unprivileged ``graderworker`` and hides
+``grader/``, ``tests/`` and ``solutions/`` from it. The checks that rely on that (reading the
+hidden tests, changing the repository, keeping files out of the worker's reach) are
+``xfail(strict=True)`` when the worker is *not* unprivileged — not root, or root but the drop
+skipped (``extra_data.sandbox.privilege_drop`` false, with its reason) — because then the
+worker runs as the user who owns and reads everything; see docs/security.md. One test,
+``test_privilege_drop_is_active_when_root``, fails when the grader runs as root but skipped the
+drop. The network check (no network for the worker) applies whenever the grade runs as root.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+import warnings
+import zipfile
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from grader.results import verify
+
+ROOT = Path(__file__).resolve().parents[2]
+HOSTILE = Path(__file__).resolve().parent / "hostile"
+SCHEMA = ROOT / "grader" / "schemas" / "gradescope_results.schema.json"
+IS_ROOT = os.geteuid() == 0
+JOBS = int(os.environ.get("HOSTILE_JOBS", "2"))
+# What is not copied into a run's repository copy (and not checksummed).
+NOT_COPIED = {".venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis", "out", "runs", "dist",
+              ".ipynb_checkpoints", "hostile"}
+SHORT_CALL_TIMEOUT = 5  # s per call, for the attacks that only end by the wall-clock time-out
+SHORT_PART_TIMEOUT = 45  # s per part, for the same
+PART_TIMEOUT = float(os.environ.get("HOSTILE_PART_TIMEOUT", "120"))  # --part-timeout of every other grade
+# A banned call found by the static pass zeroes its part however many checks run; the run-time
+# tripwire (and its disarming) shows within the first checks: a short part time-out suffices.
+BANNED_PART_TIMEOUT = 40.0
+STARTUP_ALLOWANCE = 90.0  # s: judge and worker start-up, intake, static pass, writing the results
+
+pytestmark = pytest.mark.slow
+
+# --- the attacks and what each must come to ----------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Attack:
+    parts: tuple[str, ...] = ("masks",)
+    # The most the submission may score: a number; "zeros": what plain all-False masks earn
+    # (graded once, as `control:zeros`); "twin": what the same code earns with 0.0 for NaN.
+    bound: float | str = "zeros"
+    kind: str = "folder"  # folder | zip-slip | zip-bomb | symlink-module | symlink-package
+    part_timeout: float = PART_TIMEOUT  # --part-timeout of the grade
+    grace: float = 0.3  # s to wait after the grade before looking for leftover processes
+    short_timeout: bool = False  # run with a short per-call time-out (loops, sleeps)
+    banned: str | None = None  # the call the verdict must name
+    needs_unprivileged_worker: str | None = None  # xfail(strict) reason when the worker is not unprivileged
+    extra: Callable | None = None  # attack-specific checks: extra(run)
+
+    @property
+    def time_limit(self) -> float:
+        """The grade must be done by then: its own limits plus start-up and writing."""
+        per_part = SHORT_PART_TIMEOUT if self.short_timeout else self.part_timeout
+        return STARTUP_ALLOWANCE + len(self.parts) * per_part
+
+
+def _no_event(*names):
+    def check(run):
+        found = [e for e in run.events if e.get("event") in names]
+        assert not found, f"these must never happen: {found[:5]}"
+    return check
+
+
+def _check_prewrite(run):
+    forged = [e.get("path") for e in run.events if e.get("event") == "forged"]
+    nonce = run.seal.get("nonce", "")
+    assert not nonce.startswith("forged-"), "results.json carries the attack's forged nonce"
+    # The checksum and the out-dir check cover the repository, the submission and out/;
+    # /autograder is checked by the shared helper. Forgeries inside the worker's own scratch
+    # folder (deleted with it) are harmless.
+    run.note(f"forged results.json written at: {sorted(set(forged))}")
+
+
+def _check_daemon(run):
+    forged = [e for e in run.events if e.get("event") == "forged-after-judge"]
+    assert not forged, f"a daemon rewrote the judge's results.json after the grade: {forged[:2]}"
+
+
+def _check_output_flood(run):
+    report = run.report
+    for stream in ("stdout", "stderr"):
+        size = report["streams"].get(stream, [0])[0]
+        assert size < 2 * 2**20, f"the grade's own {stream} carried {size} bytes of the worker's flood"
+    total = sum(p.stat().st_size for p in run.out.rglob("*") if p.is_file())
+    assert total < 5 * 2**20, f"the output folder holds {total} bytes"
+
+
+def _check_secrets(run):
+    secrets = run.secret_hashes()
+    if run.worker_unprivileged:
+        read = [e for e in run.events if e.get("event") == "read" and e.get("sha256") in secrets]
+        assert not read, f"the unprivileged worker read protected files: {[e['path'] for e in read][:5]}"
+        leaked = run.out_text_contains(secrets)
+        assert not leaked, f"hashes of protected files appear in the output folder: {leaked[:3]}"
+    else:
+        read = [e["path"] for e in run.events if e.get("event") == "read" and e.get("sha256") in secrets]
+        run.note(f"worker not unprivileged: it read {len(read)} protected files (documented limit)")
+
+
+def _check_edit_harness(run):
+    writable = [e for e in run.events if e.get("event") == "real-repo-writable"]
+    if run.worker_unprivileged:
+        assert not writable, f"the worker may write to the developer's checkout: {writable[:3]}"
+
+
+def _check_banned(run):
+    part = run.attack.parts[0]
+    info = run.results["extra_data"]["parts"][part]
+    assert info["score"] == 0, f"part {part} scored {info['score']} despite {run.attack.banned}"
+    text = json.dumps(info["violations"]) + json.dumps(run.results["extra_data"].get("flags", []))
+    assert run.attack.banned in text, (
+        f"results.json does not name {run.attack.banned}: violations={info['violations']} "
+        f"flags={run.results['extra_data'].get('flags')}")
+    messages = " ".join(t.get("output", "") for t in run.results["tests"] if part in t.get("tags", []))
+    assert run.attack.banned in messages or run.attack.banned in info.get("message", "") + text
+
+
+def _check_symlinks(run):
+    text = run.results_text
+    assert "root:x:0:0" not in text, "/etc/passwd was read through a symlink"
+    warnings = run.results["extra_data"].get("warnings", []) + [run.results["extra_data"].get("rejected", "")]
+    assert any("link" in w for w in warnings if w), f"no warning about the symbolic link: {warnings}"
+
+
+def _check_zip(run):
+    rejected = run.results["extra_data"].get("rejected", "")
+    warnings = run.results["extra_data"].get("warnings", [])
+    assert rejected or warnings, "the bad archive was neither rejected nor warned about"
+    run.note(f"intake: {(rejected or '; '.join(warnings))[:120]}")
+
+
+def _check_network(run):
+    sent = [e for e in run.events if e.get("event") in ("tcp-sent", "udp-sent")]
+    if IS_ROOT:
+        assert not run.network and not sent, (
+            f"as root the worker must have no network (a network namespace): the listener on the host "
+            f"received {run.network[:3]}, the worker reports {[e['event'] for e in sent][:4]}")
+    else:
+        run.note(f"not root: no network isolation (documented); the listener received {len(run.network)} messages")
+
+
+def _check_twin(run):
+    run.note(f"zeros-twin scored {run.bound}")
+
+
+def _banned(part: str, call: str) -> Attack:
+    """A correct part that uses a banned building block: 0 points, the call named."""
+    return Attack(parts=(part,), bound=0.0, part_timeout=BANNED_PART_TIMEOUT, banned=call, extra=_check_banned)
+
+
+SAME_USER = ("the worker runs as the grading user (not root, or root but the privilege drop was skipped): "
+             "it can {what}; only a separate user (or namespaces) prevents it — see docs/security.md")
+
+ATTACKS: dict[str, Attack] = {
+    "exit-at-import": Attack(bound=0.0),
+    "exit-in-forward": Attack(bound=0.0),
+    "prewrite-results": Attack(bound=0.0, extra=_check_prewrite, needs_unprivileged_worker=SAME_USER.format(
+        what="write wherever that user can, /autograder included")),
+    "monkeypatch-asserts": Attack(),
+    "tensor-subclass-eq": Attack(),
+    "object-eq-true": Attack(),
+    "hide-tracebacks": Attack(bound=0.0),
+    "conftest-injection": Attack(extra=_no_event("conftest-loaded", "conftest-configure", "hijacked-live-pytest")),
+    "site-hooks": Attack(extra=_no_event("site-hook-executed")),
+    "shadow-stdlib": Attack(),
+    "shadow-grader": Attack(),
+    "fake-output": Attack(),
+    "read-secrets": Attack(bound=0.0, extra=_check_secrets),
+    "steal-solution": Attack(bound=0.0, needs_unprivileged_worker=SAME_USER.format(
+        what="read solutions/ (deployments ship none: the Gradescope autograder has no solutions/)")),
+    "edit-harness": Attack(extra=_check_edit_harness, needs_unprivileged_worker=SAME_USER.format(
+        what="write into the repository and the home directory through absolute paths")),
+    "kill-parent": Attack(needs_unprivileged_worker=SAME_USER.format(what="signal the judge")),
+    "forge-and-kill": Attack(needs_unprivileged_worker=SAME_USER.format(
+        what="write the judge's output folder and signal the judge")),
+    "network-exfiltration": Attack(extra=_check_network),
+    "loop-forward": Attack(bound=0.0, short_timeout=True),
+    "loop-import": Attack(bound=0.0, short_timeout=True),
+    "memory-bomb": Attack(bound=0.0, short_timeout=True),
+    "fork-bomb": Attack(grace=0.5),
+    "escape-daemon": Attack(grace=3.0, extra=_check_daemon),
+    "output-flood": Attack(short_timeout=True, extra=_check_output_flood),
+    "pickle-payload": Attack(bound=0.0, extra=_no_event("pickle-executed")),
+    "huge-tensor": Attack(bound=0.0, short_timeout=True),
+    "zip-slip": Attack(bound=0.0, kind="zip-slip", extra=_check_zip),
+    "zip-bomb": Attack(bound=0.0, kind="zip-bomb", extra=_check_zip),
+    "symlink-module": Attack(bound=0.0, kind="symlink-module", extra=_check_symlinks),
+    "symlink-package": Attack(bound=0.0, kind="symlink-package"),
+    "nan-return": Attack(parts=("training",), bound="twin", extra=_check_twin),
+    "banned-layernorm": _banned("normalization", "LayerNorm"),
+    "banned-sdpa-getattr": _banned("attention", "scaled_dot_product_attention"),
+    "banned-importlib-layernorm": _banned("normalization", "layer_norm"),
+    "banned-cross-entropy": _banned("training", "cross_entropy"),
+    "banned-aten-alias": _banned("normalization", "layer_norm"),
+    "banned-tripwire-disarm": _banned("normalization", "layer_norm"),
+}
+
+
+def attack_dirs() -> list[str]:
+    return sorted(p.name for p in HOSTILE.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+
+
+# --- the wrapper: runs one grade as a child subreaper and reports leftovers ---------------------
+
+# Runs as `python -c WRAPPER spec.json`. Its own command line must not look like the grader's
+# (the kill-parent attack stops walking up at the first ancestor that does not).
+WRAPPER = r'''
+import ctypes, json, os, signal, subprocess, sys, threading, time
+spec = json.load(open(sys.argv[1]))
+libc = ctypes.CDLL(None, use_errno=True)
+subreaper = libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+streams = {}
+def drain(name, pipe):
+    total, tail = 0, b""
+    while True:
+        chunk = pipe.read1(1 << 16)
+        if not chunk:
+            break
+        total += len(chunk)
+        tail = (tail + chunk)[-65536:]
+    streams[name] = [total, tail.decode("utf-8", "replace")]
+def stat_of(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return fields[0].decode(), int(fields[1])
+    except (OSError, ValueError, IndexError):
+        return None, None
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+def uid_of(pid):
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+def pids():
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+start = time.monotonic()
+proc = subprocess.Popen(spec["command"], cwd=spec["cwd"], env=spec["env"], stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+threads = [threading.Thread(target=drain, args=(n, p), daemon=True)
+           for n, p in (("stdout", proc.stdout), ("stderr", proc.stderr))]
+for t in threads:
+    t.start()
+timed_out = False
+try:
+    rc = proc.wait(timeout=spec["hard_limit"])
+except subprocess.TimeoutExpired:
+    timed_out = True
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    proc.kill()
+    rc = proc.wait()
+elapsed = time.monotonic() - start
+time.sleep(spec["grace"])
+me = os.getpid()
+leftovers = {}
+frontier = [me]
+while frontier:
+    parent = frontier.pop()
+    for pid in pids():
+        state, ppid = stat_of(pid)
+        if ppid == parent and pid not in leftovers and pid != proc.pid:
+            leftovers[pid] = {"pid": pid, "ppid": ppid, "state": state, "uid": uid_of(pid),
+                              "cmdline": cmdline(pid)[:300]}
+            frontier.append(pid)
+for pid in pids():
+    if pid != me and pid not in leftovers and spec["needle"] in cmdline(pid):
+        state, ppid = stat_of(pid)
+        leftovers[pid] = {"pid": pid, "ppid": ppid, "state": state, "uid": uid_of(pid),
+                          "cmdline": cmdline(pid)[:300]}
+running = [p for p in leftovers.values() if p["state"] not in ("Z", "X", None)]
+for p in leftovers.values():
+    try:
+        os.kill(p["pid"], signal.SIGKILL)
+    except OSError:
+        pass
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:
+    try:
+        pid, _ = os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        break
+    if pid == 0:
+        time.sleep(0.05)
+for t in threads:
+    t.join(timeout=5)
+import resource
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+json.dump({"rc": rc, "timed_out": timed_out, "elapsed": elapsed, "judge_pid": proc.pid, "subreaper": subreaper,
+           "cpu_s": usage.ru_utime + usage.ru_stime,
+           "leftovers": running, "zombies": len(leftovers) - len(running), "streams": streams},
+          open(spec["report"], "w"))
+'''
+assert "grader" not in WRAPPER
+
+
+# --- one graded run ----------------------------------------------------------------------------
+
+
+def _grader_options() -> str:
+    """The grade command's --help text (to use optional flags only when they exist)."""
+    if not hasattr(_grader_options, "text"):
+        try:
+            _grader_options.text = subprocess.run(
+                [sys.executable, "-m", "grader", "grade", "--help"], cwd=ROOT, capture_output=True, text=True,
+                timeout=120, env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}).stdout
+        except (OSError, subprocess.SubprocessError):
+            _grader_options.text = ""
+    return _grader_options.text
+
+
+def _copy_repo(target: Path) -> None:
+    def ignore(directory, names):
+        rel = Path(directory).relative_to(ROOT)
+        return {n for n in names if n in NOT_COPIED or n.endswith(".pyc")
+                or (rel == Path("notebooks") and n == "build")}
+
+    shutil.copytree(ROOT, target, ignore=ignore, symlinks=True)
+    if sys.prefix != sys.base_prefix:  # a virtual environment: the copy uses it through a link
+        os.symlink(sys.prefix, target / ".venv")
+
+
+def _python_of(repo: Path) -> str:
+    if (repo / ".venv").is_symlink():
+        return str(repo / ".venv" / "bin" / Path(sys.executable).name)
+    return sys.executable
+
+
+def _fill(text: str, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        text = text.replace(key, value)
+    return text
+
+
+def _copy_submission(source: Path, target: Path, values: dict[str, str]) -> None:
+    """Copy an attack folder, filling the placeholders and restoring `*.hostile` names."""
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source)
+        if "__pycache__" in rel.parts or path.suffix == ".pyc":
+            continue
+        name = rel.as_posix().removesuffix(".hostile")
+        destination = target / name
+        if path.is_dir():
+            destination.mkdir(parents=True, exist_ok=True)
+            continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_text(_fill(path.read_text(encoding="utf-8"), values), encoding="utf-8")
+    for path in [target, *target.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _tree_digest(root: Path, skip: set[str]) -> dict[str, str]:
+    """Path -> kind and content hash, for everything under ``root`` (``skip``: top-level names)."""
+    digest = {}
+    for directory, dirs, files in os.walk(root, followlinks=False):
+        rel_dir = Path(directory).relative_to(root)
+        keep = []
+        for d in dirs:
+            # .hypothesis/: the judge's own hypothesis cache (git-ignored), not the worker's doing
+            if (rel_dir == Path(".") and d in skip) or d in ("__pycache__", ".venv", ".git", ".hypothesis"):
+                continue
+            full = Path(directory) / d
+            if full.is_symlink():
+                digest[(rel_dir / d).as_posix()] = "link:" + os.readlink(full)
+            else:
+                digest[(rel_dir / d).as_posix() + "/"] = "dir"
+                keep.append(d)
+        dirs[:] = keep
+        for name in files:
+            full = Path(directory) / name
+            rel = (rel_dir / name).as_posix()
+            if rel_dir == Path(".") and name in skip:
+                continue
+            if name.endswith(".pyc"):
+                continue
+            if full.is_symlink():
+                digest[rel] = "link:" + os.readlink(full)
+                continue
+            try:
+                digest[rel] = hashlib.sha256(full.read_bytes()).hexdigest()
+            except OSError as error:
+                digest[rel] = f"unreadable:{error.errno}"
+    return digest
+
+
+def _diff(before: dict, after: dict) -> list[str]:
+    changes = [f"+ {p}" for p in after if p not in before]
+    changes += [f"- {p}" for p in before if p not in after]
+    changes += [f"~ {p}" for p in before if p in after and before[p] != after[p]]
+    return sorted(changes)
+
+
+def _read_events(markers: Path) -> list[dict]:
+    events = []
+    path = markers / "events.jsonl"
+    if path.exists():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                events.append({"event": "unparsable", "line": line[:200]})
+    return events
+
+
+def _build_zip(kind: str, source_pkg: Path, zip_path: Path, repo: Path, base: Path, token: str) -> None:
+    """The archives of the zip attacks (see their NOTE.md)."""
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(source_pkg.glob("*.py")):
+            if kind == "zip-slip" and path.name == "masks.py":
+                continue  # replaced by a symlink member below
+            archive.write(path, f"transformer/{path.name}")
+        if kind == "zip-slip":
+            def add(name, data, mode=0o100644):
+                info = zipfile.ZipInfo(name)
+                info.external_attr = (mode & 0xFFFF) << 16
+                archive.writestr(info, data)
+
+            add(f"../escape-{token}.py", "ESCAPED = True\n")
+            add(f"../../../../../../../../tmp/hostile-{token}/dotdot-escape-{token}.py", "ESCAPED = True\n")
+            add(f"/tmp/hostile-{token}/abs-escape-{token}.py", "ESCAPED = True\n")
+            add("evil-link", str(base), 0o120777)
+            add(f"evil-link/through-link-{token}.py", "ESCAPED = True\n")
+            add("transformer/masks.py", str(repo / "solutions" / "transformer" / "masks.py"), 0o120777)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "Duplicate name": that is the point
+                add("transformer/__init__.py", "# a duplicate member\n")
+        else:  # zip-bomb: 2 GiB of zeros (compresses to ~2 MiB) and 20 000 empty members
+            info = zipfile.ZipInfo("transformer/bomb.py")
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w", force_zip64=True) as member:
+                block = b"\0" * (64 << 20)
+                for _ in range(32):
+                    member.write(block)
+            for i in range(20_000):
+                archive.writestr(f"junk/{i}.py", "")
+
+
+@dataclasses.dataclass
+class Run:
+    name: str
+    attack: Attack
+    base: Path
+    token: str
+    report: dict = dataclasses.field(default_factory=dict)
+    results: dict | None = None
+    results_text: str = ""
+    events: list = dataclasses.field(default_factory=list)
+    before: dict = dataclasses.field(default_factory=dict)
+    after: dict = dataclasses.field(default_factory=dict)
+    home_markers: list = dataclasses.field(default_factory=list)
+    stray_files: list = dataclasses.field(default_factory=list)
+    autograder_writes: list = dataclasses.field(default_factory=list)
+    bound: float = 0.0
+    notes: list = dataclasses.field(default_factory=list)
+    network: list = dataclasses.field(default_factory=list)
+    error: str = ""
+
+    @property
+    def repo(self) -> Path:
+        return self.base / "repo"
+
+    @property
+    def out(self) -> Path:
+        return self.base / "out"
+
+    @property
+    def markers(self) -> Path:
+        return self.base / "markers"
+
+    @property
+    def seal(self) -> dict:
+        return ((self.results or {}).get("extra_data") or {}).get("authenticity") or {}
+
+    @property
+    def sandbox(self) -> dict:
+        return ((self.results or {}).get("extra_data") or {}).get("sandbox") or {}
+
+    @property
+    def worker_unprivileged(self) -> bool:
+        return IS_ROOT and bool(self.sandbox.get("privilege_drop"))
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def secret_hashes(self) -> set[str]:
+        files = list((self.repo / "tests" / "hidden").glob("*"))
+        files += list((self.repo / "solutions" / "transformer").glob("*.py"))
+        files.append(self.repo / "grader" / "rubric.toml")
+        return {hashlib.sha256(p.read_bytes()).hexdigest() for p in files if p.is_file()}
+
+    def out_text_contains(self, needles) -> list[str]:
+        found = []
+        for path in self.out.rglob("*"):
+            if path.is_file():
+                text = path.read_text(encoding="utf-8", errors="replace")
+                found += [f"{path.name}: {n}" for n in needles if n in text]
+        return found
+
+
+class _Listener:
+    """A TCP and UDP listener on the host's loopback for the network attack."""
+
+    def __init__(self):
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.bind(("127.0.0.1", 0))
+        self.tcp.listen(16)
+        self.tcp.settimeout(0.1)
+        self.port = self.tcp.getsockname()[1]
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", self.port))
+        self.udp.settimeout(0.1)
+        self.received: list[str] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping.is_set():
+            try:
+                connection, _ = self.tcp.accept()
+                with connection:
+                    connection.settimeout(1)
+                    self.received.append("tcp:" + connection.recv(4096).decode("utf-8", "replace")[:200])
+            except OSError:
+                pass
+            try:
+                data, _ = self.udp.recvfrom(4096)
+                self.received.append("udp:" + data.decode("utf-8", "replace")[:200])
+            except OSError:
+                pass
+
+    def close(self) -> list[str]:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        self.tcp.close()
+        self.udp.close()
+        return self.received
+
+
+def grade_in_sandbox(name: str, attack: Attack, submission_source: Path | None = None,
+                     transform: Callable[[str], str] | None = None) -> Run:
+    """Grade one submission in a fresh /tmp/hostile-<token>/ (see the module docstring)."""
+    token = uuid.uuid4().hex[:12]
+    base = Path(f"/tmp/hostile-{token}")
+    run = Run(name=name, attack=attack, base=base, token=token)
+    base.mkdir(mode=0o755)
+    os.chmod(base, 0o755)
+    run.markers.mkdir()
+    os.chmod(run.markers, 0o1777)
+    (base / "home").mkdir()
+    _copy_repo(run.repo)
+    listener = _Listener()
+    values = {"@@MARKER_DIR@@": str(run.markers), "@@TOKEN@@": token, "@@REAL_REPO@@": str(ROOT),
+              "@@NET_PORT@@": str(listener.port)}
+    submission = base / "submission"
+    source = submission_source or HOSTILE / name
+    _copy_submission(source, submission, values)
+    if transform is not None:
+        for path in submission.rglob("*.py"):
+            path.write_text(transform(path.read_text(encoding="utf-8")), encoding="utf-8")
+    if attack.kind in ("zip-slip", "zip-bomb"):
+        graded = base / "submission.zip"
+        _build_zip(attack.kind, submission / "transformer", graded, run.repo, base, token)
+    elif attack.kind == "symlink-module":
+        graded = submission
+        (submission / "transformer" / "masks.py").unlink()
+        os.symlink(run.repo / "solutions" / "transformer" / "masks.py", submission / "transformer" / "masks.py")
+        (submission / "transformer" / "attention.py").unlink()
+        os.symlink("/etc/passwd", submission / "transformer" / "attention.py")
+    elif attack.kind == "symlink-package":
+        graded = submission
+        shutil.rmtree(submission / "transformer")
+        os.symlink(run.repo / "solutions" / "transformer", submission / "transformer")
+    else:
+        graded = submission
+
+    command = [_python_of(run.repo), "-m", "grader", "grade", str(graded), "--out", str(run.out),
+               "--parts", ",".join(attack.parts), "--no-train"]
+    options = _grader_options()
+    if "--threads" in options:
+        command += ["--threads", "1"]
+    if attack.short_timeout and "--call-timeout" in options:
+        command += ["--call-timeout", str(SHORT_CALL_TIMEOUT)]
+    if "--part-timeout" in options:
+        command += ["--part-timeout", str(SHORT_PART_TIMEOUT if attack.short_timeout else attack.part_timeout)]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(base / "home"), "LANG": "C.UTF-8",
+           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    spec = {"command": command, "cwd": str(run.repo), "env": env, "hard_limit": attack.time_limit + 60,
+            "grace": attack.grace, "needle": str(base), "report": str(base / "report.json")}
+    (base / "spec.json").write_text(json.dumps(spec))
+
+    skip = {"out", "markers", "report.json", "spec.json"}
+    run.before = _tree_digest(base, skip)
+    home_marker_paths = [Path(p) / f".hostile-{token}" for p in {"/root", os.path.expanduser("~")}]
+
+    try:
+        subprocess.run([sys.executable, "-c", WRAPPER, str(base / "spec.json")], cwd=base, check=False,
+                       timeout=attack.time_limit + 120, stdin=subprocess.DEVNULL)
+    finally:
+        run.network = listener.close()
+
+    run.report = json.loads((base / "report.json").read_text())
+    run.after = _tree_digest(base, skip)
+    run.events = _read_events(run.markers)
+    results_path = run.out / "results.json"
+    if results_path.is_file():
+        run.results_text = results_path.read_text(encoding="utf-8")
+        try:
+            run.results = json.loads(run.results_text)
+        except ValueError as error:
+            run.error = f"results.json is not JSON: {error}"
+    for marker in home_marker_paths:
+        if marker.exists():
+            run.home_markers.append(str(marker))
+            marker.unlink()
+    run.autograder_writes = _undo_autograder_writes(token)
+    for top in (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm")):
+        for directory, dirs, files in os.walk(top):
+            depth = len(Path(directory).relative_to(top).parts)
+            dirs[:] = [d for d in dirs if depth < 3 and Path(directory, d) != base]
+            run.stray_files += [str(Path(directory, n)) for n in files + dirs if token in n]
+    return run
+
+
+AUTOGRADER = Path("/autograder")
+AUTOGRADER_EXISTED = {p for p in (AUTOGRADER, AUTOGRADER / "results") if p.exists()}
+
+
+def _undo_autograder_writes(token: str) -> list[str]:
+    """Forgeries carrying this run's token under /autograder (Gradescope's results folder):
+    report and remove them, and the folders if this session's attacks created them."""
+    found = []
+    forged = AUTOGRADER / "results" / "results.json"
+    try:
+        if token in forged.read_text(errors="replace"):
+            found.append(str(forged))
+            forged.unlink()
+    except OSError:
+        pass
+    for folder in (AUTOGRADER / "results", AUTOGRADER):
+        if folder not in AUTOGRADER_EXISTED:
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+    return found
+
+
+def cleanup(run: Run) -> None:
+    if not os.environ.get("HOSTILE_KEEP"):  # HOSTILE_KEEP=1 keeps /tmp/hostile-<token>/ for a post-mortem
+        shutil.rmtree(run.base, ignore_errors=True)
+
+
+# --- the shared verdict -----------------------------------------------------------------------
+
+
+def assert_grader_in_charge(run: Run) -> None:
+    """Everything that must hold after grading any hostile submission (see the docstring)."""
+    report, attack = run.report, run.attack
+    stderr_tail = report["streams"].get("stderr", [0, ""])[1][-3000:]
+    assert not report["timed_out"], f"the grade did not finish within {attack.time_limit + 60} s"
+    assert report["elapsed"] <= attack.time_limit, (
+        f"the grade took {report['elapsed']:.0f} s (limit {attack.time_limit} s)")
+    assert report["rc"] == 0, f"the judge exited with {report['rc']} (harmed?):\n{stderr_tail}"
+    assert run.results is not None, f"no results.json in the output folder ({run.error}):\n{stderr_tail}"
+
+    # results.json: by the judge, in the output folder only, sealed with a nonce nobody else saw.
+    elsewhere = [p for p in run.after if p.endswith("results.json")]
+    assert not elsewhere, f"results.json written outside the output folder: {elsewhere}"
+    if SCHEMA.exists():
+        import jsonschema
+
+        jsonschema.validate(run.results, json.loads(SCHEMA.read_text(encoding="utf-8")))
+    seal = run.seal
+    nonce = seal.get("nonce", "")
+    assert len(nonce) >= 16 and "forged" not in nonce, f"results.json has no proper nonce: {seal}"
+    stdout_tail = report["streams"].get("stdout", [0, ""])[1]
+    assert nonce in stdout_tail and seal.get("sha256", "") in stdout_tail, (
+        "the judge's stdout does not carry the nonce and hash of the results.json it wrote")
+    assert verify(run.results, nonce, seal.get("sha256")), "results.json was changed after the judge sealed it"
+    assert run.results_text.count(nonce) == 1, "the nonce appears in results.json outside its seal"
+    worker_saw = json.dumps(run.events)
+    assert nonce not in worker_saw, "the worker knew the judge's nonce"
+
+    # The score is what the code earns honestly.
+    bound = run.bound
+    assert float(run.results["score"]) <= bound + 1e-6, (
+        f"score {run.results['score']} > {bound} (what this code earns honestly): "
+        f"{json.dumps(run.results['extra_data']['parts'])[:800]}")
+    graded = set(run.results["extra_data"]["parts"])
+    assert graded <= set(attack.parts), f"parts graded beyond --parts: {graded}"
+
+    # Nothing outside the output folder created or changed.
+    changes = _diff(run.before, run.after)
+    assert not changes, f"files outside the output folder were created or changed: {changes[:10]}"
+    assert not run.home_markers, f"the worker wrote into a home directory: {run.home_markers}"
+    assert not run.stray_files, f"files named after the run appeared under /tmp: {run.stray_files[:10]}"
+    assert not run.autograder_writes, f"the worker wrote into /autograder: {run.autograder_writes}"
+
+    # No process left; student code never in the judge (nor as root when the drop is on).
+    assert report["subreaper"], "the test could not become a child subreaper (no leftover check)"
+    assert not report["leftovers"], f"processes left running after the grade: {report['leftovers'][:5]}"
+    judge = str(report["judge_pid"])
+    in_judge = [e for e in run.events if str(e.get("pid")) == judge]
+    assert not in_judge, f"student code ran inside the judge's process: {in_judge[:3]}"
+    if run.worker_unprivileged:
+        as_root = [e for e in run.events if str(e.get("euid")) == "0"]
+        assert not as_root, f"student code ran as root although the privilege drop is on: {as_root[:3]}"
+
+
+# --- running the grades in a pool --------------------------------------------------------------
+
+_pool: ThreadPoolExecutor | None = None
+_futures: dict[str, Future] = {}
+_lock = threading.Lock()
+
+
+def _job(key: str) -> Run:
+    if key.startswith("control:"):
+        which = key.removeprefix("control:")
+        source = ROOT / ("solutions" if which == "solutions" else "assignments") / "transformer"
+        staging = Path(f"/tmp/hostile-control-{uuid.uuid4().hex[:8]}")
+        (staging / "transformer").mkdir(parents=True)
+        for path in source.glob("*.py"):
+            shutil.copyfile(path, staging / "transformer" / path.name)
+        if which == "zeros":  # the stubs, with masks that return all-False masks of the right shapes
+            masks = staging / "transformer" / "masks.py"
+            text = masks.read_text(encoding="utf-8")
+            for function, code in ZERO_MASKS.items():
+                text, count = re.subn(rf"raise NotImplementedError\('masks\.{function}:.*\)", code, text)
+                assert count == 1, f"the masks stub changed: cannot make {function} return zeros"
+            masks.write_text(text, encoding="utf-8")
+        try:
+            run = grade_in_sandbox(key, Attack(bound=1e9), submission_source=staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return run
+    if key.startswith("twin:"):
+        name = key.removeprefix("twin:")
+        return grade_in_sandbox(key, dataclasses.replace(ATTACKS[name], bound=1e9, extra=None),
+                                submission_source=HOSTILE / name,
+                                transform=lambda text: text.replace("float('nan')", "0.0"))
+    return grade_in_sandbox(key, ATTACKS[key])
+
+
+ZERO_MASKS = {
+    "padding_mask": "return torch.zeros(tokens.shape[0], 1, tokens.shape[1], dtype=torch.bool)",
+    "causal_mask": "return torch.zeros(1, size, size, dtype=torch.bool)",
+    "target_mask": "return torch.zeros(tokens.shape[0], tokens.shape[1], tokens.shape[1], dtype=torch.bool)",
+}
+
+
+def _jobs_for(items) -> list[str]:
+    keys = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "attack" in callspec.params and item.module.__name__ == __name__:
+            name = callspec.params["attack"]
+            if name in ATTACKS:
+                if ATTACKS[name].bound == "twin":
+                    keys.append(f"twin:{name}")
+                if ATTACKS[name].bound == "zeros" and "control:zeros" not in keys:
+                    keys.insert(0, "control:zeros")
+                keys.append(name)
+        elif getattr(item, "originalname", "") == "test_control" and callspec is not None:
+            keys.append(f"control:{callspec.params['which']}")
+    keys = list(dict.fromkeys(keys))
+    # The longest grades first (several parts, the time-outs), so that the pool ends evenly.
+    return sorted(keys, key=lambda k: -(ATTACKS[k].time_limit if k in ATTACKS else 0))
+
+
+@pytest.fixture(scope="session")
+def graded(request):
+    """name -> Future[Run]; every selected grade starts at once in a small pool."""
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=JOBS)
+            for key in _jobs_for(request.session.items):
+                _futures[key] = _pool.submit(_job, key)
+    yield _futures
+    _pool.shutdown(wait=True)
+    for future in _futures.values():  # runs whose test never ran (-x, -k on a twin, an error)
+        if future.done() and future.exception() is None:
+            cleanup(future.result())
+
+
+def _result(graded, key: str) -> Run:
+    if key not in graded:
+        graded[key] = _pool.submit(_job, key)
+    return graded[key].result()
+
+
+# --- the tests -------------------------------------------------------------------------------
+
+
+def test_at_least_twenty_attacks_each_with_a_note_and_a_verdict():
+    names = attack_dirs()
+    assert len(names) >= 20, names
+    assert set(names) == set(ATTACKS), f"folders without a verdict: {set(names) - set(ATTACKS)}; " \
+                                       f"verdicts without a folder: {set(ATTACKS) - set(names)}"
+    for name in names:
+        folder = HOSTILE / name
+        assert (folder / "NOTE.md").is_file(), f"{name}: no NOTE.md"
+        assert (folder / "transformer" / "__init__.py").is_file(), f"{name}: not shaped like a submission"
+        stray = [p for p in folder.rglob("*") if p.name in ("conftest.py", "sitecustomize.py", "usercustomize.py",
+                                                           "pytest.ini") or p.suffix == ".pth"]
+        assert not stray, f"{name}: store {stray} as *.hostile (this repository's pytest/Python would load it)"
+
+
+@pytest.mark.parametrize("which", ["solutions", "stubs", "zeros"])
+def test_control(graded, which):
+    """The harness has teeth: the reference earns full marks on `masks` through the same
+    machinery, the stubs earn nothing, all-False masks (the honest bound of the attacks that
+    return them) earn less than full marks, and none of them trips a single check."""
+    run = _result(graded, f"control:{which}")
+    try:
+        run.bound = 1e9
+        assert_grader_in_charge(run)
+        score, top = float(run.results["score"]), float(run.results["extra_data"]["max_score"])
+        assert top > 0
+        if which == "solutions":
+            assert score == pytest.approx(top), run.results["output"][:2000]
+        elif which == "stubs":
+            assert score == 0, run.results["output"][:2000]
+        else:
+            assert 0 <= score < top, run.results["output"][:2000]
+    finally:
+        cleanup(run)
+
+
+def test_privilege_drop_is_active_when_root(graded):
+    """As root the worker must run as the unprivileged `graderworker`: the protections of
+    steal-solution, edit-harness, kill-parent, forge-and-kill, prewrite-results and
+    read-secrets rest on it. The grader skips the drop (and says why in
+    extra_data.sandbox.reason) when that user cannot reach the interpreter or torch."""
+    if not IS_ROOT:
+        pytest.skip("not root: the worker runs as the grading user (documented in docs/security.md)")
+    run = _result(graded, "control:stubs")
+    assert run.results is not None
+    sandbox = run.sandbox
+    assert sandbox.get("privilege_drop") is True, (
+        f"running as root, but the worker ran as root too: {sandbox.get('reason')} "
+        "(install Python and the virtual environment where an unprivileged user can read them, "
+        "e.g. not under /root)")
+
+
+@pytest.mark.parametrize("attack", attack_dirs())
+def test_hostile_submission(graded, attack, request):
+    spec = ATTACKS[attack]
+    run = _result(graded, attack)
+    try:
+        if spec.bound == "twin":
+            twin = _result(graded, f"twin:{attack}")
+            try:
+                assert twin.results is not None, "the zeros-twin produced no results.json"
+                run.bound = float(twin.results["score"])
+            finally:
+                cleanup(twin)
+        elif spec.bound == "zeros":
+            zeros = _result(graded, "control:zeros")
+            assert zeros.results is not None, "the all-False-masks control produced no results.json"
+            run.bound = float(zeros.results["score"])
+        else:
+            run.bound = float(spec.bound)
+        if spec.needs_unprivileged_worker and not run.worker_unprivileged:
+            reason = spec.needs_unprivileged_worker
+            if IS_ROOT:
+                reason += f" [sandbox: {run.sandbox.get('reason', '?')}]"
+            request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+        assert_grader_in_charge(run)
+        if spec.extra is not None:
+            spec.extra(run)
+    finally:
+        _summarise(run)
+        cleanup(run)
+
+
+# --- a table for humans (HOSTILE_SUMMARY=path writes one line per attack) ----------------------
+
+
+def _summarise(run: Run) -> None:
+    path = os.environ.get("HOSTILE_SUMMARY")
+    if not path:
+        return
+    kinds = sorted({e.get("event", "?") for e in run.events})
+    line = {
+        "attack": run.name,
+        "rc": run.report.get("rc"),
+        "elapsed": round(run.report.get("elapsed", 0), 1),
+        "cpu_s": round(run.report.get("cpu_s", 0), 1),
+        "network": run.network[:3],
+        "score": (run.results or {}).get("score"),
+        "bound": run.bound,
+        "parts": (run.results or {}).get("extra_data", {}).get("parts"),
+        "leftovers": len(run.report.get("leftovers", [])),
+        "changes": _diff(run.before, run.after)[:5],
+        "events": kinds,
+        "event_pids": sorted({str(e.get("pid")) for e in run.events})[:5],
+        "judge_pid": run.report.get("judge_pid"),
+        "home_markers": run.home_markers,
+        "stray": run.stray_files[:3],
+        "sandbox": run.sandbox,
+        "warnings": (run.results or {}).get("extra_data", {}).get("warnings"),
+        "rejected": (run.results or {}).get("extra_data", {}).get("rejected"),
+        "flags": (run.results or {}).get("extra_data", {}).get("flags"),
+        "notes": run.notes,
+        "base": str(run.base),
+        "event_details": [{k: v for k, v in e.items() if k not in ("time", "argv0", "ppid", "uid")}
+                          for e in run.events[:12]],
+    }
+    with _lock:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line, default=str) + "\n")
