@@ -50,7 +50,10 @@ import pytest  # noqa: E402
 from grader.results import Check, GradeResult, PartResult, parts_table, write_outputs  # noqa: E402
 from grader.rubric import Part, Rubric, load_rubric  # noqa: E402
 from grader.sandbox import intake, static_check  # noqa: E402
-from grader.sandbox.process import GiB, Limits, SandboxUser, WorkerProcess, hide_from_worker, sandbox_user  # noqa: E402
+from grader.sandbox.process import (  # noqa: E402
+    GiB, Limits, SandboxUser, WorkerProcess, become_subreaper, hide_from_worker, sandbox_user, stop_being_subreaper,
+    sweep_orphans,
+)
 
 # grader.sandbox.proxy (and with it torch, pytest, hypothesis) is imported where it is used, so
 # that `python -m grader grade-all` and `--help` start fast.
@@ -147,7 +150,8 @@ def feedback(exc: BaseException) -> str:
     else:
         text = (f"the check could not finish: {type(exc).__name__}: {exc}\n"
                 "  hint: does your code return the documented type and shape?")
-    notes = [n for n in getattr(exc, "__notes__", []) if isinstance(n, str) and n.startswith("Falsifying")]
+    notes = [n for n in getattr(exc, "__notes__", [])  # hypothesis: the (shrunk) input that fails
+             if isinstance(n, str) and n.startswith(("Falsifying", "Failing test case"))]
     if notes:
         example = "\n".join(line for line in notes[0].splitlines() if "impl=" not in line)
         text += "\n" + example
@@ -379,8 +383,9 @@ def attribute_violation(violation: dict, graded_part: str, part_names) -> tuple[
     parts.update(p for p in violation.get("extra_parts", []) if p in part_names)
     if not parts:
         parts.add(graded_part)
-    text = (f"banned: {violation['call']} in {violation['file']}:{violation['line']} "
-            f"(part {', '.join(sorted(parts))}, seen at run time) — {violation['rule']}")
+    where = f" in {violation['file']}:{violation['line']}" if violation.get("line") else ""
+    text = (f"banned: {violation['call']}{where} (part {', '.join(sorted(parts))}, seen at run time) — "
+            f"{violation['rule']}")
     return parts, text
 
 
@@ -394,9 +399,6 @@ def grade(args: argparse.Namespace, log=None) -> tuple[GradeResult, dict]:
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     os.environ["HYPOTHESIS_PROFILE"] = "ci"
     rubric = load_rubric()
-    import torch
-
-    torch.set_num_threads(max(1, args.threads))  # the judge's oracles are small too
     selected, left_out = select_parts(rubric, args.parts, args.no_train)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -417,7 +419,11 @@ def grade(args: argparse.Namespace, log=None) -> tuple[GradeResult, dict]:
         result.execution_time = time.monotonic() - started
         return result, write_outputs(result, out_dir)
 
+    become_subreaper()  # orphans of the workers' descendants come to us, to be killed
     try:
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))  # the judge's oracles are small too
         result.warnings += submission.warnings
         user = sandbox_user(not args.no_privilege_drop)
         if not args.no_lock_repo:
@@ -511,9 +517,13 @@ def grade(args: argparse.Namespace, log=None) -> tuple[GradeResult, dict]:
             apply_violations(part, banned.get(part.name, []))
         dependency_notes(result.parts, rubric)
         result.left_out = {k: left_out[k] for k in rubric.parts if k in left_out}
+        if sweep_orphans():  # every worker is gone: nothing the grade started may still run
+            log("killed processes that the submission left behind")
         result.execution_time = time.monotonic() - started
         return result, write_outputs(result, out_dir)
     finally:
+        sweep_orphans()
+        stop_being_subreaper()
         submission.cleanup()
 
 

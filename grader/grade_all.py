@@ -44,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-timeout", type=float, default=None)
     parser.add_argument("--total-timeout", type=float, default=3600.0, help="seconds for one student's grade")
     parser.add_argument("--memory-gib", type=float, default=None)
+    parser.add_argument("--no-lock-repo", action="store_true", help="passed on to each grade")
 
 
 def discover(folder: Path) -> list[tuple[str, Path]]:
@@ -93,8 +94,9 @@ def grade_one(student: str, path: Path, args: argparse.Namespace) -> tuple[str, 
         value = getattr(args, name)
         if value is not None:
             command += [f"--{name.replace('_', '-')}", str(value)]
-    if args.no_train:
-        command.append("--no-train")
+    for flag in ("no_train", "no_lock_repo"):
+        if getattr(args, flag):
+            command.append("--" + flag.replace("_", "-"))
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     started = time.monotonic()
     try:

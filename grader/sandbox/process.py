@@ -78,13 +78,25 @@ class Limits:
 
 @dataclass
 class SandboxUser:
-    """The unprivileged user the worker runs as (None: the drop is off, see ``reason``)."""
+    """Who the worker runs as and with which interpreter.
+
+    ``uid is None``: no privilege drop (``reason`` says why). ``python``/``extra_paths``: the
+    interpreter the worker runs and site-packages directories put in front of its
+    ``sys.path`` — the judge's own interpreter, or (when that one is unreachable for the
+    worker's user, as with a pyenv under ``/root``) a reachable system Python of the *same*
+    major.minor version using the judge's site-packages (extension modules are ABI-compatible
+    within a minor version). ``network_isolated``: the worker gets its own network namespace
+    (only a downed loopback), which needs root.
+    """
 
     uid: int | None = None
     gid: int | None = None
     name: str | None = None
     reason: str = ""
     hidden_paths: list[str] = field(default_factory=list)
+    python: str = sys.executable
+    extra_paths: list[str] = field(default_factory=list)
+    network_isolated: bool = False
 
     @property
     def active(self) -> bool:
@@ -92,12 +104,13 @@ class SandboxUser:
 
     def as_dict(self) -> dict:
         return {"privilege_drop": self.active, "user": self.name, "reason": self.reason,
-                "hidden_from_worker": self.hidden_paths}
+                "hidden_from_worker": self.hidden_paths, "worker_python": self.python,
+                "network_isolated": self.network_isolated}
 
 
 def _reachable_by_others(path: Path) -> bool:
     """Could a user with no special group read ``path`` (every directory above it: o+x)?"""
-    path = path.resolve()
+    path = Path(os.path.realpath(path))
     try:
         for parent in list(path.parents)[::-1]:
             if not os.stat(parent).st_mode & stat.S_IXOTH:
@@ -107,20 +120,62 @@ def _reachable_by_others(path: Path) -> bool:
         return False
 
 
+def _site_packages() -> list[str]:
+    """The judge's site-packages directories (real paths), where torch & co live."""
+    import site
+
+    paths = []
+    for path in site.getsitepackages():
+        real = os.path.realpath(path)
+        if os.path.isdir(real) and real not in paths:
+            paths.append(real)
+    return paths
+
+
+def _worker_python() -> tuple[str, list[str]] | str:
+    """(interpreter, extra sys.path entries) an unprivileged user can run, or why there is none."""
+    import importlib.util
+
+    torch_origin = importlib.util.find_spec("torch").origin  # where torch lives, without importing it
+    if not _reachable_by_others(Path(torch_origin)):
+        return f"an unprivileged user cannot reach torch ({os.path.realpath(torch_origin)})"
+    if _reachable_by_others(Path(sys.executable)):
+        return sys.executable, []
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in (f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"):
+        if not (os.path.isfile(candidate) and _reachable_by_others(Path(candidate))):
+            continue
+        probe = subprocess.run([candidate, "-I", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                               capture_output=True, text=True, timeout=30)
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return candidate, _site_packages()
+    return (f"an unprivileged user cannot reach the Python interpreter ({os.path.realpath(sys.executable)}) "
+            f"and there is no reachable python{version} to use instead")
+
+
+def _network_namespaces_work() -> bool:
+    """Can this (root) process give a child its own network namespace?"""
+    try:
+        done = subprocess.run([sys.executable, "-I", "-c",
+                               "import ctypes, sys; sys.exit(ctypes.CDLL(None, use_errno=True).unshare(0x40000000) != 0)"],
+                              capture_output=True, timeout=30)
+        return done.returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
 def sandbox_user(enabled: bool = True) -> SandboxUser:
     """Find (or create) the worker's user when running as root; explain when not possible."""
     if not enabled:
         return SandboxUser(reason="privilege drop disabled (--no-privilege-drop)")
     if os.geteuid() != 0:
-        return SandboxUser(reason="the grader is not running as root, so the worker runs as the grading user")
-    import importlib.util
-
-    torch_spec = importlib.util.find_spec("torch")  # where torch lives, without importing it
-    needed = [Path(os.path.realpath(sys.executable)), Path(os.path.realpath(torch_spec.origin))]
-    blocked = [str(p) for p in needed if not _reachable_by_others(p)]
-    if blocked:
-        return SandboxUser(reason=f"an unprivileged user cannot reach the Python interpreter or torch ({blocked[0]}); "
-                                  "the worker runs as root")
+        return SandboxUser(reason="the grader is not running as root, so the worker runs as the grading user "
+                                  "(no privilege drop, no network isolation)")
+    network = _network_namespaces_work()
+    runtime = _worker_python()
+    if isinstance(runtime, str):
+        return SandboxUser(reason=runtime + "; the worker runs as root", network_isolated=network)
+    python, extra_paths = runtime
     try:
         entry = pwd.getpwnam(WORKER_USER)
     except KeyError:
@@ -129,8 +184,9 @@ def sandbox_user(enabled: bool = True) -> SandboxUser:
                            check=True, capture_output=True, timeout=30)
             entry = pwd.getpwnam(WORKER_USER)
         except (OSError, subprocess.SubprocessError, KeyError) as error:
-            return SandboxUser(reason=f"could not create the user {WORKER_USER}: {error}"[:300])
-    return SandboxUser(uid=entry.pw_uid, gid=entry.pw_gid, name=WORKER_USER)
+            return SandboxUser(reason=f"could not create the user {WORKER_USER}: {error}"[:300], network_isolated=network)
+    return SandboxUser(uid=entry.pw_uid, gid=entry.pw_gid, name=WORKER_USER, python=python,
+                       extra_paths=extra_paths, network_isolated=network)
 
 
 def hide_from_worker(user: SandboxUser, paths: list[Path]) -> None:
@@ -161,8 +217,13 @@ def die_with_parent() -> None:
         pass
 
 
-def _apply_limits(limits: Limits, dedicated_user: bool) -> None:  # runs in the child, before exec
-    die_with_parent()  # a judge that is killed takes its worker along
+def _enter_sandbox(limits: Limits, user: SandboxUser) -> None:
+    """Runs in the child between fork and exec, still as the judge's user (root or not)."""
+    if user.network_isolated:  # needs root, so before the drop
+        import ctypes
+
+        if ctypes.CDLL(None, use_errno=True).unshare(0x40000000) != 0:  # CLONE_NEWNET
+            os._exit(126)
 
     def cap(kind, value):
         soft, hard = resource.getrlimit(kind)
@@ -174,8 +235,12 @@ def _apply_limits(limits: Limits, dedicated_user: bool) -> None:  # runs in the 
     cap(resource.RLIMIT_FSIZE, int(limits.file_bytes))
     cap(resource.RLIMIT_NOFILE, int(limits.open_files))
     cap(resource.RLIMIT_CORE, 0)
-    if dedicated_user:
+    if user.active:
+        os.setgroups([])
+        os.setgid(user.gid)
+        os.setuid(user.uid)  # irreversible: from here on the child is graderworker
         cap(resource.RLIMIT_NPROC, int(limits.processes))
+    die_with_parent()  # after setuid, which clears it; a judge that is killed takes its worker along
 
 
 def _copy_worker_code(destination: Path) -> None:
@@ -239,23 +304,25 @@ class WorkerProcess:
         request_read, self.request_fd = os.pipe()
         self.response_fd, response_write = os.pipe()
         command = [
-            sys.executable, "-I", "-B", str(self.root / "code" / "grader" / "sandbox" / "worker.py"),
+            user.python, "-I", "-B", str(self.root / "code" / "grader" / "sandbox" / "worker.py"),
             "--request-fd", str(request_read), "--response-fd", str(response_write),
             "--code-root", str(self.root / "code"),
             "--package-dir", str(self.root / "submission" / "transformer"),
             "--part", part, "--threads", str(limits.threads),
         ]
-        extra = {"user": user.uid, "group": user.gid, "extra_groups": []} if user.active else {}
+        for path in user.extra_paths:
+            command += ["--extra-path", path]
         try:
             self.process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=self.stdout, stderr=self.stderr,
                 pass_fds=(request_read, response_write), close_fds=True, cwd=home,
                 env=_clean_env(home, limits.threads), start_new_session=True,
-                preexec_fn=lambda: _apply_limits(limits, user.active), **extra,
+                preexec_fn=lambda: _enter_sandbox(limits, user),
             )
         finally:
             os.close(request_read)
             os.close(response_write)
+        _LIVE_WORKERS.add(self.process.pid)
         os.set_blocking(self.request_fd, False)
         os.set_blocking(self.response_fd, False)
         self.started = time.monotonic()
@@ -298,6 +365,8 @@ class WorkerProcess:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+        _LIVE_WORKERS.discard(self.process.pid)
+        sweep_orphans()
         for fd in (self.request_fd, self.response_fd):
             try:
                 os.close(fd)
@@ -362,3 +431,92 @@ def _kill_session(session_id: int) -> None:
                 os.kill(int(entry), signal.SIGKILL)
         except (OSError, ValueError, IndexError):
             continue
+
+
+# --- orphans ---------------------------------------------------------------------------------
+#
+# A process that double-forks and calls setsid() leaves the worker's group and session, so
+# killing those misses it. The judge therefore makes itself a *child subreaper*: every orphan
+# of its descendants is reparented to the judge instead of to init, where the judge finds it
+# (parent pid == judge) and kills it — with everything below it — after each worker ends and
+# before results.json is written.
+
+_LIVE_WORKERS: set[int] = set()
+_subreaper = False
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its descendants' orphans (Linux; best effort)."""
+    global _subreaper
+    try:
+        import ctypes
+
+        _subreaper = ctypes.CDLL(None, use_errno=True).prctl(36, 1) == 0  # PR_SET_CHILD_SUBREAPER
+    except Exception:
+        _subreaper = False
+    return _subreaper
+
+
+def stop_being_subreaper() -> None:
+    global _subreaper
+    if _subreaper:
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(36, 0)
+        except Exception:
+            pass
+    _subreaper = False
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            if int(fields[1]) == pid:  # fields after "(comm)": state ppid ...
+                found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def sweep_orphans(rounds: int = 20) -> int:
+    """As subreaper, SIGKILL every child that is not a live worker, and its descendants."""
+    if not _subreaper:
+        return 0
+    killed = 0
+    me = os.getpid()
+    for _ in range(rounds):
+        targets = [pid for pid in _children_of(me) if pid not in _LIVE_WORKERS]
+        stack, tree = list(targets), []
+        while stack:  # stop the whole tree first, so nobody forks while we kill
+            pid = stack.pop()
+            tree.append(pid)
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except (ProcessLookupError, PermissionError):
+                pass
+            stack.extend(_children_of(pid))
+        if not tree:
+            break
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except (ProcessLookupError, PermissionError):
+                pass
+        for pid in targets:  # they are our children now: reap them
+            try:
+                os.waitpid(pid, 0)
+            except (ChildProcessError, OSError):
+                pass
+        time.sleep(0.01)
+    return killed

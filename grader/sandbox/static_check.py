@@ -13,10 +13,12 @@ Names are resolved through the file's imports and simple assignments, so all of 
     vars(F)["layer_norm"], F.__dict__["layer_norm"]
     importlib.import_module("torch.nn.functional").layer_norm
 
-A *use* of a banned name is a ``banned`` finding; importing it without using it, and dynamic
-machinery (``importlib``, ``__import__``, ``exec``/``eval``/``compile``, ``getattr`` with a computed
-name on torch, ``torch.ops``/``torch._C``) are ``suspicious`` — reported as flags for a human, not
-scored. A finding affects the part of the file it is in (``attention.py`` -> ``attention``); a
+A *use* of a banned name is a ``banned`` finding, and so is tampering: reaching for
+``__wrapped__``/``__closure__`` (the way around the run-time tripwires), ``gc`` referents, or
+assigning to torch's attributes (monkeypatching). Importing a banned name without using it,
+and dynamic machinery (``importlib``, ``__import__``, ``exec``/``eval``/``compile``, ``getattr`` with a
+computed name on torch, ``torch.ops``/``torch._C``, ``sys.modules``, frame inspection, ``ctypes``)
+are ``suspicious`` — reported as flags for a human, not scored. A finding affects the part of the file it is in (``attention.py`` -> ``attention``); a
 helper file affects the parts whose modules import it; ``nn.Transformer*`` also affects
 ``model``; ``F.cross_entropy``/``nn.CrossEntropyLoss`` are banned only inside
 ``training.LabelSmoothingLoss`` (elsewhere in ``training.py`` they are suspicious).
@@ -32,6 +34,12 @@ from grader.sandbox.tripwires import BANS_BY_PATH, IN_LABEL_SMOOTHING
 CONTRACT_MODULES = ("masks", "attention", "feed_forward", "normalization", "embedding",
                     "layers", "model", "decoding", "training")
 DYNAMIC_CALLS = {"__import__", "exec", "eval", "compile"}
+RULE_TAMPER = "reaches into the grader's checks or PyTorch's internals (tampering)"
+TAMPER_ATTRIBUTES = {"__wrapped__", "__closure__"}  # the way back to a wrapped original
+TAMPER_CALLS = {"gc.get_referents", "gc.get_referrers", "gc.get_objects"}
+SUSPICIOUS_PATHS = {"sys.modules": "looks modules up behind the import system",
+                    "sys._getframe": "inspects the call stack", "inspect.currentframe": "inspects the call stack",
+                    "inspect.stack": "inspects the call stack", "ctypes": "calls C directly"}
 
 
 @dataclass(frozen=True)
@@ -170,6 +178,35 @@ class _FileScanner(ast.NodeVisitor):
         first = path.split(".")
         if first[:2] in (["torch", "ops"], ["torch", "_C"]) and len(first) >= 3:
             self.add(node, ".".join(first[:3]), "reaches PyTorch's internals directly", "suspicious")
+        if path in TAMPER_CALLS:
+            self.add(node, path, RULE_TAMPER, "banned")
+        for prefix, why in SUSPICIOUS_PATHS.items():
+            if path == prefix or path.startswith(prefix + "."):
+                self.add(node, prefix, why, "suspicious")
+
+    def check_store(self, target) -> None:
+        """Assigning to (or deleting) an attribute of torch is monkeypatching it."""
+        if isinstance(target, (ast.Tuple, ast.List)):
+            for element in target.elts:
+                self.check_store(element)
+        elif isinstance(target, ast.Attribute):
+            base = self.resolve(target.value)
+            if base and base.split(".")[0] == "torch":
+                self.add(target, f"{base}.{target.attr} = ...", f"monkeypatches torch — {RULE_TAMPER}", "banned")
+
+    def visit_Assign(self, node):
+        for target in node.targets:
+            self.check_store(target)
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node):
+        self.check_store(node.target)
+        self.generic_visit(node)
+
+    def visit_Delete(self, node):
+        for target in node.targets:
+            self.check_store(target)
+        self.generic_visit(node)
 
     def visit_ClassDef(self, node):
         self.class_stack.append(node.name)
@@ -187,11 +224,20 @@ class _FileScanner(ast.NodeVisitor):
         for alias in node.names:
             if alias.name.split(".")[0] == "importlib":
                 self.add(node, "importlib", "imports modules by name at run time", "suspicious")
+            if alias.name.split(".")[0] == "ctypes":
+                self.add(node, "ctypes", SUSPICIOUS_PATHS["ctypes"], "suspicious")
 
     def visit_Call(self, node):
         func = node.func
         if isinstance(func, ast.Name) and func.id in DYNAMIC_CALLS and func.id not in self.aliases:
             self.add(node, f"{func.id}()", "runs or imports code chosen at run time", "suspicious")
+        if isinstance(func, ast.Name) and func.id in ("getattr", "setattr", "delattr") and len(node.args) >= 2:
+            name = fold(node.args[1])
+            if name in TAMPER_ATTRIBUTES:
+                self.add(node, name, RULE_TAMPER, "banned")
+            target = self.resolve(node.args[0])
+            if func.id != "getattr" and target and target.split(".")[0] == "torch":
+                self.add(node, f"{func.id}({target}, ...)", f"monkeypatches torch — {RULE_TAMPER}", "banned")
         if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2:
             base = self.resolve(node.args[0])
             if base and base.startswith("torch") and fold(node.args[1]) is None:
@@ -200,6 +246,8 @@ class _FileScanner(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Attribute(self, node):
+        if node.attr in TAMPER_ATTRIBUTES:
+            self.add(node, node.attr, RULE_TAMPER, "banned")
         self.check_path(node, self.resolve(node))
         self.generic_visit(node)
 

@@ -17,8 +17,12 @@ This file is data plus mechanism only: it imports nothing from the grader (the w
 copy of it) and ``static_check.py`` reuses its rule table, so both passes enforce one list.
 
 Limits: code running in the worker can undo any Python-level wrapper (it shares the
-process). The tripwires make accidental and casual use visible; the static pass and the
-judge's own comparisons (expected values never come from the worker) carry the rest.
+process). So the wrappers carry no ``__wrapped__`` signpost, the worker checks after every
+request that each one is still in place (``check_integrity``: removing one is reported as a
+violation of that ban and the wrapper is put back), and the static pass treats reaching for
+``__wrapped__``/``__closure__``/``gc`` referents or monkeypatching torch as tampering. Code that
+removes a tripwire, calls the original and restores the tripwire within one call still gets
+through at run time; the static pass and a human reading the flags are the backstop.
 """
 from __future__ import annotations
 
@@ -71,6 +75,7 @@ class BannedCallError(RuntimeError):
 
 
 _installed = False
+_armed: list = []  # (owner, attribute, wrapper, ban) for every tripwire in place
 
 
 def _skip_dirs() -> tuple[str, ...]:
@@ -147,7 +152,9 @@ def install(student_dir: str, on_violation) -> None:
             check(ban)
             return original(*args, **kwargs)
 
+        del tripwire.__wrapped__  # no signpost to the original
         setattr(owner, attribute, tripwire)
+        _armed.append((owner, attribute, tripwire, ban))
 
     functional = torch.nn.functional
     for ban in BANS:
@@ -161,3 +168,25 @@ def install(student_dir: str, on_violation) -> None:
             cls = getattr(torch.nn, name, None)
             if isinstance(cls, type):
                 wrap(cls, "__init__", ban)  # constructing the module is the offence
+
+
+def check_integrity() -> list[Ban]:
+    """The bans whose tripwire was removed or replaced since the last check (re-armed now).
+
+    The worker calls this after every request: code that puts the original function back to
+    call it unobserved is caught by its side effect, even if it hides the call itself.
+    """
+    tampered = []
+    for owner, attribute, wrapper, ban in _armed:
+        try:
+            current = getattr(owner, attribute, None)
+        except Exception:
+            current = None
+        if current is not wrapper:
+            if ban not in tampered:
+                tampered.append(ban)
+            try:
+                setattr(owner, attribute, wrapper)
+            except Exception:
+                pass
+    return tampered

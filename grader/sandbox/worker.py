@@ -48,10 +48,18 @@ def main() -> None:
     parser.add_argument("--package-dir", required=True)
     parser.add_argument("--part", required=True)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--extra-path", action="append", default=[],
+                        help="site-packages to use (when this is not the judge's own interpreter)")
     args = parser.parse_args()
 
     sys.dont_write_bytecode = True
     os.umask(0o077)
+    for path in reversed(args.extra_path):
+        import site
+
+        site.addsitedir(path)  # processes its .pth files, appends it ...
+        sys.path.remove(path)
+        sys.path.insert(0, path)  # ... but it must win over the system's own packages
     sys.path.insert(0, os.path.abspath(args.code_root))  # trusted copies: grader.sandbox/runtime/...
     from grader.sandbox import protocol, tripwires
 
@@ -78,6 +86,7 @@ class Worker:
         self.violations: list[dict] = []
         self.seen_violations: set = set()
         tripwires.install(package_dir, self._record_violation)
+        self.tripwires = tripwires
         self._install_package_stub()
 
     # --- the student's package -----------------------------------------------------------
@@ -104,6 +113,20 @@ class Worker:
         if key not in self.seen_violations:
             self.seen_violations.add(key)
             self.violations.append(violation)
+
+    def check_tripwires(self) -> None:
+        """A tripwire that was taken away during the request is a violation of its ban."""
+        try:
+            tampered = self.tripwires.check_integrity()
+        except Exception:
+            return
+        for ban in tampered:
+            self._record_violation({
+                "call": ban.label,
+                "rule": f"the grader's check on {ban.label} was removed or replaced (tampering) — {ban.rule}",
+                "file": "transformer/", "line": 0, "function": "",
+                "student_files": [], "extra_parts": [self.part, *ban.extra_parts],
+            })
 
     # --- handles ---------------------------------------------------------------------------
 
@@ -198,6 +221,7 @@ class Worker:
                 response = {"ok": True, "value": self.dispatch(request)}
             except BaseException as error:  # noqa: BLE001 — student code may raise anything, even SystemExit
                 response = {"ok": False, "error": self.describe(error)}
+            self.check_tripwires()
             response["violations"], self.violations = self.violations, []
             self.send(response_fd, response)
 

@@ -55,6 +55,8 @@ def test_codec_round_trips_plain_values():
     assert same(back["tensors"], value["tensors"])
     assert back[3] == [torch.float64, torch.device("cpu"), slice(1, None, 2), (2, 3)]
     assert back["empty"] == {}
+    transposed, nothing = round_trip([torch.randn(3, 4).t(), torch.empty(0, 3)])
+    assert transposed.stride() == (1, 4) and nothing.shape == (0, 3)  # layouts survive the packing
     pair = round_trip(Pair(["a"], []))
     assert pair.missing_keys == ["a"] and tuple(pair) == (["a"], [])
 
@@ -77,10 +79,12 @@ class _Evil:
         return (pathlib.Path.touch, (pathlib.Path(self.marker),))
 
 
-def test_codec_never_unpickles_code(tmp_path):
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_codec_never_unpickles_code(tmp_path, zip_format):
     marker = tmp_path / "pwned"
     buffer = io.BytesIO()
-    torch.save({"__tuple__": [_Evil(str(marker))]}, buffer)
+    torch.save({"body": {"__tuple__": [_Evil(str(marker))]}, "buffers": {}, "meta": torch.zeros(0, dtype=torch.int64)}, buffer,
+               _use_new_zipfile_serialization=zip_format)
     with pytest.raises(protocol.CodecError):
         protocol.unpack(buffer.getvalue())
     assert not marker.exists()
@@ -94,9 +98,42 @@ def test_codec_never_unpickles_code(tmp_path):
 ], ids=["untagged", "unknown-tag", "bad-dtype", "bad-namedtuple"])
 def test_codec_refuses_non_plain_payloads(payload):
     buffer = io.BytesIO()
-    torch.save(payload, buffer)
+    torch.save({"body": payload, "buffers": {}, "meta": torch.zeros(0, dtype=torch.int64)}, buffer)
     with pytest.raises(protocol.CodecError):
         protocol.unpack(buffer.getvalue())
+
+
+def forged(body, buffers, meta) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"body": body, "buffers": buffers, "meta": torch.tensor(meta, dtype=torch.int64)}, buffer)
+    return buffer.getvalue()
+
+
+FLOAT32 = protocol.DTYPE_CODES["float32"]
+INT64 = protocol.DTYPE_CODES["int64"]
+
+
+@pytest.mark.parametrize("meta, reason", [
+    ([FLOAT32, 8, 1, 4, 1], "out of bounds"),
+    ([FLOAT32, 0, 2, 10**6, 10**6, 0, 0], "exceed"),  # a tiny buffer posing as a huge tensor
+    ([FLOAT32, -1, 1, 2, 1], "malformed"),
+    ([FLOAT32, 0, 3, 2], "malformed"),  # truncated
+    ([INT64, 0, 1, 2, 1], "unknown buffer"),
+], ids=["out-of-bounds", "huge-view", "negative", "truncated", "no-such-buffer"])
+def test_codec_checks_every_tensor_reference(meta, reason):
+    with pytest.raises(protocol.CodecError, match=reason):
+        protocol.unpack(forged({"__tensor__": 0}, {"float32": torch.zeros(10)}, meta))
+    twice = forged([{"__tensor__": 0}, {"__tensor__": 0}], {"float32": torch.zeros(10)}, [FLOAT32, 0, 1, 10, 1])
+    with pytest.raises(protocol.CodecError, match="exceed"):
+        protocol.unpack(twice)
+    with pytest.raises(protocol.CodecError, match="a message must be"):
+        protocol.unpack(forged_raw({"body": 1}))
+
+
+def forged_raw(value) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
 
 
 def test_codec_refuses_unsupported_objects_on_the_way_out():
