@@ -199,6 +199,35 @@ def test_a_grader_crash_still_leaves_a_results_json(autograder_zip, tmp_path):
     assert results["score"] == 0 and "could not grade" in results["output"]
 
 
+@pytest.mark.parametrize("status, seal", [(0, "none"), (0, "wrong"), (9, "right")],
+                         ids=["exit-0-without-seal", "exit-0-wrong-seal", "killed-after-sealing"])
+def test_a_forged_results_json_is_replaced(autograder_zip, tmp_path, status, seal):
+    """A worker that writes results.json itself and then kills or fakes the judge gets the fallback."""
+    root = tmp_path / "autograder"
+    unpack(autograder_zip, root / "source")
+    results_dir = root / "results"
+    forged = {"score": 100, "output": "all good", "tests": [], "extra_data": {}}
+    (root / "source" / "grader" / "__main__.py").write_text(
+        "import json, sys\n"
+        "from grader.results import seal\n"
+        f"results = json.loads({json.dumps(json.dumps(forged))})\n"
+        "seal(results, 'ab' * 16)\n"
+        f"open({str(results_dir / 'results.json')!r}, 'w').write(json.dumps(results))\n"
+        f"line = {{'none': '', 'wrong': 'authenticity: nonce={'cd' * 16} sha256={'0' * 64}',\n"
+        f"        'right': 'authenticity: nonce=' + 'ab' * 16 + ' sha256=' + results['extra_data']['authenticity']['sha256']}}[{seal!r}]\n"
+        "print(line)\n"
+        f"sys.exit({status})\n", encoding="utf-8")
+    (root / "submission").mkdir(parents=True)
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": sys.executable}
+    process = subprocess.run(["bash", str(root / "source" / "run_autograder")], cwd=root, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert process.returncode == 0
+    results = json.loads((results_dir / "results.json").read_text(encoding="utf-8"))
+    assert results["score"] == 0 and "could not grade" in results["output"], (
+        f"forged results.json survived ({seal=}, {status=}):\n{process.stdout[-2000:]}\n{process.stderr[-2000:]}")
+    assert "not the judge's own" in process.stderr
+
+
 # -- grading through run_autograder -------------------------------------------------------------------
 
 
