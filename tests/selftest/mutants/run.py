@@ -3,8 +3,8 @@
     python -m tests.selftest.mutants.run [--jobs N] [--only ID,ID] [--json out.json]
 
 For each mutant: copy solutions/transformer to a temporary folder, apply the edit, run the
-public tests of the mutated part and of every part that builds on it (then the hidden
-ones), and record which parts lost points and the first feedback line. Components only,
+public tests of the mutated part and of every part that builds on it (then, only if none of
+them failed, the hidden ones), and record which parts lost points and the first feedback line. Components only,
 no training. Each run is its own pytest process (one `transformer` package per process).
 """
 from __future__ import annotations
@@ -105,6 +105,8 @@ def grade_mutant(mutant: Mutant) -> Outcome:
             return outcome
         parts = affected_parts(mutant.owner)
         for kind, store in (("public", outcome.public_failed), ("hidden", outcome.hidden_failed)):
+            if kind == "hidden" and outcome.killed_by_public:
+                break  # already killed: the hidden run would only add time
             files = [t for p in parts for t in rubric.parts[p].tests if f"/{kind}/" in t]
             results = run_pytest(files, tmp, tmp / f"{kind}.json")
             for part, tests in results.items():
