@@ -17,6 +17,10 @@ STEPS ?=
 SELFTESTS := tests/selftest/test_stubs.py tests/selftest/test_oracles_attention_norm.py \
 	tests/selftest/test_oracles_embedding_layers.py tests/selftest/test_oracles_decoding_training.py \
 	tests/selftest/test_synthetic_data.py
+# Self-tests that grade, train or build hand-outs in subprocesses (minutes, not seconds).
+INTEGRATION := tests/selftest/test_sandbox.py tests/selftest/test_grader.py tests/selftest/test_autograder.py \
+	tests/selftest/test_release.py tests/selftest/test_notebooks.py tests/selftest/test_translation.py \
+	tests/selftest/test_variants.py tests/selftest/test_mutants.py tests/selftest/test_hostile.py
 
 .PHONY: help venv check test test-deep stubs grade demo grade-all train translate bench mutants clean
 
@@ -67,8 +71,9 @@ stubs: venv
 	$(PY) -m grader.stubs
 
 # The repository's own test command (CI runs it): stubs up to date; the public suite on the
-# reference, timed; hidden tests and self-tests; then every public and hidden test must FAIL
-# on the stubs (a test that passes on NotImplementedError has no teeth).
+# reference, timed; hidden tests and self-tests; every public and hidden test must FAIL on the
+# stubs (a test that passes on NotImplementedError has no teeth); then the integration
+# self-tests (grader, sandbox, hostile submissions, hand-outs, training, mutants, variants).
 test: venv
 	$(PY) -m grader.stubs --check
 	@echo "== public tests against solutions/ (budget: 60 s on 2 cores)"
@@ -78,10 +83,12 @@ test: venv
 	$(PY) -m pytest tests/hidden $(SELFTESTS) --impl solutions -q -p no:warnings
 	@echo "== every public and hidden test must fail on the stubs in assignments/"
 	$(PY) -m pytest tests/public tests/hidden --impl assignments --expect-stub-failures -q -p no:warnings
+	@echo "== integration: sandbox, grader, Gradescope zip, hand-outs, training, variants, mutants, hostile submissions"
+	$(PY) -m pytest $(INTEGRATION) --impl solutions -q -p no:warnings --durations=12
 
-# Self-tests of the grader, hand-outs, training, mutants and variants (slower; not yet in CI).
+# The integration self-tests alone (the last stage of `make test`).
 test-integration: venv
-	$(PY) -m pytest tests/selftest --impl solutions -q -p no:warnings
+	$(PY) -m pytest $(INTEGRATION) --impl solutions -q -p no:warnings --durations=12
 
 test-deep: venv
 	HYPOTHESIS_PROFILE=deep $(PY) -m pytest tests/public tests/hidden --impl solutions -q
