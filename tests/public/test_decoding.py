@@ -109,6 +109,26 @@ def test_greedy_runs_to_max_len_when_eos_never_comes(impl, batch, max_len, seed)
                   hint="stop after max_len generated tokens (the leading <s> does not count)")
 
 
+def test_greedy_stops_once_every_row_has_ended(impl):
+    """L is the length of the longest row: no trailing all-<pad> columns up to max_len."""
+    hint = "break out of the loop as soon as every row has produced </s>"
+    toy = MarkovToy.random(5, vocab_size=6, eos_bias=80.0)  # </s> first, in every row
+    src, mask = padded_source(3, 4, 7)
+    actual = impl.decoding.greedy_decode(toy, src, mask, 9, BOS, EOS)
+    check_decoded(actual, [[EOS]] * 3, 9, what="greedy_decode when every row produces </s> at the first step")
+    check(actual.shape[1] == 1,
+          f"greedy_decode when every row produces </s> at the first step (max_len=9): expected shape (3, 1), "
+          f"got {tuple(actual.shape)}: likely bug — the loop does not stop once every row has ended", hint)
+    toy = oracle.two_context_toy()
+    src = torch.tensor([[4, 7, 0], [3, 0, 0]])  # rows end after 2 and 3 tokens
+    actual = impl.decoding.greedy_decode(toy, src, (src != PAD).unsqueeze(1), 9, BOS, EOS)
+    check_decoded(actual, [oracle.TWO_CONTEXT_EVEN, oracle.TWO_CONTEXT_ODD], 9,
+                  what="greedy_decode of two rows that end after 2 and 3 tokens (max_len=9)")
+    check(actual.shape[1] == 3,
+          f"greedy_decode of two rows that end after 2 and 3 tokens (max_len=9): expected shape (2, 3), "
+          f"got {tuple(actual.shape)}: likely bug — the loop does not stop once every row has ended", hint)
+
+
 @given(batch=batch_sizes, src_len=st.integers(1, 5), seed=seeds)
 def test_greedy_rows_are_independent(impl, batch, src_len, seed):
     toy = PrefixToy.random(seed, vocab_size=7, src_vocab_size=9, d_model=6, eos_bias=1.0)

@@ -55,6 +55,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -77,6 +78,7 @@ JOBS = int(os.environ.get("HOSTILE_JOBS", "2"))
 # What is not copied into a run's repository copy (and not checksummed).
 NOT_COPIED = {".venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis", "out", "runs", "dist",
               ".ipynb_checkpoints", "hostile"}
+CHECKOUT_PRIVATE = ("grader", "tests", "solutions", ".git")  # = grader.grade.PRIVATE_PATHS
 SHORT_CALL_TIMEOUT = 5  # s per call, for the attacks that only end by the wall-clock time-out
 SHORT_PART_TIMEOUT = 45  # s per part, for the same
 PART_TIMEOUT = float(os.environ.get("HOSTILE_PART_TIMEOUT", "120"))  # --part-timeout of every other grade
@@ -834,7 +836,28 @@ def _jobs_for(items) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def graded(request):
+def checkout_locked():
+    """Lock this checkout's private folders as the grader locks its own repository as root.
+
+    The attacks also look for hidden tests and solutions in this checkout (``@@REAL_REPO@@``),
+    which is a second copy of them that the graded repository copy knows nothing about. A
+    grader run from this checkout would have removed their "other" permission bits
+    (``process.hide_from_worker``); do the same for the session and put the modes back after.
+    """
+    saved = {}
+    if IS_ROOT:
+        for name in CHECKOUT_PRIVATE:
+            path = ROOT / name
+            if path.exists():
+                saved[path] = stat.S_IMODE(os.stat(path).st_mode)
+                os.chmod(path, saved[path] & ~0o007)
+    yield
+    for path, mode in saved.items():
+        os.chmod(path, mode)
+
+
+@pytest.fixture(scope="session")
+def graded(request, checkout_locked):
     """name -> Future[Run]; every selected grade starts at once in a small pool."""
     global _pool
     with _lock:

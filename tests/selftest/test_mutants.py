@@ -26,6 +26,9 @@ CI_SAMPLE = (
     "ls-spread-over-v-minus-1",
     "noam-warmup-off-by-one",
 )
+# The sample's mutants whose first feedback line names the bug today (`make mutants` reports
+# the rate over the whole catalogue); a change that loses one of these hints fails here.
+UNHINTED_IN_SAMPLE = {"ffn-dropout-on-output", "dec-layer-cross-gets-target-mask", "noam-warmup-off-by-one"}
 BY_ID = {m.id: m for m in MUTANTS}
 
 
@@ -46,3 +49,8 @@ def test_mutant_is_killed_by_the_public_tests(mutant_id):
     assert outcome.killed_by_public, (
         f"mutant {mutant_id} ({BY_ID[mutant_id].description}) keeps full marks on the public tests"
     )
+    if mutant_id not in UNHINTED_IN_SAMPLE:
+        assert outcome.hinted, (
+            f"mutant {mutant_id} ({BY_ID[mutant_id].description}): the first feedback line no longer names the bug "
+            f"(expected {BY_ID[mutant_id].hint!r} in its diagnosis): {outcome.first_message}"
+        )

@@ -6,8 +6,11 @@ mutant changes behaviour because the suite kills it: a mutant that keeps full ma
 ``tests/selftest/test_mutants.py``; the rare edit that is behaviour-preserving by accident
 would show up there and be removed from this list.
 
-``hint`` is a word or phrase that the first feedback line of the mutated part should
-contain when the suite recognises the bug (case-insensitive); it measures the hint rate.
+``hint`` is a word or phrase that the *diagnosis* in the first feedback line should contain
+when the suite recognises the bug (case-insensitive): the text after "likely bug", or else the
+headline after the last ": " ("wrong shape."), never the description of the input, which
+often names the function ("scaled_dot_product_attention" contains "scal"). It measures the
+hint rate.
 """
 from __future__ import annotations
 
@@ -54,7 +57,7 @@ MUTANTS: tuple[Mutant, ...] = (
       "scal"),
     M("sdpa-scale-by-dk", "attention", "scores divided by d_k instead of sqrt(d_k)",
       "scores = query @ key.transpose(-2, -1) / math.sqrt(d_k)", "scores = query @ key.transpose(-2, -1) / d_k",
-      "scal"),
+      "d_k instead of sqrt(d_k)"),
     M("sdpa-softmax-wrong-axis", "attention", "softmax over the query axis",
       "weights = scores.softmax(dim=-1)", "weights = scores.softmax(dim=-2)", "axis"),
     M("sdpa-mask-after-softmax", "attention", "masked weights zeroed after the softmax",
@@ -84,7 +87,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M("mha-scale-by-d-model", "attention", "multi-head attention scaled by sqrt(d_model)",
       "        out, weights = scaled_dot_product_attention(q, k, v, mask, self.dropout)",
       "        out, weights = scaled_dot_product_attention(q * math.sqrt(self.d_k) / math.sqrt(self.num_heads * self.d_k), k, v, mask, self.dropout)",
-      "scal"),
+      "sqrt(d_model) instead of sqrt(d_k)"),
     M("mha-key-projection-for-values", "attention", "values projected with w_k",
       "v = split_heads(value, self.w_v)", "v = split_heads(value, self.w_k)", "w_v"),
     M("mha-mask-wrong-axis", "attention", "mask head axis inserted at the end",
@@ -187,7 +190,7 @@ MUTANTS: tuple[Mutant, ...] = (
       "next_token = model.generator(hidden[:, -1]).argmax(dim=-1)",
       "next_token = model.generator(hidden[:, 0]).argmax(dim=-1)", "last"),
     M("greedy-never-stops", "decoding", "loop runs to max_len even when all rows are done",
-      "        if finished.all():\n            break\n    return tokens[:, 1:]", "    return tokens[:, 1:]", "max_len"),
+      "        if finished.all():\n            break\n    return tokens[:, 1:]", "    return tokens[:, 1:]", "does not stop once every row"),
     M("beam-no-length-penalty", "decoding", "beam search without length normalisation",
       "normalised = scores / ((5.0 + lengths) / 6.0) ** length_penalty", "normalised = scores", "length"),
     M("beam-duplicate-start", "decoding", "all beams start live: the beam fills with copies",
@@ -201,7 +204,7 @@ MUTANTS: tuple[Mutant, ...] = (
       "uniform = (-log_probs.sum(dim=-1) + log_probs.gather(-1, safe_target.unsqueeze(-1)).squeeze(-1)) / (log_probs.size(-1) - 1)",
       "V-1"),
     M("ls-mean-over-all-rows", "training", "mean over all rows, ignored ones included",
-      "return loss[keep].sum() / keep.sum()", "return loss.masked_fill(~keep, 0).sum() / len(keep)", "ignored"),
+      "return loss[keep].sum() / keep.sum()", "return loss.masked_fill(~keep, 0).sum() / len(keep)", "over all n rows"),
     M("ls-ignored-rows-kept", "training", "ignored rows not dropped",
       "return loss[keep].sum() / keep.sum()", "return loss.mean()", "ignore"),
     M("ls-no-log-softmax", "training", "raw logits used as log-probabilities",

@@ -43,8 +43,14 @@ class Outcome:
         return self.killed_by_public or any(self.hidden_failed.values())
 
     @property
+    def diagnosis(self) -> str:
+        """What the first line says is wrong: after "likely bug", else the headline at its end."""
+        line = self.first_message
+        return line.split("likely bug", 1)[1] if "likely bug" in line else line.rsplit(": ", 1)[-1]
+
+    @property
     def hinted(self) -> bool:
-        return self.mutant.hint.lower() in self.first_message.lower()
+        return self.mutant.hint.lower() in self.diagnosis.lower()
 
     @property
     def parts_lost(self) -> list[str]:
