@@ -415,8 +415,8 @@ class WorkerProcess:
         return f"exited with status {code} (does your code call sys.exit(), exit() or os._exit()?)"
 
 
-def _kill_session(session_id: int) -> None:
-    """SIGKILL every process whose session is the worker's (children that left its group)."""
+def _processes():
+    """(pid, fields of /proc/<pid>/stat after "(comm)": state ppid pgrp session ...) of every process."""
     try:
         entries = os.listdir("/proc")
     except OSError:
@@ -426,9 +426,17 @@ def _kill_session(session_id: int) -> None:
             continue
         try:
             with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            if int(fields[3]) == session_id:  # fields after "(comm)": state ppid pgrp session ...
-                os.kill(int(entry), signal.SIGKILL)
+                yield int(entry), f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+
+
+def _kill_session(session_id: int) -> None:
+    """SIGKILL every process whose session is the worker's (children that left its group)."""
+    for pid, fields in _processes():
+        try:
+            if int(fields[3]) == session_id:
+                os.kill(pid, signal.SIGKILL)
         except (OSError, ValueError, IndexError):
             continue
 
@@ -471,19 +479,11 @@ def stop_being_subreaper() -> None:
 
 def _children_of(pid: int) -> list[int]:
     found = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return found
-    for entry in entries:
-        if not entry.isdigit():
-            continue
+    for child, fields in _processes():
         try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            if int(fields[1]) == pid:  # fields after "(comm)": state ppid ...
-                found.append(int(entry))
-        except (OSError, ValueError, IndexError):
+            if int(fields[1]) == pid:
+                found.append(child)
+        except (ValueError, IndexError):
             continue
     return found
 

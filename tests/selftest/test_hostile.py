@@ -731,7 +731,7 @@ def assert_grader_in_charge(run: Run) -> None:
     assert run.results is not None, f"no results.json in the output folder ({run.error}):\n{stderr_tail}"
 
     # results.json: by the judge, in the output folder only, sealed with a nonce nobody else saw.
-    elsewhere = [p for p in run.after if p.endswith("results.json")]
+    elsewhere = [p for p in run.after if p.endswith("results.json") and run.before.get(p) != run.after[p]]
     assert not elsewhere, f"results.json written outside the output folder: {elsewhere}"
     if SCHEMA.exists():
         import jsonschema
