@@ -306,7 +306,9 @@ class SandboxedImplementation:
 
     def _request(self, op: str, **fields):
         if self._final is not None:
-            raise self._final
+            # A fresh exception per check: re-raising one object would carry the notes that
+            # hypothesis attached to an earlier check ("Failing test case: ...") into this one.
+            raise type(self._final)(*self._final.args)
         if time.monotonic() >= self._deadline:
             self._final = WorkerCrashed(f"the time for part `{self._part}` is used up; its remaining checks were not run")
             self.close()

@@ -450,7 +450,11 @@ def test_crashes_and_time_outs_are_reported_and_a_fresh_worker_takes_over(fake_p
         assert impl.masks.double(2) == 4  # a fresh worker
         with pytest.raises(WorkerCrashed, match="exited"):
             impl.masks.leave(1)
-        with pytest.raises(WorkerCrashed, match="crashed 4 times"):
+        with pytest.raises(WorkerCrashed, match="crashed 4 times") as first:
             impl.masks.double(2)  # no more restarts: the part's remaining checks fail fast
+        first.value.add_note("Failing test case: an earlier check")  # as hypothesis does
+        with pytest.raises(WorkerCrashed, match="crashed 4 times") as later:
+            impl.masks.double(3)
+        assert not getattr(later.value, "__notes__", None), "an earlier check's notes leaked"
     finally:
         impl.close()
