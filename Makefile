@@ -10,25 +10,30 @@ export PYTEST_DISABLE_PLUGIN_AUTOLOAD := 1
 
 IMPL ?= assignments
 PART ?=
+TEST ?=
+TIMEOUT ?=
+VERBOSE ?=
+PDB ?=
 SUBMISSION ?= assignments
 OUT ?= out/grade
 STEPS ?=
 # The self-tests that `make test` (and so CI) runs; `make test-integration` runs them all.
-SELFTESTS := tests/selftest/test_stubs.py tests/selftest/test_oracles_attention_norm.py \
+SELFTESTS := tests/selftest/test_stubs.py tests/selftest/test_catalogues.py tests/selftest/test_rubric.py tests/selftest/test_fonts.py tests/selftest/test_oracles_attention_norm.py \
 	tests/selftest/test_oracles_embedding_layers.py tests/selftest/test_oracles_decoding_training.py \
 	tests/selftest/test_synthetic_data.py
 # Self-tests that grade, train or build hand-outs in subprocesses (minutes, not seconds).
 INTEGRATION := tests/selftest/test_sandbox.py tests/selftest/test_grader.py tests/selftest/test_autograder.py \
 	tests/selftest/test_release.py tests/selftest/test_notebooks.py tests/selftest/test_translation.py \
-	tests/selftest/test_variants.py tests/selftest/test_mutants.py tests/selftest/test_hostile.py
+	tests/selftest/test_variants.py tests/selftest/test_mutants.py tests/selftest/test_hostile.py \
+	tests/selftest/test_feedback.py
 
-.PHONY: help venv check test test-deep stubs grade demo grade-all train translate bench mutants clean
+.PHONY: help venv check test test-deep stubs catalogues grade demo grade-all train translate bench mutants clean
 
 help:
 	@echo "Students:     make check [PART=attention]   make train   make translate"
 	@echo "Instructors:  make demo   make grade SUBMISSION=path OUT=dir   make grade-all SUBMISSIONS=dir OUT=dir"
 	@echo "Hand-outs:    make release   make autograder   make notebooks [LANG=en|ja]"
-	@echo "Maintainers:  make test   make test-deep   make stubs   make bench   make mutants"
+	@echo "Maintainers:  make test   make test-deep   make stubs   make catalogues   make bench   make mutants"
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,13 +44,16 @@ venv: $(VENV)/.installed
 
 ## Students ---------------------------------------------------------------------------------
 
-# One line per part; `make check PART=attention` shows that part's tests with full pytest output.
+# One line per part: tests passed, points, the first problem as a diagnosis, then what to do
+# next. `make check PART=attention [TEST=name] [PDB=1] [VERBOSE=1] [TIMEOUT=60]` shows one part.
+# LANG=ja (or a Japanese locale) prints it in Japanese. A failing check exits non-zero without
+# make's own "*** Error 1" line, which reads as a broken build: the recipe ends make with
+# SIGINT instead (exit status 130), the one way make stops without printing that line.
+CHECK_LANG := $(if $(filter command line,$(origin LANG)),COURSE_LANGUAGE=$(LANG),)
 check: venv
-ifeq ($(PART),)
-	@$(PY) -m pytest tests/public --impl $(IMPL) -q --tb=no --no-header -p no:warnings --part-summary -o console_output_style=classic | grep -v -E '^(FAILED|ERROR|=+ short test summary|[.FEsx]+ *(\[ *[0-9]+%\])?$$)' ; exit $${PIPESTATUS[0]}
-else
-	$(PY) -m pytest tests/public/test_$(PART).py --impl $(IMPL) --part-summary
-endif
+	@$(CHECK_LANG) $(PY) -m tests.support.feedback $(PART) --impl $(IMPL) $(if $(TEST),--test $(TEST),) \
+	  $(if $(TIMEOUT),--timeout $(TIMEOUT),) $(if $(VERBOSE),--verbose,) $(if $(PDB),--pdb,) \
+	  || { kill -INT $$PPID; sleep 0.2; exit 0; }
 
 train: venv
 	$(PY) -m grader train --impl solutions --task synthetic --out runs/synthetic $(if $(STEPS),--steps $(STEPS),)
@@ -69,6 +77,12 @@ grade-all: venv
 
 stubs: venv
 	$(PY) -m grader.stubs
+
+# Extract every student-facing message into the translation catalogues (grader/locale/*/LC_MESSAGES),
+# then list what still lacks a translation. `make test` fails until there is nothing to list.
+catalogues: venv
+	$(PY) -m grader.catalogues update
+	$(PY) -m grader.catalogues check
 
 # The repository's own test command (CI runs it): stubs up to date; the public suite on the
 # reference, timed; hidden tests and self-tests; every public and hidden test must FAIL on the
@@ -97,10 +111,13 @@ bench: venv
 	$(PY) -m grader.bench --out bench/results.json
 
 # Grade every mutant of tests/selftest/mutants/catalogue.py (components only) and print the
-# kill table with the kill rate and the hint rate.
+# kill table with the kill rate and the hint rate; then what a student sees of each in
+# `make check` (the table row and the part's output), in English and in Japanese.
 mutants: venv
 	@mkdir -p out
 	$(PY) -m tests.selftest.mutants.run --json out/mutants.json
+	$(PY) -m tests.selftest.mutants.seen --lang en --json out/mutants-seen-en.json
+	$(PY) -m tests.selftest.mutants.seen --lang ja --json out/mutants-seen-ja.json
 
 clean:
 	rm -rf out runs dist notebooks/build .pytest_cache

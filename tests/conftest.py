@@ -3,7 +3,10 @@ the per-part summary of `make check`, and the stub-inversion mode of `make test`
 
 Options:
     --impl assignments|solutions|PATH   the `transformer/` package under test (default: assignments)
-    --part-summary                      print one line per part (part, passed/total, points)
+    --student-view table|part           what `make check` prints at the end (tests/support/feedback.py);
+                                        --part-summary is --student-view table
+    --test-timeout S                    stop a test after S seconds (in-process only; 0: no limit)
+    --part-results-json FILE            every test's outcome and diagnosis, per part (for tools)
     --expect-stub-failures              invert outcomes: a test that *passes* is reported as a
                                         failure ("no teeth"), one that fails as a pass
     --deterministic-algorithms          torch.use_deterministic_algorithms(True) for the whole run
@@ -18,6 +21,7 @@ import torch
 from hypothesis import HealthCheck, Phase, settings
 
 from grader.rubric import load_rubric
+from tests.support.feedback import FeedbackPlugin
 from tests.support.implementation import InProcessImplementation
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +36,7 @@ settings.register_profile(
     deadline=None,
     max_examples=25,
     phases=(Phase.explicit, Phase.reuse, Phase.generate),
-    print_blob=True,
+    print_blob=False,  # its advice (decorate the test with @reproduce_failure) means editing a test file
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile(
@@ -40,7 +44,7 @@ settings.register_profile(
     derandomize=True,
     deadline=None,
     max_examples=25,
-    print_blob=True,
+    print_blob=False,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile(
@@ -60,7 +64,13 @@ torch.set_num_threads(1)
 def pytest_addoption(parser):
     group = parser.getgroup("transformer assignment")
     group.addoption("--impl", default="assignments", help="assignments, solutions, or a directory holding transformer/")
-    group.addoption("--part-summary", action="store_true", help="print a per-part summary table")
+    group.addoption("--part-summary", action="store_const", const="table", dest="student_view",
+                    help="print a per-part summary table (same as --student-view table)")
+    group.addoption("--student-view", choices=("table", "part"), default=None, dest="student_view",
+                    help="print the student's view at the end: the per-part table, or one part in detail")
+    group.addoption("--student-part", default="", help="with --student-view part: the part shown")
+    group.addoption("--test-timeout", type=float, default=0.0,
+                    help="seconds one test may run (in-process transport only; 0: no limit)")
     group.addoption("--expect-stub-failures", action="store_true", help="every test must fail (run against the stubs)")
     group.addoption("--part-results-json", default=None, help="write per-part results (for tools) to this file")
     group.addoption(
@@ -87,7 +97,7 @@ def pytest_configure(config):
     config._rubric = load_rubric()
     if config.getoption("--deterministic-algorithms"):
         torch.use_deterministic_algorithms(True)
-    config._part_results = {}
+    config.pluginmanager.register(FeedbackPlugin(config), "transformer-feedback")
 
 
 @pytest.fixture(scope="session")
@@ -122,63 +132,3 @@ def pytest_collection_modifyitems(config, items):
         part = part_of(item)
         if part:
             item.add_marker(pytest.mark.part(part))
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    if item.config.getoption("--expect-stub-failures") and report.when == "call":
-        if report.passed:
-            report.outcome = "failed"
-            report.longrepr = (
-                f"{item.nodeid} PASSED against the stubs: this test has no teeth "
-                "(it must fail when the code under test raises NotImplementedError)."
-            )
-        elif report.failed:
-            report.outcome = "passed"
-            report.longrepr = None
-    if report.when == "call" or (report.when == "setup" and not report.passed):
-        part = part_of(item)
-        if part:
-            results = item.config._part_results.setdefault(part, [])
-            message = ""
-            if report.failed and hasattr(report.longrepr, "reprcrash") and report.longrepr.reprcrash:
-                message = report.longrepr.reprcrash.message
-            results.append((item.nodeid, report.passed, message))
-
-
-def pytest_sessionfinish(session, exitstatus):
-    path = session.config.getoption("--part-results-json")
-    if path:
-        import json
-
-        parts = {
-            part: [{"test": nodeid, "passed": ok, "message": message} for nodeid, ok, message in results]
-            for part, results in session.config._part_results.items()
-        }
-        Path(path).write_text(json.dumps(parts, indent=1), encoding="utf-8")
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if not config.getoption("--part-summary") or not config._part_results:
-        return
-    rubric = config._rubric
-    write = terminalreporter.write_line
-    write("")
-    write(f"{'part':<14} {'tests':>9} {'points':>13}   first problem")
-    earned_total = possible_total = 0.0
-    for name, part in rubric.parts.items():
-        results = config._part_results.get(name)
-        if not results:
-            continue
-        passed = sum(ok for _, ok, _ in results)
-        points = part.points * passed / len(results)
-        earned_total += points
-        possible_total += part.points
-        first = next((msg for _, ok, msg in results if not ok), "")
-        first = first.splitlines()[0] if first else "all checks pass"
-        if first.startswith("NotImplementedError: "):
-            first = "not implemented yet — " + first.removeprefix("NotImplementedError: ")
-        write(f"{name:<14} {passed:>4}/{len(results):<4} {points:>6.1f}/{part.points:<6g}   {first[:120]}")
-    write(f"{'total':<14} {'':>9} {earned_total:>6.1f}/{possible_total:<6g}   (public tests only; the grade also runs hidden tests and training)")

@@ -45,12 +45,19 @@ class Outcome:
     @property
     def diagnosis(self) -> str:
         """What the first line says is wrong: after "likely bug", else the headline at its end."""
+        from grader.i18n import _
+
         line = self.first_message
-        return line.split("likely bug", 1)[1] if "likely bug" in line else line.rsplit(": ", 1)[-1]
+        marker = _("likely bug — {bug}", bug="").split("—")[0].strip()  # "likely bug", "バグの可能性"
+        return line.split(marker, 1)[1] if marker in line else line.rsplit(": ", 1)[-1]
 
     @property
     def hinted(self) -> bool:
-        return self.mutant.hint.lower() in self.diagnosis.lower()
+        """The diagnosis names the bug, in the language of the run (``COURSE_LANGUAGE``)."""
+        from grader.i18n import language
+
+        phrase = self.mutant.hint_ja if language() == "ja" else self.mutant.hint
+        return bool(phrase) and phrase.lower() in self.diagnosis.lower()
 
     @property
     def parts_lost(self) -> list[str]:
