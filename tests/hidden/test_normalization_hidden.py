@@ -11,13 +11,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
+from grader.i18n import _
 from tests.support.checks import assert_close, check, tolerance
 from tests.support.oracles import normalization as oracle
 from tests.support.oracles.attention import distinct_bugs
 from tests.support.strategies import dtypes, seeds, tensor
 
-LN_HINT = "mean and biased variance over the last axis (keepdim=True); weight * (x - mean) / sqrt(var + eps) + bias"
-ADD_NORM_HINT = "AddNorm(x, sublayer) = norm(x + dropout(sublayer(x))): residual sum first, then the layer norm"
+LN_HINT = _("mean and biased variance over the last axis (keepdim=True); weight * (x - mean) / sqrt(var + eps) + bias")
+ADD_NORM_HINT = _("AddNorm(x, sublayer) = norm(x + dropout(sublayer(x))): residual sum first, then the layer norm")
+
+
+SUBLAYER_NAMES = {"linear": "nn.Linear", "sequential": "nn.Sequential(Linear, ReLU, Linear)", "tanh": "nn.Tanh()",
+                  "relu": "nn.ReLU()"}
 
 
 def affine(d, seed, dtype=torch.float64):
@@ -54,8 +59,11 @@ def test_layernorm_single_feature_gives_the_bias(impl, dtype):
     norm = make_layer_norm(impl, 1, dtype, weight=weight, bias=bias)
     x = tensor((3, 4, 1), 1, dtype, scale=5.0)
     out = norm(x)
-    assert_close(out, torch.full((3, 4, 1), -0.75, dtype=dtype), what=f"LayerNorm(1) ({dtype}): x - mean is 0, so the output is the bias",
-                 hint="biased variance (correction=0): with one feature it is 0, not NaN", **tolerance(dtype))
+    assert_close(out, torch.full((3, 4, 1), -0.75, dtype=dtype),
+                 what=_("LayerNorm output with a single feature (x - mean is 0, so it must be the bias)"),
+                 case=_("LayerNorm(1) with weight 2.5 and bias -0.75, on an input of shape {shape}, {dtype}",
+                        shape=tuple(x.shape), dtype=dtype),
+                 hint=_("biased variance (correction=0): with one feature it is 0, not NaN"), **tolerance(dtype))
 
 
 # Multiples of 1/4: the mean of a constant row is then exact in float32 as well.
@@ -64,8 +72,10 @@ def test_layernorm_constant_rows_give_the_bias(impl, d, dtype, seed, value):
     weight, bias = affine(d, seed)
     norm = make_layer_norm(impl, d, dtype, weight=weight, bias=bias)
     x = torch.full((2, 3, d), value, dtype=dtype)
-    assert_close(norm(x), bias.to(dtype).expand(2, 3, d), what=f"LayerNorm({d}) on constant rows ({value:g}, {dtype})",
-                 hint="a constant row has variance 0: sqrt(0 + eps) keeps the division finite",
+    assert_close(norm(x), bias.to(dtype).expand(2, 3, d), what=_("LayerNorm output on constant rows (it must be the bias)"),
+                 case=_("LayerNorm({d}) with a random weight and bias, on rows of shape {shape} filled with {value}, {dtype}",
+                        d=d, shape=tuple(x.shape), value=f"{value:g}", dtype=dtype),
+                 hint=_("a constant row has variance 0: sqrt(0 + eps) keeps the division finite"),
                  rtol=1e-4, atol=1e-4 if dtype == torch.float32 else 1e-9)
 
 
@@ -79,7 +89,9 @@ def test_layernorm_more_shapes_and_eps_values_match_nn_layernorm(impl, lead, d, 
         expected = oracle.builtin_layer_norm(weight, bias, eps)(x.double()).to(dtype)
     # float32 with eps = 1e-12 and tiny variances: rounding of (x - mean) dominates.
     tol = {"rtol": 1e-3, "atol": 1e-4} if dtype == torch.float32 else tolerance(dtype)
-    assert_close(out, expected, what=f"LayerNorm({d}, eps={eps:g}) on input {tuple(x.shape)} of scale {scale:g} ({dtype})",
+    assert_close(out, expected, what=_("LayerNorm output vs nn.LayerNorm"),
+                 case=_("LayerNorm({d}, eps={eps}) with a random weight and bias, on an input of shape {shape} and scale "
+                        "{scale}, {dtype}", d=d, eps=f"{eps:g}", shape=tuple(x.shape), scale=f"{scale:g}", dtype=dtype),
                  hint=LN_HINT, **tol,
                  likely_bugs=distinct_bugs(oracle.layer_norm_bug_outputs(x, weight, bias, eps, dtype), expected))
 
@@ -90,11 +102,13 @@ def test_layernorm_huge_inputs_stay_finite(impl):
     x = tensor((4, 8, d), 4, scale=1e4) + 1e5
     for dtype in (torch.float32, torch.float64):
         out = make_layer_norm(impl, d, dtype, weight=weight, bias=bias)(x.to(dtype))
-        check(bool(torch.isfinite(out).all()), f"LayerNorm on inputs ~1e5 ({dtype}): NaN or inf in the output",
-              "compute the variance of the centred values, mean((x - mean)^2)")
+        case = _("LayerNorm({d}) with a random weight and bias, on an input of shape {shape} with entries about 1e5, "
+                 "{dtype}", d=d, shape=tuple(x.shape), dtype=dtype)
+        check(bool(torch.isfinite(out).all()), _("NaN or inf in the output for large inputs"),
+              _("compute the variance of the centred values, mean((x - mean)^2)"), case=case)
         with torch.no_grad():
             expected = oracle.builtin_layer_norm(weight, bias)(x.to(dtype).double()).to(dtype)
-        assert_close(out, expected, what=f"LayerNorm on inputs ~1e5 ({dtype})", hint=LN_HINT,
+        assert_close(out, expected, what=_("LayerNorm output on large inputs vs nn.LayerNorm"), case=case, hint=LN_HINT,
                      **({"rtol": 1e-3, "atol": 1e-3} if dtype == torch.float32 else tolerance(dtype)))
 
 
@@ -108,18 +122,25 @@ def test_layernorm_gradients_match_nn_layernorm(impl, d, dtype, seed, eps):
     leaf = x.double().requires_grad_(True)
     (builtin(leaf) * upstream.double()).sum().backward()
     tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == torch.float32 else tolerance(dtype)
-    assert_close(arg_grads[0], leaf.grad.to(dtype), what=f"LayerNorm({d}, eps={eps:g}) gradient with respect to x ({dtype})",
-                 hint="the mean and the variance depend on x too: let autograd see them", **tol)
+    case = _("LayerNorm({d}, eps={eps}) with a random weight and bias, on an input of shape {shape}, {dtype}",
+             d=d, eps=f"{eps:g}", shape=tuple(x.shape), dtype=dtype)
+    assert_close(arg_grads[0], leaf.grad.to(dtype), what=_("LayerNorm gradient with respect to x"), case=case,
+                 hint=_("the mean and the variance depend on x too: let autograd see them"), **tol)
     for name, param in (("weight", builtin.weight), ("bias", builtin.bias)):
-        check(param_grads.get(name) is not None, f"no gradient reached LayerNorm.{name}")
-        assert_close(param_grads[name], param.grad.to(dtype), what=f"LayerNorm gradient with respect to {name} ({dtype})", **tol)
+        check(param_grads.get(name) is not None, _("no gradient reached LayerNorm.{name}", name=name),
+              _("use self.weight and self.bias in forward"), case=case)
+        assert_close(param_grads[name], param.grad.to(dtype),
+                     what=_("LayerNorm gradient with respect to {name}", name=name), case=case, **tol)
 
 
 def test_layernorm_state_dict_roundtrip_and_shapes(impl):
     for d in (1, 3, 64):
         norm = impl.normalization.LayerNorm(d, eps=1e-6)
         shapes = {name: tuple(value.shape) for name, value in norm.state_dict().items()}
-        check(shapes == {"weight": (d,), "bias": (d,)}, f"LayerNorm({d}).state_dict(): expected weight and bias of shape ({d},), got {shapes}")
+        check(shapes == {"weight": (d,), "bias": (d,)},
+              _("the state_dict holds {shapes}, expected weight and bias of shape ({d},)", shapes=shapes, d=d),
+              _("weight = nn.Parameter(torch.ones(d_model)), bias = nn.Parameter(torch.zeros(d_model))"),
+              case=_("LayerNorm({d}, eps={eps})", d=d, eps="1e-6"))
 
 
 # --------------------------------------------------------------------------- AddNorm
@@ -147,7 +168,9 @@ def test_addnorm_with_other_sublayers(impl, b, t, d, dtype, seed, kind):
         sublayer, fn = nn.ReLU(), (lambda a: np.maximum(a, 0.0))
     out = add_norm(x, sublayer)
     expected = torch.from_numpy(oracle.add_norm(x, fn, weight, bias)).to(dtype)
-    assert_close(out, expected, what=f"AddNorm({d}) around a {kind} sublayer on {tuple(x.shape)} ({dtype}, eval mode)",
+    assert_close(out, expected, what=_("AddNorm output vs numpy float64"),
+                 case=_("AddNorm({d}) around the sublayer {sublayer}, in eval mode, on an input of shape {shape}, {dtype}",
+                        d=d, sublayer=SUBLAYER_NAMES[kind], shape=tuple(x.shape), dtype=dtype),
                  hint=ADD_NORM_HINT, **tolerance(dtype),
                  likely_bugs=distinct_bugs(oracle.add_norm_bug_outputs(x, fn, weight, bias, dtype), expected))
 
@@ -163,11 +186,15 @@ def test_addnorm_gradients_match_autograd_reference(impl):
     w, b_ = weight.clone().requires_grad_(True), bias.clone().requires_grad_(True)
     ref = torch.nn.functional.layer_norm(leaf + lin(leaf), (d,), w, b_, 1e-5)
     (ref * upstream).sum().backward()
-    assert_close(arg_grads[0], leaf.grad, what="AddNorm gradient with respect to x (through the residual and the sublayer)",
-                 hint=ADD_NORM_HINT, **tolerance(torch.float64))
+    case = _("AddNorm({d}) around an nn.Linear sublayer, on an input of shape {shape}, {dtype}",
+             d=d, shape=tuple(x.shape), dtype=torch.float64)
+    assert_close(arg_grads[0], leaf.grad, what=_("AddNorm gradient with respect to x (through the residual and the sublayer)"),
+                 case=case, hint=ADD_NORM_HINT, **tolerance(torch.float64))
     for name, grad in (("norm.weight", w.grad), ("norm.bias", b_.grad)):
-        check(param_grads.get(name) is not None, f"no gradient reached AddNorm.{name}")
-        assert_close(param_grads[name], grad, what=f"AddNorm gradient with respect to {name}", **tolerance(torch.float64))
+        check(param_grads.get(name) is not None, _("no gradient reached AddNorm.{name}", name=name),
+              _("call self.norm (a LayerNorm) in forward"), case=case)
+        assert_close(param_grads[name], grad, what=_("AddNorm gradient with respect to {name}", name=name), case=case,
+                     **tolerance(torch.float64))
 
 
 def test_addnorm_dropout_extremes_in_training_mode(impl):
@@ -180,12 +207,16 @@ def test_addnorm_dropout_extremes_in_training_mode(impl):
     add_norm = make_add_norm(impl, d, torch.float64, weight, bias, dropout=1.0)
     add_norm.train()
     assert_close(add_norm(x, lin), torch.from_numpy(oracle.layer_norm(x, weight, bias)), **tolerance(torch.float64),
-                 what="AddNorm(dropout=1.0) in training mode: the sublayer's output is all dropped",
-                 hint="norm(x + dropout(sublayer(x))): the dropout wraps the sublayer's output only",
-                 likely_bugs={"the dropout is applied to the residual sum (or to x) instead of the sublayer output":
+                 what=_("AddNorm output with the sublayer's output all dropped (it must be norm(x))"),
+                 case=_("AddNorm({d}, dropout=1.0) around an nn.Linear sublayer, in training mode, on an input of "
+                        "shape {shape}", d=d, shape=tuple(x.shape)),
+                 hint=_("norm(x + dropout(sublayer(x))): the dropout wraps the sublayer's output only"),
+                 likely_bugs={_("the dropout is applied to the residual sum (or to x) instead of the sublayer output"):
                               torch.from_numpy(oracle.layer_norm(np.zeros_like(x.numpy()), weight, bias))})
     # p = 0: training mode changes nothing.
     add_norm = make_add_norm(impl, d, torch.float64, weight, bias, dropout=0.0)
     add_norm.train()
     assert_close(add_norm(x, lin), torch.from_numpy(oracle.add_norm(x, fn, weight, bias)), **tolerance(torch.float64),
-                 what="AddNorm(dropout=0.0) in training mode", hint=ADD_NORM_HINT)
+                 what=_("AddNorm output in training mode with dropout 0"),
+                 case=_("AddNorm({d}, dropout=0.0) around an nn.Linear sublayer, in training mode, on an input of "
+                        "shape {shape}", d=d, shape=tuple(x.shape)), hint=ADD_NORM_HINT)

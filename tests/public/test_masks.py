@@ -6,6 +6,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from grader.i18n import _
 from tests.support.checks import assert_equal, check
 from tests.support.strategies import batch_sizes, int_tensor, lengths, seeds
 
@@ -13,8 +14,9 @@ PAD = 0
 
 
 def padded_tokens(batch, length, seed, pad_id=PAD):
-    """Token ids in [1, 20) with random right padding; row lengths >= 1."""
+    """Token ids in [1, 21) other than pad_id, with random right padding; row lengths >= 1."""
     tokens = int_tensor((batch, length), seed, 1, 20)
+    tokens[tokens == pad_id] = pad_id + 1  # the pad id only in the padding: "padded on the right"
     generator = torch.Generator().manual_seed(seed + 1)
     real = torch.randint(1, length + 1, (batch,), generator=generator)
     tokens[torch.arange(length)[None, :] >= real[:, None]] = pad_id
@@ -33,10 +35,13 @@ def test_padding_mask_marks_real_tokens(impl, batch, length, seed, pad_id):
     assert_equal(
         actual,
         expected,
-        what=f"padding_mask(tokens of shape {tuple(tokens.shape)}, pad_id={pad_id})",
-        hint="shape (B, 1, T), True where the token is NOT padding",
+        what=_("padding mask"),
+        case=_("padding_mask(tokens of shape {shape}, pad_id={pad_id})", shape=tuple(tokens.shape), pad_id=pad_id),
+        hint=_("shape (B, 1, T), True where the token is NOT padding"),
         likely_bugs={
-            "the mask is inverted: True must mean 'real token, may be attended to'": ~expected,
+            _("the mask is inverted: True must mean 'real token, may be attended to'"): ~expected,
+            _("the mask has shape (B, T, 1) instead of (B, 1, T): unsqueeze(1), so that it broadcasts over the queries"):
+                expected.transpose(1, 2),
         },
     )
 
@@ -48,15 +53,16 @@ def test_causal_mask_is_lower_triangular(impl, size):
     assert_equal(
         actual,
         expected,
-        what=f"causal_mask({size})",
-        hint="shape (1, T, T); position i may see 0..i (torch.tril), as bool",
+        what=_("causal mask"),
+        case=_("causal_mask({size})", size=size),
+        hint=_("shape (1, T, T); position i may see 0..i (torch.tril), as bool"),
         likely_bugs={
-            "the mask is transposed: it lets position i see the future j > i (torch.triu instead of torch.tril)":
+            _("the mask is transposed: it lets position i see the future j > i (torch.triu instead of torch.tril)"):
                 expected.transpose(-2, -1),
-            "the diagonal is missing: position i must be allowed to see itself":
+            _("the diagonal is missing: position i must be allowed to see itself"):
                 torch.tril(torch.ones(size, size, dtype=torch.bool), diagonal=-1).unsqueeze(0),
-            "the mask is inverted: True must mean 'may attend'": ~expected,
-            "off by one: position i sees i+1 too (diagonal=1)":
+            _("the mask is inverted: True must mean 'may attend'"): ~expected,
+            _("off by one: position i sees i+1 too (diagonal=1)"):
                 torch.tril(torch.ones(size, size, dtype=torch.bool), diagonal=1).unsqueeze(0),
         },
     )
@@ -64,8 +70,12 @@ def test_causal_mask_is_lower_triangular(impl, size):
 
 def test_causal_mask_on_requested_device(impl):
     mask = impl.masks.causal_mask(4, device=torch.device("cpu"))
-    check(mask.device.type == "cpu", f"causal_mask(4, device='cpu') came back on {mask.device}")
-    check(mask.dtype == torch.bool, f"causal_mask must be bool, got {mask.dtype}", "use dtype=torch.bool")
+    case = _("causal_mask(4, device='cpu')")
+    check(mask.device.type == "cpu", _("the mask came back on the device {device}, not on the requested cpu",
+                                       device=mask.device),
+          _("create the mask on the device argument: torch.ones(..., device=device)"), case=case)
+    check(mask.dtype == torch.bool, _("the causal mask must be bool, got {dtype}", dtype=mask.dtype),
+          _("use dtype=torch.bool"), case=case)
 
 
 @given(batch=batch_sizes, length=lengths, seed=seeds)
@@ -76,19 +86,22 @@ def test_target_mask_combines_padding_and_causal(impl, batch, length, seed):
     assert_equal(
         actual,
         expected,
-        what=f"target_mask(tokens of shape {tuple(tokens.shape)}, pad_id={PAD})",
-        hint="shape (B, T, T): padding_mask(tokens) & causal_mask(T); query i sees key j iff j <= i and j is real",
+        what=_("target mask"),
+        case=_("target_mask(tokens of shape {shape}, pad_id={pad_id})", shape=tuple(tokens.shape), pad_id=PAD),
+        hint=_("shape (B, T, T): padding_mask(tokens) & causal_mask(T); query i sees key j iff j <= i and j is real"),
         likely_bugs={
-            "padding and causal combined with | instead of &":
+            _("padding and causal combined with | instead of &"):
                 (tokens != PAD).unsqueeze(1) | expected_causal(length),
-            "only the causal part: padding keys are not hidden": expected_causal(length).expand(batch, -1, -1),
-            "only the padding part: the future is not hidden": (tokens != PAD).unsqueeze(1).expand(-1, length, -1),
+            _("only the causal part: padding keys are not hidden"): expected_causal(length).expand(batch, -1, -1),
+            _("only the padding part: the future is not hidden"): (tokens != PAD).unsqueeze(1).expand(-1, length, -1),
         },
     )
 
 
 def test_masks_length_one(impl):
     tokens = torch.tensor([[5]])
-    assert_equal(impl.masks.padding_mask(tokens, PAD), torch.tensor([[[True]]]), what="padding_mask([[5]])")
-    assert_equal(impl.masks.causal_mask(1), torch.tensor([[[True]]]), what="causal_mask(1)")
-    assert_equal(impl.masks.target_mask(tokens, PAD), torch.tensor([[[True]]]), what="target_mask([[5]])")
+    assert_equal(impl.masks.padding_mask(tokens, PAD), torch.tensor([[[True]]]), what=_("padding mask"),
+                 case=_("padding_mask([[5]], pad_id=0)"))
+    assert_equal(impl.masks.causal_mask(1), torch.tensor([[[True]]]), what=_("causal mask"), case=_("causal_mask(1)"))
+    assert_equal(impl.masks.target_mask(tokens, PAD), torch.tensor([[[True]]]), what=_("target mask"),
+                 case=_("target_mask([[5]], pad_id=0)"))

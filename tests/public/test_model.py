@@ -12,6 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from grader.i18n import _
 from tests.support.checks import assert_close, check, tolerance
 from tests.support.oracles import model as oracle
 from tests.support.oracles.layers import assert_close_naming_bugs
@@ -53,8 +54,15 @@ def batch_inputs(cfg, seed, batch=2, t_src=5, t_tgt=4):
     return src, tgt, src_mask, tgt_real & causal(t_tgt)
 
 
-FORWARD_HINT = ("logits = generator(decoder(positional(tgt_embed(tgt)), memory, src_mask, tgt_mask)) with "
-                "memory = encoder(positional(src_embed(src)), src_mask); no softmax at the end")
+FORWARD_HINT = _("logits = generator(decoder(positional(tgt_embed(tgt)), memory, src_mask, tgt_mask)) with "
+                  "memory = encoder(positional(src_embed(src)), src_mask); no softmax at the end")
+EVERY_SUBMODULE_HINT = _("every submodule must take part in forward")
+
+
+def model_case(layers, d_model, heads, src, tgt, dtype):
+    return _("Transformer(num_layers={layers}, d_model={d_model}, num_heads={heads}), src {src}, tgt {tgt}, "
+             "padded batch, {dtype}", layers=layers, d_model=d_model, heads=heads, src=tuple(src.shape),
+             tgt=tuple(tgt.shape), dtype=dtype)
 
 
 @given(layers=st.integers(1, 2), dims=model_dims(), batch=batch_sizes, t_src=st.integers(1, 6),
@@ -73,8 +81,8 @@ def test_transformer_forward_matches_builtin_model(impl, layers, dims, batch, t_
 
     assert_close_naming_bugs(
         model(src, tgt, src_mask, tgt_mask), expected.to(dtype), bugs,
-        what=f"Transformer(num_layers={layers}, d_model={d_model}, num_heads={heads}) logits for src "
-             f"{tuple(src.shape)}, tgt {tuple(tgt.shape)} ({dtype})",
+        what=_("logits vs the model built from PyTorch modules"),
+        case=model_case(layers, d_model, heads, src, tgt, dtype),
         hint=FORWARD_HINT,
         **MODEL_TOL[dtype],
     )
@@ -94,23 +102,25 @@ def test_encode_and_decode_match_builtin_model(impl, seed, dtype, t_src, t_tgt):
     @torch.no_grad()
     def encode_bugs():
         return {oracle.MODEL_BUGS[name]: reference.encode(src, src_mask, name).to(dtype)
-                for name in ("no_positional", "no_embedding_scale", "encoder_last_only")}
+                for name in ("no_positional_src", "no_embedding_scale", "encoder_last_only", "encoder_first_only")}
 
     @torch.no_grad()
     def decode_bugs():
         return {oracle.MODEL_BUGS[name]: reference.decode(tgt, memory, src_mask, tgt_mask, name).to(dtype)
-                for name in ("no_positional", "no_embedding_scale", "decoder_last_only", "src_embed_for_tgt")}
+                for name in ("no_positional_tgt", "no_embedding_scale", "decoder_last_only", "decoder_first_only",
+                             "src_embed_for_tgt")}
 
+    case = model_case(cfg.num_layers, cfg.d_model, cfg.num_heads, src, tgt, dtype)
     assert_close_naming_bugs(
         model.encode(src, src_mask), memory.to(dtype), encode_bugs,
-        what=f"Transformer.encode(src {tuple(src.shape)}, src_mask) ({dtype})",
+        what=_("output of encode (the memory) vs the built-in encoder"), case=case,
         hint="encoder(positional(src_embed(src)), src_mask)",
         **MODEL_TOL[dtype],
     )
     assert_close_naming_bugs(
         model.decode(tgt, memory.to(dtype), src_mask, tgt_mask), hidden.to(dtype), decode_bugs,
-        what=f"Transformer.decode(tgt {tuple(tgt.shape)}, memory, src_mask, tgt_mask) ({dtype})",
-        hint="decoder(positional(tgt_embed(tgt)), memory, src_mask, tgt_mask), no generator",
+        what=_("output of decode vs the built-in decoder"), case=case,
+        hint=_("decoder(positional(tgt_embed(tgt)), memory, src_mask, tgt_mask), no generator"),
         **MODEL_TOL[dtype],
     )
 
@@ -120,8 +130,11 @@ def test_encode_and_decode_match_builtin_model(impl, seed, dtype, t_src, t_tgt):
 def test_encoder_stack_applies_layers_in_sequence(impl, layers, seed, dtype, length):
     d_model, heads, d_ff = 8, 2, 12
     encoder = impl.model.Encoder(layers, d_model, heads, d_ff, 0.0)
+    case = _("Encoder(num_layers={layers}, d_model={d_model}, num_heads={heads}, d_ff={d_ff})",
+             layers=layers, d_model=d_model, heads=heads, d_ff=d_ff)
     check(len(encoder.layers) == layers,
-          f"Encoder(num_layers={layers}).layers has {len(encoder.layers)} layers", "an nn.ModuleList of num_layers EncoderLayers")
+          _("Encoder(num_layers={layers}).layers has {count} layers", layers=layers, count=len(encoder.layers)),
+          _("an nn.ModuleList of num_layers EncoderLayers"), case=case)
     if dtype == torch.float64:
         encoder.double()
     state = oracle.encoder_state(layers, d_model, d_ff, seed)
@@ -133,11 +146,13 @@ def test_encoder_stack_applies_layers_in_sequence(impl, layers, seed, dtype, len
     with torch.no_grad():
         expected = oracle.run_builtin_encoder(stack, x.double(), mask)
         bugs = {oracle.STACK_BUGS[name]: oracle.run_builtin_encoder(stack, x.double(), mask, only_layer=i).to(dtype)
-                for name, i in (("last_only", layers - 1), ("first_only", 0))}
+                for name, i in (("last_only", layers - 1), ("first_only", 0))
+                if layers > 1}  # one layer alone is the right answer
     assert_close_naming_bugs(
         encoder(x, mask), expected.to(dtype),
-        what=f"Encoder(num_layers={layers}) on x {tuple(x.shape)} ({dtype})",
-        hint="for layer in self.layers: x = layer(x, src_mask); no final norm",
+        what=_("Encoder output vs nn.TransformerEncoder"),
+        case=_("{encoder}, x {x}, padding mask, {dtype}", encoder=case, x=tuple(x.shape), dtype=dtype),
+        hint=_("for layer in self.layers: x = layer(x, src_mask); no final norm"),
         likely_bugs=bugs, **MODEL_TOL[dtype],
     )
 
@@ -147,8 +162,11 @@ def test_encoder_stack_applies_layers_in_sequence(impl, layers, seed, dtype, len
 def test_decoder_stack_applies_layers_in_sequence(impl, layers, seed, dtype, t_tgt):
     d_model, heads, d_ff = 8, 2, 12
     decoder = impl.model.Decoder(layers, d_model, heads, d_ff, 0.0)
+    case = _("Decoder(num_layers={layers}, d_model={d_model}, num_heads={heads}, d_ff={d_ff})",
+             layers=layers, d_model=d_model, heads=heads, d_ff=d_ff)
     check(len(decoder.layers) == layers,
-          f"Decoder(num_layers={layers}).layers has {len(decoder.layers)} layers", "an nn.ModuleList of num_layers DecoderLayers")
+          _("Decoder(num_layers={layers}).layers has {count} layers", layers=layers, count=len(decoder.layers)),
+          _("an nn.ModuleList of num_layers DecoderLayers"), case=case)
     if dtype == torch.float64:
         decoder.double()
     state = oracle.decoder_state(layers, d_model, d_ff, seed)
@@ -163,11 +181,14 @@ def test_decoder_stack_applies_layers_in_sequence(impl, layers, seed, dtype, t_t
         args = (x.double(), memory.double(), src_mask, tgt_mask, heads)
         expected = oracle.run_builtin_decoder(stack, *args)
         bugs = {oracle.STACK_BUGS[name]: oracle.run_builtin_decoder(stack, *args, only_layer=i).to(dtype)
-                for name, i in (("last_only", layers - 1), ("first_only", 0))}
+                for name, i in (("last_only", layers - 1), ("first_only", 0))
+                if layers > 1}  # one layer alone is the right answer
     assert_close_naming_bugs(
         decoder(x, memory, src_mask, tgt_mask), expected.to(dtype),
-        what=f"Decoder(num_layers={layers}) on x {tuple(x.shape)}, memory {tuple(memory.shape)} ({dtype})",
-        hint="for layer in self.layers: x = layer(x, memory, src_mask, tgt_mask) — the same memory for every layer",
+        what=_("Decoder output vs nn.TransformerDecoder"),
+        case=_("{decoder}, x {x}, memory {memory}, causal tgt_mask, {dtype}", decoder=case, x=tuple(x.shape),
+               memory=tuple(memory.shape), dtype=dtype),
+        hint=_("for layer in self.layers: x = layer(x, memory, src_mask, tgt_mask) — the same memory for every layer"),
         likely_bugs=bugs, **MODEL_TOL[dtype],
     )
 
@@ -176,7 +197,7 @@ def test_decoder_stack_applies_layers_in_sequence(impl, layers, seed, dtype, t_t
 @given(seed=seeds, extra=st.integers(1, 4), t_src=st.integers(1, 5))
 def test_transformer_ignores_appended_source_padding(impl, seed, extra, t_src):
     cfg = oracle.Config()
-    model, _ = make_model(impl, cfg, seed)
+    model, _state = make_model(impl, cfg, seed)
     src = int_tensor((2, t_src), seed + 1, 1, cfg.src_vocab)
     tgt = int_tensor((2, 4), seed + 2, 1, cfg.tgt_vocab)
     src_mask = torch.ones(2, 1, t_src, dtype=torch.bool)
@@ -184,8 +205,10 @@ def test_transformer_ignores_appended_source_padding(impl, seed, extra, t_src):
     padded_mask = torch.cat([src_mask, torch.zeros(2, 1, extra, dtype=torch.bool)], dim=2)
     assert_close(
         model(padded, tgt, padded_mask, causal(4)), model(src, tgt, src_mask, causal(4)),
-        what=f"Transformer logits after appending {extra} masked padding tokens to the source",
-        hint="src_mask must reach every encoder self-attention and every decoder cross-attention",
+        what=_("logits with vs without padding appended to the source"),
+        case=_("src {src} plus {extra} padding tokens masked out in src_mask, tgt (2, 4), {dtype}",
+               src=tuple(src.shape), extra=extra, dtype=torch.float64),
+        hint=_("src_mask must reach every encoder self-attention and every decoder cross-attention"),
         **tolerance(torch.float64),
     )
 
@@ -195,8 +218,8 @@ def test_transformer_ignores_appended_source_padding(impl, seed, extra, t_src):
 def test_transformer_is_causal_on_the_target_side(impl, seed, t_tgt, j):
     j = min(j, t_tgt - 1)
     cfg = oracle.Config()
-    model, _ = make_model(impl, cfg, seed)
-    src, _, src_mask, _ = batch_inputs(cfg, seed + 1, 2, 5, t_tgt)
+    model, _state = make_model(impl, cfg, seed)
+    src, _tgt, src_mask, _tgt_mask = batch_inputs(cfg, seed + 1, 2, 5, t_tgt)
     tgt = int_tensor((2, t_tgt), seed + 2, 1, cfg.tgt_vocab)
     changed = tgt.clone()
     changed[:, j:] = tgt[:, j:] % (cfg.tgt_vocab - 1) + 1  # another real token (ids 1..V-1 cycled)
@@ -204,75 +227,89 @@ def test_transformer_is_causal_on_the_target_side(impl, seed, t_tgt, j):
     after = model(src, changed, src_mask, causal(t_tgt))
     assert_close(
         after[:, :j], before[:, :j],
-        what=f"Transformer logits at target positions < {j} after changing the target tokens from position {j} on",
-        hint="every decoder layer's self-attention must use tgt_mask",
+        what=_("logits before the changed target positions"),
+        case=_("tgt {tgt}, the target tokens changed from position {j} on, causal tgt_mask, {dtype}",
+               tgt=tuple(tgt.shape), j=j, dtype=torch.float64),
+        hint=_("every decoder layer's self-attention must use tgt_mask"),
         **tolerance(torch.float64),
     )
     check(bool((after[:, j] - before[:, j]).abs().max() > 1e-6),
-          f"changing target token {j} does not change the logits at position {j}",
-          "the decoder input must be embedded (tgt_embed) and fed to the decoder")
+          _("changing target token {j} does not change the logits at position {j}", j=j),
+          _("the decoder input must be embedded (tgt_embed) and fed to the decoder"),
+          case=_("tgt {tgt}, causal tgt_mask, {dtype}", tgt=tuple(tgt.shape), dtype=torch.float64))
 
 
 @FEWER
 @given(seed=seeds, batch=st.integers(2, 3))
 def test_transformer_treats_batch_rows_independently(impl, seed, batch):
     cfg = oracle.Config()
-    model, _ = make_model(impl, cfg, seed)
+    model, _state = make_model(impl, cfg, seed)
     src, tgt, src_mask, tgt_mask = batch_inputs(cfg, seed + 1, batch, 5, 4)
     whole = model(src, tgt, src_mask, tgt_mask)
     for b in range(batch):
         row = slice(b, b + 1)
         assert_close(model(src[row], tgt[row], src_mask[row], tgt_mask[row]), whole[row],
-                     what=f"Transformer logits for batch row {b} alone vs. in a batch of {batch}",
-                     hint="never mix batch rows", **tolerance(torch.float64))
+                     what=_("logits of one batch row alone vs in the whole batch"),
+                     case=_("batch row {b} of {batch}, src {src}, tgt {tgt}, {dtype}", b=b, batch=batch,
+                            src=tuple(src.shape), tgt=tuple(tgt.shape), dtype=torch.float64),
+                     hint=_("never mix batch rows"), **tolerance(torch.float64))
 
 
 def test_every_parameter_gets_a_finite_gradient(impl):
     cfg = oracle.Config(pad_id=1)
     model, state = make_model(impl, cfg, 5)
-    src, tgt, src_mask, _ = batch_inputs(cfg, 6, 3, 6, 5)
+    src, tgt, src_mask, _tgt_mask = batch_inputs(cfg, 6, 3, 6, 5)
     src[2, -2:], tgt[2, -2:] = cfg.pad_id, cfg.pad_id  # padding occurs on both sides for sure
     src_mask = (src != cfg.pad_id).unsqueeze(1)
     tgt_mask = (tgt != cfg.pad_id).unsqueeze(1) & causal(5)
     upstream = tensor((3, 5, cfg.tgt_vocab), 7)
-    _, grads = impl.gradients(model, [src, tgt, src_mask, tgt_mask], upstream)
+    _input_grads, grads = impl.gradients(model, [src, tgt, src_mask, tgt_mask], upstream)
     expected = sorted(k for k in state if k != "positional.pe")
+    case = _("Transformer(num_layers={layers}, d_model={d_model}, num_heads={heads}, pad_id={pad_id}), src {src}, "
+             "tgt {tgt}, both padded, {dtype}", layers=cfg.num_layers, d_model=cfg.d_model, heads=cfg.num_heads,
+             pad_id=cfg.pad_id, src=tuple(src.shape), tgt=tuple(tgt.shape), dtype=torch.float64)
     check(sorted(grads) == expected,
-          f"Transformer parameters differ from the contract: missing {sorted(set(expected) - set(grads))}, "
-          f"unexpected {sorted(set(grads) - set(expected))}",
-          "positional.pe must be a buffer; everything else is a parameter")
+          _("the parameters differ from the contract: missing {missing}, unexpected {unexpected}",
+            missing=sorted(set(expected) - set(grads)), unexpected=sorted(set(grads) - set(expected))),
+          _("positional.pe must be a buffer; everything else is a parameter"), case=case)
     for name in expected:
         grad = grads[name]
-        check(grad is not None, f"parameter {name} gets no gradient from the logits",
-              "every submodule must take part in forward")
-        check(bool(torch.isfinite(grad).all()), f"the gradient of {name} has NaN or inf entries",
-              "masked scores: use a large negative number or -inf before the softmax, never after")
+        check(grad is not None, _("parameter {name} gets no gradient from the logits", name=name),
+              EVERY_SUBMODULE_HINT, case=case)
+        check(bool(torch.isfinite(grad).all()), _("the gradient of {name} has NaN or inf entries", name=name),
+              _("masked scores: use a large negative number or -inf before the softmax, never after"), case=case)
         if not name.endswith("w_k.bias"):  # softmax ignores a shift shared by a whole row: that gradient is 0
-            check(bool(grad.abs().max() > 0), f"parameter {name} gets an all-zero gradient",
-                  "every submodule must take part in forward")
+            check(bool(grad.abs().max() > 0), _("parameter {name} gets an all-zero gradient", name=name),
+                  EVERY_SUBMODULE_HINT, case=case)
     for side, tokens in (("src_embed", src), ("tgt_embed", tgt)):
         grad = grads[f"{side}.embedding.weight"]
         check(bool((grad[cfg.pad_id] == 0).all()),
-              f"the padding row {cfg.pad_id} of {side} gets a gradient",
-              "TokenEmbedding(vocab, d_model, padding_idx=pad_id) with the model's pad_id")
+              _("the padding row {pad_id} of {side} gets a gradient", pad_id=cfg.pad_id, side=side),
+              _("TokenEmbedding(vocab, d_model, padding_idx=pad_id) with the model's pad_id"), case=case)
         used = [t for t in tokens.unique().tolist() if t != cfg.pad_id]
         check(all(bool(grad[t].abs().max() > 0) for t in used),
-              f"some tokens present in the input get no gradient in {side}", "embed every token")
+              _("some tokens present in the input get no gradient in {side}", side=side), _("embed every token"),
+              case=case)
 
 
 def test_transformer_submodules_and_pad_id(impl):
     cfg = oracle.Config(pad_id=3, num_layers=3)
     model = impl.model.Transformer(**cfg.kwargs(0.1))
-    check(model.pad_id == 3, f"Transformer(pad_id=3).pad_id is {model.pad_id!r}", "keep self.pad_id = pad_id")
+    case = _("Transformer(src_vocab_size={src_vocab}, tgt_vocab_size={tgt_vocab}, d_model={d_model}, "
+             "num_heads={heads}, num_layers=3, d_ff={d_ff}, pad_id=3)", src_vocab=cfg.src_vocab,
+             tgt_vocab=cfg.tgt_vocab, d_model=cfg.d_model, heads=cfg.num_heads, d_ff=cfg.d_ff)
+    check(model.pad_id == 3, _("Transformer(pad_id=3).pad_id is {value}", value=repr(model.pad_id)),
+          _("keep self.pad_id = pad_id"), case=case)
     actual = set(model.state_dict())
     expected = set(oracle.transformer_state(cfg, 0))
     check(actual == expected,
-          f"Transformer state-dict keys differ from the contract: missing {sorted(expected - actual)[:8]}, "
-          f"unexpected {sorted(actual - expected)[:8]}",
-          "submodules src_embed, tgt_embed, positional (one, shared), encoder, decoder, generator")
+          _("the state-dict keys differ from the contract: missing {missing}, unexpected {unexpected}",
+            missing=sorted(expected - actual)[:8], unexpected=sorted(actual - expected)[:8]),
+          _("submodules src_embed, tgt_embed, positional (one, shared), encoder, decoder, generator"), case=case)
     check(len(model.encoder.layers) == 3 and len(model.decoder.layers) == 3,
-          f"Transformer(num_layers=3) has {len(model.encoder.layers)} encoder and {len(model.decoder.layers)} "
-          "decoder layers", "Encoder(num_layers, ...) and Decoder(num_layers, ...)")
+          _("Transformer(num_layers=3) has {encoder} encoder and {decoder} decoder layers",
+            encoder=len(model.encoder.layers), decoder=len(model.decoder.layers)),
+          _("Encoder(num_layers, ...) and Decoder(num_layers, ...)"), case=case)
 
 
 def test_transformer_dropout_only_in_training_mode(impl):
@@ -282,11 +319,13 @@ def test_transformer_dropout_only_in_training_mode(impl):
     with torch.no_grad():
         expected = oracle.BuiltinTransformer(state, cfg).forward(src, tgt, src_mask, tgt_mask).float()
     model.eval()
+    case = _("Transformer(dropout=0.5), src {src}, tgt {tgt}, {dtype}", src=tuple(src.shape), tgt=tuple(tgt.shape),
+             dtype=torch.float32)
     assert_close(model(src, tgt, src_mask, tgt_mask), expected,
-                 what="Transformer(dropout=0.5) logits in evaluation mode",
-                 hint="every dropout must be an nn.Dropout: none may act after .eval()", **MODEL_TOL[torch.float32])
+                 what=_("logits in evaluation mode vs the reference without dropout"), case=case,
+                 hint=_("every dropout must be an nn.Dropout: none may act after .eval()"), **MODEL_TOL[torch.float32])
     model.train()
     first, second = model(src, tgt, src_mask, tgt_mask), model(src, tgt, src_mask, tgt_mask)
     check(bool((first - expected).abs().max() > 1e-3) and bool((first - second).abs().max() > 1e-3),
-          "Transformer(dropout=0.5) in training mode gives the evaluation-mode logits (or the same logits twice)",
-          "pass dropout on to the positional encoding, the encoder and the decoder")
+          _("dropout does nothing in training mode: the logits are the evaluation-mode ones (or the same twice)"),
+          _("pass dropout on to the positional encoding, the encoder and the decoder"), case=case)

@@ -4,8 +4,8 @@ Two independent references:
 
 * a numpy float64 re-implementation (``sdpa`` and ``multi_head_attention``), which can also
   compute what the usual mistakes return (no 1/√d_k, softmax over the query axis, masking
-  after the softmax, heads split without the transpose, …) so that a test can name the
-  mistake a student made;
+  after the softmax, masked scores set to 0, heads split without the transpose, …) so that a
+  test can name the mistake a student made (``bug_descriptions``, in the student's language);
 * PyTorch built-ins: ``F.scaled_dot_product_attention`` (its bool ``attn_mask`` has the
   contract's convention, True = may attend) and ``nn.MultiheadAttention(batch_first=True,
   bias=True)`` with weights copied from a state dict in the contract's names. Mind that
@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from grader.i18n import _
+
 PROJECTIONS = ("w_q", "w_k", "w_v", "w_o")
 
 # Masked scores of the bug variants are filled with this (not -inf) so that a variant whose
@@ -39,6 +41,7 @@ SDPA_VARIANTS = (
     "mask_after_softmax",  # weights zeroed after the softmax, rows not renormalised
     "mask_inverted",  # ~mask
     "mask_ignored",
+    "mask_filled_with_zero",  # masked_fill(~mask, 0): a masked key keeps a weight exp(0 - max) / sum
 )
 
 MHA_VARIANTS = SDPA_VARIANTS + (
@@ -46,6 +49,7 @@ MHA_VARIANTS = SDPA_VARIANTS + (
     "split_without_transpose",  # view(B, h, T, d_k) straight from (B, T, d_model)
     "merge_without_transpose",  # view(B, T, d_model) straight from (B, h, T, d_k)
     "no_output_projection",  # w_o missing
+    "values_projected_with_w_k",  # v = w_k(value): a copy-paste slip
 )
 
 
@@ -103,6 +107,8 @@ def sdpa(query, key, value, mask=None, variant: str = "correct", scale: float | 
     elif variant == "correct":
         # -inf before the softmax: a masked key gets an exact zero.
         weights = _softmax(np.where(visible, scores, -np.inf), axis)
+    elif variant == "mask_filled_with_zero":
+        weights = _softmax(np.where(visible, scores, 0.0), axis)
     else:
         weights = _softmax(np.where(visible, scores, _VERY_NEGATIVE), axis)
     return weights @ v, weights
@@ -151,7 +157,7 @@ def multi_head_attention(state, query, key, value, num_heads: int, mask=None, va
 
     q = split(_linear(q_in, state, "w_q"))
     k = split(_linear(k_in, state, "w_k"))
-    v = split(_linear(v_in, state, "w_v"))
+    v = split(_linear(v_in, state, "w_k" if variant == "values_projected_with_w_k" else "w_v"))
     head_mask = None if mask is None else as_numpy(mask).astype(bool)[:, None]
     sdpa_variant = variant if variant in SDPA_VARIANTS else "correct"
     scale = math.sqrt(d_model) if variant == "scaled_by_sqrt_d_model" else None
@@ -165,50 +171,75 @@ def multi_head_attention(state, query, key, value, num_heads: int, mask=None, va
     return _linear(merged, state, "w_o"), weights
 
 
+def bug_descriptions() -> dict[str, str]:
+    """``{variant: what the student did, in their words}`` (in the current language)."""
+    return {
+        "unscaled": _("no 1/sqrt(d_k) scaling of the scores"),
+        "scaled_by_d_k": _("scores divided by d_k instead of sqrt(d_k)"),
+        "scaled_by_sqrt_d_model": _("scores divided by sqrt(d_model) instead of sqrt(d_k) = sqrt(d_model / h)"),
+        "softmax_over_queries": _("softmax over the query axis (dim=-2) instead of the key axis (dim=-1)"),
+        "mask_after_softmax": _("masked weights zeroed after the softmax: rows no longer sum to 1"),
+        "mask_inverted": _("the mask is inverted: True means 'may attend'"),
+        "mask_ignored": _("the mask is ignored"),
+        "mask_filled_with_zero": _("masked scores filled with 0 instead of -inf: a masked key still gets weight "
+                                   "after the softmax"),
+        "split_without_transpose": _("heads split with view(B, h, T, d_k) straight from (B, T, d_model): "
+                                     "split the last axis, then transpose"),
+        "merge_without_transpose": _("heads merged without transposing back to (B, T_q, h, d_k) first"),
+        "no_output_projection": _("the output projection w_o is missing"),
+        "values_projected_with_w_k": _("values projected with w_k instead of w_v"),
+    }
+
+
+def mask_label(kind: str | None) -> str:
+    """How a test's mask kind reads in an input description."""
+    return {
+        None: _("no mask"),
+        "padding": _("padding mask (B, 1, T_k)"),
+        "random": _("random mask (B, T_q, T_k)"),
+        "shared": _("one mask (1, T_q, T_k) shared by the batch"),
+        "causal": _("causal mask (1, T, T)"),
+    }[kind]
+
+
 def mha_bug_outputs(state, query, key, value, num_heads, mask, dtype, variants=None) -> dict:
     """``{student-words description: output of that buggy MHA}`` for ``likely_bugs``."""
-    names = {
-        "no 1/sqrt(d_k) scaling of the scores": "unscaled",
-        "scores divided by d_k instead of sqrt(d_k)": "scaled_by_d_k",
-        "scores divided by sqrt(d_model) instead of sqrt(d_k) = sqrt(d_model / h)": "scaled_by_sqrt_d_model",
-        "softmax over the query axis (dim=-2) instead of the key axis (dim=-1)": "softmax_over_queries",
-        "masked weights zeroed after the softmax: rows no longer sum to 1": "mask_after_softmax",
-        "the mask is inverted: True means 'may attend'": "mask_inverted",
-        "the mask is ignored": "mask_ignored",
-        "heads split with view(B, h, T, d_k) straight from (B, T, d_model): split the last axis, then transpose":
-            "split_without_transpose",
-        "heads merged without transposing back to (B, T_q, h, d_k) first": "merge_without_transpose",
-        "the output projection w_o is missing": "no_output_projection",
-    }
+    descriptions = bug_descriptions()
     bugs = {}
-    for description, variant in names.items():
+    for variant in MHA_VARIANTS[1:]:
         if variants is not None and variant not in variants:
             continue
         if mask is None and variant.startswith("mask_"):
             continue
-        out, _ = multi_head_attention(state, query, key, value, num_heads, mask, variant)
-        bugs[description] = torch.from_numpy(out).to(dtype)
+        out, _weights = multi_head_attention(state, query, key, value, num_heads, mask, variant)
+        bugs[descriptions[variant]] = torch.from_numpy(out).to(dtype)
     return bugs
 
 
-def sdpa_bug_outputs(query, key, value, mask, dtype, which: str = "output") -> dict:
+def sdpa_bug_outputs(query, key, value, mask, dtype, which: str = "output", variants=None) -> dict:
     """``{student-words description: output (or weights) of that buggy attention}``."""
-    names = {
-        "no 1/sqrt(d_k) scaling of the scores": "unscaled",
-        "scores divided by d_k instead of sqrt(d_k)": "scaled_by_d_k",
-        "softmax over the query axis (dim=-2) instead of the key axis (dim=-1)": "softmax_over_queries",
-        "masked weights zeroed after the softmax: rows no longer sum to 1": "mask_after_softmax",
-        "the mask is inverted: True means 'may attend'": "mask_inverted",
-        "the mask is ignored": "mask_ignored",
-    }
+    descriptions = bug_descriptions()
     index = 0 if which == "output" else 1
     bugs = {}
-    for description, variant in names.items():
+    for variant in SDPA_VARIANTS[1:]:
+        if variants is not None and variant not in variants:
+            continue
         if mask is None and variant.startswith("mask_"):
             continue
         result = sdpa(query, key, value, mask, variant)[index]
-        bugs[description] = torch.from_numpy(np.ascontiguousarray(result)).to(dtype)
+        bugs[descriptions[variant]] = torch.from_numpy(np.ascontiguousarray(result)).to(dtype)
     return bugs
+
+
+def matching_bug(actual, bugs: Mapping, rtol: float = 1e-4, atol: float = 1e-5) -> str | None:
+    """The description of the first bug whose result ``actual`` matches (None: no known bug).
+    For ``check()`` messages; ``assert_close`` does the same with its ``likely_bugs``."""
+    actual = torch.as_tensor(actual).detach().cpu().double()
+    for description, value in bugs.items():
+        value = torch.as_tensor(value).double()
+        if value.shape == actual.shape and torch.allclose(actual, value, rtol=rtol, atol=atol):
+            return description
+    return None
 
 
 # --------------------------------------------------------------------------- PyTorch built-ins

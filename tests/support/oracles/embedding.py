@@ -16,19 +16,22 @@ import math
 import numpy as np
 import torch
 
+from grader.i18n import _
+
 BASE = 10000.0
 
 # variant name -> what a student did (used as the key of ``likely_bugs``)
 PE_BUGS = {
-    "swapped": "sin and cos are swapped: the even features (2i) must take the sine, the odd features (2i+1) the cosine",
-    "feature_index": "the exponent uses the feature index j (10000^(2j/d_model)) instead of the even index 2i "
-                     "shared by both features of a pair",
-    "j_over_d": "each feature has its own frequency 10000^(j/d_model): sin and cos of one pair must share "
-                "the exponent 2i/d_model (use the even index for both)",
-    "pair_index": "the exponent is i/d_model with the pair index i (10000^(i/d_model)): it must be 2i/d_model",
-    "from_one": "positions start at 1: the first position must be p = 0 (pe[0] = [0, 1, 0, 1, ...])",
-    "halves": "sines and cosines are concatenated ([sin..., cos...]) instead of interleaved "
-              "(pe[:, 0::2] = sin, pe[:, 1::2] = cos)",
+    "swapped": _("sin and cos are swapped: the even features (2i) must take the sine, the odd features (2i+1) the "
+                 "cosine"),
+    "feature_index": _("the exponent uses the feature index j (10000^(2j/d_model)) instead of the even index 2i "
+                       "shared by both features of a pair"),
+    "j_over_d": _("each feature has its own frequency 10000^(j/d_model): sin and cos of one pair must share "
+                  "the exponent 2i/d_model (use the even index for both)"),
+    "pair_index": _("the exponent is i/d_model with the pair index i (10000^(i/d_model)): it must be 2i/d_model"),
+    "from_one": _("positions start at 1: the first position must be p = 0 (pe[0] = [0, 1, 0, 1, ...])"),
+    "halves": _("sines and cosines are concatenated ([sin..., cos...]) instead of interleaved "
+                "(pe[:, 0::2] = sin, pe[:, 1::2] = cos)"),
 }
 
 

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from grader.i18n import _
+
 FFN_VARIANTS = ("correct", "no_relu", "relu_after_w2", "relu_only_after_w2")
 STATE_KEYS = ("w_1.weight", "w_1.bias", "w_2.weight", "w_2.bias")
 
@@ -55,14 +57,26 @@ def feed_forward(state, x, variant: str = "correct") -> np.ndarray:
 
 def ffn_bug_outputs(state, x, dtype) -> dict:
     names = {
-        "the ReLU is missing: FFN(x) = max(0, x W1 + b1) W2 + b2": "no_relu",
-        "a ReLU is applied to the output of w_2 as well: the output must be able to go negative": "relu_after_w2",
-        "the ReLU comes after w_2 instead of between w_1 and w_2": "relu_only_after_w2",
+        _("the ReLU is missing: FFN(x) = max(0, x W1 + b1) W2 + b2"): "no_relu",
+        _("a ReLU is applied to the output of w_2 as well: the output must be able to go negative"): "relu_after_w2",
+        _("the ReLU comes after w_2 instead of between w_1 and w_2"): "relu_only_after_w2",
     }
     return {
         description: torch.from_numpy(feed_forward(state, x, variant)).to(dtype)
         for description, variant in names.items()
     }
+
+
+def looks_like_dropout_of(actual, clean, p: float) -> bool:
+    """Whether ``actual`` is what ``nn.Dropout(p)`` in training mode makes of ``clean``: every
+    entry either 0 or ``clean / (1 - p)``, and not ``clean`` itself (the signature of a dropout
+    applied to the output instead of the hidden activations, when the correct output is ``clean``)."""
+    actual, clean = torch.as_tensor(actual).detach().double(), torch.as_tensor(clean).detach().double()
+    if actual.shape != clean.shape or not 0.0 < p < 1.0 or torch.allclose(actual, clean):
+        return False
+    dropped = actual == 0
+    kept = torch.isclose(actual, clean / (1.0 - p), rtol=1e-6, atol=1e-9)
+    return bool((dropped | kept).all())
 
 
 def builtin_ffn(state, dtype=torch.float64) -> nn.Sequential:

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from grader.i18n import _
+
 EPS = 1e-5
 
 _ATTN = ("w_q", "w_k", "w_v", "w_o")
@@ -283,32 +285,35 @@ def _add_norm(sd, name, x, sublayer, variant):
 
 
 ENCODER_BUGS = {
-    "pre_norm": "pre-norm instead of post-norm: the paper (and this assignment) computes "
-                "LayerNorm(x + Sublayer(x)), not x + Sublayer(LayerNorm(x))",
-    "no_residual": "the residual connection is missing: Add & Norm is LayerNorm(x + Sublayer(x)), "
-                   "not LayerNorm(Sublayer(x))",
-    "no_norm": "the layer normalisation is missing: Add & Norm is LayerNorm(x + Sublayer(x))",
-    "swapped_order": "the two sublayers run in the wrong order: self-attention first, then the feed-forward network",
-    "unmasked": "the source mask is not passed to self-attention: padding keys must get zero weight",
+    "pre_norm": _("pre-norm instead of post-norm: the paper (and this assignment) computes "
+                  "LayerNorm(x + Sublayer(x)), not x + Sublayer(LayerNorm(x))"),
+    "no_residual": _("the residual connection is missing: Add & Norm is LayerNorm(x + Sublayer(x)), "
+                     "not LayerNorm(Sublayer(x))"),
+    "no_norm": _("the layer normalisation is missing: Add & Norm is LayerNorm(x + Sublayer(x))"),
+    "swapped_order": _("the two sublayers run in the wrong order: self-attention first, then the "
+                       "feed-forward network"),
+    "unmasked": _("the source mask is not passed to self-attention: padding keys must get zero weight"),
 }
 
 DECODER_BUGS = {
     "pre_norm": ENCODER_BUGS["pre_norm"],
     "no_residual": ENCODER_BUGS["no_residual"],
     "no_norm": ENCODER_BUGS["no_norm"],
-    "self_unmasked": "the decoder's self-attention is not masked: pass tgt_mask so that position i "
-                     "sees only positions <= i",
-    "cross_tgt_mask": "cross-attention is given the target mask: its keys are source positions, so it "
-                      "needs src_mask",
-    "cross_unmasked": "cross-attention is not masked: pass src_mask so that source padding gets zero weight",
-    "cross_on_self": "cross-attention attends to the decoder's own states: keys and values must come "
-                     "from memory (the encoder output)",
-    "self_mask_is_src": "self-attention is given the source mask and cross-attention the target mask: "
-                        "they are swapped",
-    "swapped_order": "the sublayers run in the wrong order: masked self-attention, then cross-attention, "
-                     "then the feed-forward network",
-    "ff_first": "the feed-forward network runs before the attention sublayers: the order is masked "
-                "self-attention, cross-attention, feed-forward",
+    "self_unmasked": _("the decoder's self-attention is not masked: pass tgt_mask so that position i "
+                       "sees only positions <= i"),
+    "cross_tgt_mask": _("cross-attention is given the target mask: its keys are source positions, so it "
+                        "needs src_mask"),
+    "cross_unmasked": _("cross-attention is not masked: pass src_mask so that source padding gets zero weight"),
+    "cross_on_self": _("cross-attention attends to the decoder's own states: keys and values must come "
+                       "from memory (the encoder output)"),
+    "cross_values_from_self": _("cross-attention takes its values from the decoder's own states: keys and "
+                                "values must both come from memory (cross_attn(x, memory, memory, src_mask))"),
+    "self_mask_is_src": _("self-attention is given the source mask and cross-attention the target mask: "
+                          "they are swapped"),
+    "swapped_order": _("the sublayers run in the wrong order: masked self-attention, then cross-attention, "
+                       "then the feed-forward network"),
+    "ff_first": _("the feed-forward network runs before the attention sublayers: the order is masked "
+                  "self-attention, cross-attention, feed-forward"),
 }
 
 
@@ -347,6 +352,9 @@ def decoder_layer(sd, x, memory, src_mask, tgt_mask, num_heads, variant: str = "
         cross_mask = None
     elif variant == "cross_on_self":
         cross_kv, cross_mask = x, tgt_mask
+    elif variant == "cross_values_from_self":
+        if x.shape[1] != memory.shape[1]:
+            return None
     elif variant == "self_mask_is_src":
         if tgt_mask.shape[-1] != memory.shape[1]:
             return None
@@ -357,7 +365,8 @@ def decoder_layer(sd, x, memory, src_mask, tgt_mask, num_heads, variant: str = "
 
     def cross_attend(h):
         kv = h if variant == "cross_on_self" else cross_kv
-        return multi_head_attention(sd, "cross_attn", h, kv, kv, cross_mask, num_heads)
+        values = h if variant == "cross_values_from_self" else kv
+        return multi_head_attention(sd, "cross_attn", h, kv, values, cross_mask, num_heads)
 
     def ff(h):
         return feed_forward(sd, h)
@@ -392,7 +401,7 @@ def decoder_bug_outputs(sd, x, memory, src_mask, tgt_mask, num_heads, dtype) -> 
 
 # --------------------------------------------------------------------------- messages
 
-PRECISION_BUG = (
+PRECISION_BUG = _(
     "float64 precision is lost: the result is right only to float32 precision — look for a float32 constant "
     "or intermediate (torch.tensor(d_model), torch.sqrt(torch.tensor(d_k)), a hard-coded dtype=torch.float32); "
     "use math.sqrt and keep the input's dtype"
@@ -415,3 +424,35 @@ def assert_close_naming_bugs(actual, expected, bugs=None, *, likely_bugs=None, *
     if torch.as_tensor(expected).dtype == torch.float64:
         likely[PRECISION_BUG] = expected
     assert_close(actual, expected, likely_bugs=likely, **kwargs)  # outside the except: no chained traceback
+
+
+def name_decoder_crash(layer, sd, num_heads, dtype, error, *, t_src, t_tgt, what, hint="", case=""):
+    """The student's ``DecoderLayer`` raised ``error`` on a batch whose source and target lengths
+    differ: the usual cause is a target-length tensor (tgt_mask, or x as the values) reaching the
+    cross-attention, which only fails when the lengths differ. Run the layer on a batch with equal
+    lengths (and a padded source), where those mistakes run, and raise a ``CheckFailure`` naming
+    the one whose output it matches. Returns quietly when none matches (the caller re-raises)."""
+    from tests.support.checks import CheckFailure
+
+    if t_src == t_tgt:
+        return
+    d_model = sd["self_attn.w_q.weight"].shape[0]
+    generator = torch.Generator().manual_seed(7)
+    t = 5
+    x = torch.randn(2, t, d_model, generator=generator, dtype=torch.float64).to(dtype)
+    memory = torch.randn(2, t, d_model, generator=generator, dtype=torch.float64).to(dtype)
+    src_mask = torch.tensor([[[True] * t], [[True, True, False, False, False]]])
+    tgt_mask = torch.tril(torch.ones(t, t, dtype=torch.bool)).unsqueeze(0)
+    try:
+        with torch.no_grad():
+            probe = layer(x, memory, src_mask, tgt_mask)
+        probe = torch.as_tensor(probe).detach().double()
+    except Exception:  # noqa: BLE001 - any failure here: nothing better to say than the original error
+        return
+    for bug, candidate in decoder_bug_outputs(sd, x, memory, src_mask, tgt_mask, num_heads, torch.float64).items():
+        if probe.shape == candidate.shape and torch.allclose(probe, candidate, rtol=1e-4, atol=1e-5):
+            raised = type(error).__name__ + (": " + str(error).splitlines()[0] if str(error) else "")
+            details = ["  " + _("it raised {error} with source length {t_src} and target length {t_tgt}; "
+                                "with equal lengths it runs and its output is what this bug gives",
+                                error=raised, t_src=t_src, t_tgt=t_tgt)]
+            raise CheckFailure(what, bug, details=details, hint=hint, case=case, likely_bug=True) from None

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from grader.i18n import _
 from tests.support.oracles import embedding as emb_oracle
 from tests.support.oracles import layers as layer_oracle
 
@@ -134,28 +135,38 @@ def run_builtin_decoder(stack, x, memory, src_mask, tgt_mask, num_heads, *, only
 
 
 STACK_BUGS = {
-    "last_only": "the layers are not stacked: every layer gets the original input and only the last "
-                 "layer's output is returned (feed each layer the previous layer's output)",
-    "first_only": "only the first layer is applied: run all num_layers layers, one after the other",
+    "last_only": _("the layers are not stacked: every layer gets the original input and only the last "
+                   "layer's output is returned (feed each layer the previous layer's output)"),
+    "first_only": _("only the first layer is applied: run all num_layers layers, one after the other"),
 }
 
 MODEL_BUGS = {
-    "no_positional": "the positional encoding is not applied: add it after the token embeddings "
-                     "(on both the source and the target side)",
-    "no_positional_src": "the positional encoding is not applied to the source",
-    "no_positional_tgt": "the positional encoding is not applied to the target",
-    "memory_is_embedding": "the decoder attends to the embedded source instead of the encoder output "
-                           "(memory = encoder(...) must be passed to the decoder)",
-    "src_embed_for_tgt": "the target tokens are embedded with src_embed: use tgt_embed for the decoder input",
-    "tgt_embed_for_src": "the source tokens are embedded with tgt_embed: use src_embed for the encoder input",
-    "no_embedding_scale": "the embeddings are not scaled by sqrt(d_model)",
-    "encoder_last_only": "the encoder layers are not stacked: " + STACK_BUGS["last_only"],
-    "decoder_last_only": "the decoder layers are not stacked: " + STACK_BUGS["last_only"],
-    "no_generator": "the generator is not applied: forward must return generator(decoder output), "
-                    "logits of shape (B, T_tgt, tgt_vocab_size)",
-    "softmax": "the generator applies a softmax: forward must return raw logits (the loss applies it)",
-    "log_softmax": "the generator applies log_softmax: forward must return raw logits",
+    "no_positional": _("the positional encoding is not applied: add it after the token embeddings "
+                       "(on both the source and the target side)"),
+    "no_positional_src": _("the positional encoding is not applied to the source"),
+    "no_positional_tgt": _("the positional encoding is not applied to the target"),
+    "memory_is_embedding": _("the decoder attends to the embedded source instead of the encoder output "
+                             "(memory = encoder(...) must be passed to the decoder)"),
+    "src_embed_for_tgt": _("the target tokens are embedded with src_embed: use tgt_embed for the decoder input"),
+    "tgt_embed_for_src": _("the source tokens are embedded with tgt_embed: use src_embed for the encoder input"),
+    "no_embedding_scale": _("the embeddings are not scaled by sqrt(d_model)"),
+    # (written out: the stack's text starts with "the layers are not stacked" too)
+    "encoder_last_only": _("the encoder layers are not stacked: every layer gets the original input and only "
+                           "the last layer's output is returned (feed each layer the previous layer's output)"),
+    "decoder_last_only": _("the decoder layers are not stacked: every layer gets the original input and only "
+                           "the last layer's output is returned (feed each layer the previous layer's output)"),
+    "encoder_first_only": _("the encoder layers are not stacked: only the first layer is applied (run all "
+                            "num_layers layers, each on the previous layer's output)"),
+    "decoder_first_only": _("the decoder layers are not stacked: only the first layer is applied (run all "
+                            "num_layers layers, each on the previous layer's output)"),
+    "no_generator": _("the generator is not applied: forward must return generator(decoder output), "
+                      "logits of shape (B, T_tgt, tgt_vocab_size)"),
+    "softmax": _("the generator applies a softmax: forward must return raw logits (the loss applies it)"),
+    "log_softmax": _("the generator applies log_softmax: forward must return raw logits"),
 }
+
+
+STACK_VARIANTS = ("encoder_last_only", "decoder_last_only", "encoder_first_only", "decoder_first_only")
 
 
 class BuiltinTransformer:
@@ -183,14 +194,14 @@ class BuiltinTransformer:
         table = self.tgt_embed if variant == "tgt_embed_for_src" else self.src_embed
         x = self._embed(table, src, positional=variant not in ("no_positional", "no_positional_src"),
                         scale=variant != "no_embedding_scale")
-        last = self.cfg.num_layers - 1 if variant == "encoder_last_only" else None
+        last = {"encoder_last_only": self.cfg.num_layers - 1, "encoder_first_only": 0}.get(variant)
         return run_builtin_encoder(self.encoder, x, src_mask, only_layer=last)
 
     def decode(self, tgt, memory, src_mask, tgt_mask, variant="correct"):
         table = self.src_embed if variant == "src_embed_for_tgt" else self.tgt_embed
         x = self._embed(table, tgt, positional=variant not in ("no_positional", "no_positional_tgt"),
                         scale=variant != "no_embedding_scale")
-        last = self.cfg.num_layers - 1 if variant == "decoder_last_only" else None
+        last = {"decoder_last_only": self.cfg.num_layers - 1, "decoder_first_only": 0}.get(variant)
         return run_builtin_decoder(self.decoder, x, memory, src_mask, tgt_mask, self.cfg.num_heads, only_layer=last)
 
     def forward(self, src, tgt, src_mask, tgt_mask, variant="correct"):
@@ -211,9 +222,12 @@ class BuiltinTransformer:
     @torch.no_grad()
     def bug_outputs(self, src, tgt, src_mask, tgt_mask) -> dict:
         """``{student-words bug: logits}`` for ``likely_bugs``. Variants that cannot run for
-        these inputs (a target token outside the source vocabulary) are left out."""
+        these inputs (a target token outside the source vocabulary) are left out, and so are the
+        unstacked-layer variants of a one-layer model (they are the correct output there)."""
         out = {}
         for name, text in MODEL_BUGS.items():
+            if self.cfg.num_layers == 1 and name in STACK_VARIANTS:
+                continue
             if name == "src_embed_for_tgt" and int(tgt.max()) >= self.cfg.src_vocab:
                 continue
             if name == "tgt_embed_for_src" and int(src.max()) >= self.cfg.tgt_vocab:

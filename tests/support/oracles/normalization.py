@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from grader.i18n import _
+
 LAYER_NORM_VARIANTS = ("correct", "unbiased_variance", "eps_outside_sqrt", "wrong_axis", "no_affine")
 ADD_NORM_VARIANTS = ("correct", "pre_norm", "no_residual", "norm_before_sum", "no_norm")
 
@@ -55,10 +57,10 @@ def layer_norm(x, weight=None, bias=None, eps: float = 1e-5, variant: str = "cor
 def layer_norm_bug_outputs(x, weight, bias, eps, dtype, variants=LAYER_NORM_VARIANTS[1:]) -> dict:
     """``{student-words description: output of that buggy LayerNorm}`` for ``likely_bugs``."""
     names = {
-        "unbiased_variance": "unbiased variance (divided by d_model - 1): use var(unbiased=False) / correction=0",
-        "eps_outside_sqrt": "eps added outside the square root: use sqrt(var + eps)",
-        "wrong_axis": "normalised over the wrong axis: mean and variance go over the last axis (d_model)",
-        "no_affine": "the gain `weight` and the bias `bias` are not applied",
+        "unbiased_variance": _("unbiased variance (divided by d_model - 1): use var(unbiased=False) / correction=0"),
+        "eps_outside_sqrt": _("eps added outside the square root: use sqrt(var + eps)"),
+        "wrong_axis": _("normalised over the wrong axis: mean and variance go over the last axis (d_model)"),
+        "no_affine": _("the gain `weight` and the bias `bias` are not applied"),
     }
     bugs = {}
     x_np = as_numpy(x)
@@ -113,10 +115,10 @@ def add_norm(x, sublayer_out_fn, weight, bias, eps: float = 1e-5, variant: str =
 
 def add_norm_bug_outputs(x, sublayer_out_fn, weight, bias, dtype, eps: float = 1e-5) -> dict:
     names = {
-        "pre-norm (x + sublayer(norm(x))): the paper normalises after the residual sum": "pre_norm",
-        "the residual connection is missing (norm(sublayer(x)))": "no_residual",
-        "the norm is applied to x before the sum (norm(x) + sublayer(x))": "norm_before_sum",
-        "the layer norm is missing (x + sublayer(x))": "no_norm",
+        _("pre-norm (x + sublayer(norm(x))): the paper normalises after the residual sum"): "pre_norm",
+        _("the residual connection is missing (norm(sublayer(x)))"): "no_residual",
+        _("the norm is applied to x before the sum (norm(x) + sublayer(x))"): "norm_before_sum",
+        _("the layer norm is missing (x + sublayer(x))"): "no_norm",
     }
     return {
         description: torch.from_numpy(add_norm(x, sublayer_out_fn, weight, bias, eps, variant)).to(dtype)

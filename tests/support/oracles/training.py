@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from grader.i18n import _
+
 
 def _log_softmax_np(logits: np.ndarray) -> np.ndarray:
     x = np.asarray(logits, dtype=np.float64)
@@ -121,15 +123,15 @@ def bug_weights_swapped(logits, target, smoothing, ignore_index):
 def likely_loss_bugs(logits, target, smoothing, ignore_index, dtype) -> dict:
     """``{student-words description: 0-dim tensor}`` for ``assert_close(likely_bugs=...)``."""
     described = {
-        "the smoothing mass ε is spread over the V-1 wrong classes; F.cross_entropy spreads it over "
-        "all V classes (the true one included)": bug_spread_over_other_classes,
-        "this is the Annotated Transformer's KL-divergence loss (ε/(V-2), padding column zeroed); the "
-        "contract asks for cross-entropy with ε spread over all V classes": bug_annotated_transformer_kl,
-        "the loss is averaged over all N rows; divide by the number of rows whose target is not "
-        "ignore_index": bug_mean_over_all_rows,
-        "rows whose target is ignore_index are not dropped": bug_ignored_rows_kept,
-        "the raw logits are used as log-probabilities: apply log_softmax first": bug_no_log_softmax,
-        "1 - ε and ε are swapped (the true class must get weight 1 - ε)": bug_weights_swapped,
+        _("the smoothing mass ε is spread over the V-1 wrong classes; F.cross_entropy spreads it over "
+          "all V classes (the true one included)"): bug_spread_over_other_classes,
+        _("this is the Annotated Transformer's KL-divergence loss (ε/(V-2), padding column zeroed); the "
+          "contract asks for cross-entropy with ε spread over all V classes"): bug_annotated_transformer_kl,
+        _("the loss is averaged over all N rows; divide by the number of rows whose target is not "
+          "ignore_index"): bug_mean_over_all_rows,
+        _("rows whose target is ignore_index are not dropped"): bug_ignored_rows_kept,
+        _("the raw logits are used as log-probabilities: apply log_softmax first"): bug_no_log_softmax,
+        _("1 - ε and ε are swapped (the true class must get weight 1 - ε)"): bug_weights_swapped,
     }
     correct = label_smoothing_np(logits, target, smoothing, ignore_index)
     out = {}
@@ -163,16 +165,19 @@ def noam_likely_bugs(steps, d_model: int, warmup: int, factor: float) -> dict:
         return torch.tensor([safe(fn, s) for s in steps], dtype=torch.float64)
 
     return {
-        "off by one: the schedule is evaluated at step + 1 (peak at warmup - 1); steps count from 1":
+        _("off by one: the schedule is evaluated at step + 1 (peak at warmup - 1); steps count from 1"):
             vec(lambda s: noam_lr_reference(s + 1, d_model, warmup, f)),
-        "off by one: the schedule is evaluated at step - 1 (peak at warmup + 1); steps count from 1":
+        _("off by one: the schedule is evaluated at step - 1 (peak at warmup + 1); steps count from 1"):
             vec(lambda s: noam_lr_reference(s - 1, d_model, warmup, f)),
-        "the exponents are swapped: it must be min(step^-0.5, step * warmup^-1.5)":
+        _("off by one in the warm-up branch: (step - 1) * warmup^-1.5 instead of step * warmup^-1.5 "
+          "(the learning rate starts at 0 and peaks one step late); steps count from 1"):
+            vec(lambda s: f * d_model ** -0.5 * min(s ** -0.5, (s - 1) * warmup ** -1.5)),
+        _("the exponents are swapped: it must be min(step^-0.5, step * warmup^-1.5)"):
             vec(lambda s: f * d_model ** -0.5 * min(s ** -1.5, s * warmup ** -0.5)),
-        "d_model^0.5 instead of d_model^-0.5":
+        _("d_model^0.5 instead of d_model^-0.5"):
             vec(lambda s: f * d_model ** 0.5 * min(s ** -0.5, s * warmup ** -1.5)),
-        "max instead of min of the two branches":
+        _("max instead of min of the two branches"):
             vec(lambda s: f * d_model ** -0.5 * max(s ** -0.5, s * warmup ** -1.5)),
-        "factor is missing":
+        _("factor is missing"):
             vec(lambda s: noam_lr_reference(s, d_model, warmup, 1.0)),
     }
