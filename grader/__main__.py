@@ -1,9 +1,14 @@
 """``python -m grader <command>``: the grader's command line.
 
-    grade SUBMISSION --out DIR [--parts a,b] [--no-train]   grade one submission (grader/grade.py)
-    grade-all SUBMISSIONS --out DIR [--jobs N] [--force]     grade a folder of them (grader/grade_all.py)
+    grade SUBMISSION --out DIR [--parts a,b] [--no-train] [--lang en|ja]
+                                                             grade one submission (grader/grade.py)
+    grade-all SUBMISSIONS --out DIR [--jobs N] [--force] [--lang en|ja]
+                                                             grade a folder of them (grader/grade_all.py)
     stubs [--check]                                          regenerate assignments/ (grader/stubs.py)
     train / translate / evaluate                             from grader.translation.cli, when present
+
+``--lang``: the language of what the student reads (report.md, the checks' messages); default:
+``[course] language`` in course.toml, else English (never the machine's locale).
 
 Extension point for the translation engineer: ``grader/translation/cli.py`` defines
 

@@ -27,6 +27,13 @@ Translation (extension point): when ``grader.translation.grading`` exists, its
 
 Files it writes into ``out_dir`` (the attention picture) stay there. Until that module exists
 the part is reported as "not graded (training unavailable)" with 0 points.
+
+Language: what the student reads (report.md, the checks' output, the table) is in ``--lang``,
+else the ``[course] language`` of course.toml (read with ``grader.release.load_course``), else
+English — never the grading machine's locale. It is fixed (``grader.i18n.set_language``) before
+any test module is imported, so the tests' own messages follow. On Gradescope there is no
+course.toml: the autograder passes ``--lang`` (see docs/gradescope.md). ``extra_data`` and check
+names stay in English (``grader/results.py``).
 """
 from __future__ import annotations
 
@@ -47,7 +54,8 @@ if str(ROOT) not in sys.path:
 
 import pytest  # noqa: E402
 
-from grader.results import Check, GradeResult, PartResult, parts_table, write_outputs  # noqa: E402
+from grader.i18n import N_, SOURCE_LANGUAGE, _, available_languages, set_language  # noqa: E402
+from grader.results import Check, GradeResult, PartResult, Text, parts_table, render, write_outputs  # noqa: E402
 from grader.rubric import Part, Rubric, load_rubric  # noqa: E402
 from grader.sandbox import intake, static_check  # noqa: E402
 from grader.sandbox.process import (  # noqa: E402
@@ -63,6 +71,8 @@ TRANSLATION_MODULE = "grader.translation.grading"
 HIDDEN_DIR = "tests/hidden/"
 PRIVATE_PATHS = ("grader", "tests", "solutions", ".git")  # unreadable to the worker's user
 MAX_MESSAGE_CHARS = 4000
+# hypothesis's note on the (shrunk) input that fails, and its headline in the student's language
+HYPOTHESIS_NOTES = {"Falsifying example": N_("Falsifying example:"), "Failing test case": N_("Failing test case:")}
 
 
 # --- options -----------------------------------------------------------------------------------
@@ -85,6 +95,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-lock-repo", action="store_true",
                         help="as root, do not make grader/, tests/, solutions/, .git/ unreadable to the worker's user")
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the table")
+    parser.add_argument("--lang", choices=available_languages(), default=None,
+                        help="language of what the student reads: report.md, the checks' messages, the table "
+                             "(default: [course] language in course.toml, else English; the machine's locale "
+                             "is never used)")
+
+
+def course_language() -> str | None:
+    """The ``[course] language`` of course.toml, or None (no setting, or no course.toml or
+    ``grader/release.py`` in this installation: the Gradescope autograder gets ``--lang``)."""
+    try:
+        from grader.release import load_course
+    except ImportError:
+        return None
+    try:
+        course = load_course()
+    except Exception as error:  # a broken course.toml is the instructor's to fix: a usage error
+        raise ValueError(f"course.toml: {error}") from None
+    return getattr(course, "language", None) or None
+
+
+def grading_language(args: argparse.Namespace) -> str:
+    """``--lang``, else the course's language, else English; fixed for this process."""
+    return set_language(getattr(args, "lang", None) or course_language() or SOURCE_LANGUAGE)
 
 
 def select_parts(rubric: Rubric, parts: str | None, no_train: bool) -> tuple[list[str], dict[str, str]]:
@@ -102,7 +135,7 @@ def select_parts(rubric: Rubric, parts: str | None, no_train: bool) -> tuple[lis
         if name not in wanted:
             continue
         if name == TRANSLATION and no_train:
-            left_out[name] = "--no-train: training was skipped"
+            left_out[name] = Text(N_("--no-train: training was skipped"))
             continue
         selected.append(name)
     return selected, left_out
@@ -142,20 +175,24 @@ def feedback(exc: BaseException) -> str:
     if isinstance(exc, (StudentCodeError, WorkerCrashed)):
         text = str(exc)
     elif isinstance(exc, SandboxError):
-        text = f"the grader could not run this check (not your fault): {exc}"
+        text = _("the grader could not run this check (not your fault): {reason}", reason=str(exc))
     elif isinstance(exc, TransportError):
-        text = f"the grader could not run this check (a problem in the test, not in your code): {exc}"
+        text = _("the grader could not run this check (a problem in the test, not in your code): {reason}",
+                 reason=str(exc))
     elif isinstance(exc, AssertionError):
-        text = str(exc) or "a check failed"
+        text = str(exc) or _("a check failed")
     else:
-        text = (f"the check could not finish: {type(exc).__name__}: {exc}\n"
-                "  hint: does your code return the documented type and shape?")
+        text = (_("the check could not finish: {error}: {message}", error=type(exc).__name__, message=str(exc))
+                + "\n  " + _("hint: does your code return the documented type and shape?"))
     notes = [n for n in getattr(exc, "__notes__", [])  # hypothesis: the (shrunk) input that fails
-             if isinstance(n, str) and n.startswith(("Falsifying", "Failing test case"))]
+             if isinstance(n, str) and n.startswith(tuple(HYPOTHESIS_NOTES))]
     if notes:
-        example = "\n".join(line for line in notes[0].splitlines() if "impl=" not in line)
-        text += "\n" + example
-    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "\n… (shortened)"
+        lines = [line for line in notes[0].splitlines() if "impl=" not in line]
+        for prefix, headline in HYPOTHESIS_NOTES.items():
+            if lines and lines[0].startswith(prefix + ":"):
+                lines[0] = _(headline) + lines[0][len(prefix) + 1:]
+        text += "\n" + "\n".join(lines)
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "\n" + _("… (shortened)")
 
 
 class GradingPlugin:
@@ -227,7 +264,7 @@ class GradingPlugin:
             return
         self.checks[report.nodeid] = Check(
             part=self.part, name=getattr(report, "grading_name", report.nodeid), passed=report.passed,
-            output="" if report.passed else getattr(report, "grading_feedback", "") or "the check failed",
+            output="" if report.passed else getattr(report, "grading_feedback", "") or _("the check failed"),
             hidden=getattr(report, "grading_hidden", False),
         )
 
@@ -270,13 +307,14 @@ def run_tested_part(part: Part, files: list[Path], package_dir: Path, limits: Li
         reason = "; ".join(plugin.errors) or f"pytest exit status {int(exit_code)}: {output.getvalue()[-800:]}"
         log(f"grader problem in part {part.name}: {reason}")
         result.status = "error"
-        result.message = "the grader could not run this part's checks"
+        result.message = Text(N_("the grader could not run this part's checks"))
         result.checks = [Check(part.name, f"{part.name}: the checks could not run", False,
-                               "The grader could not run the checks of this part (not your fault; "
-                               "your instructor has been told).")]
+                               _("The grader could not run the checks of this part (not your fault; "
+                                 "your instructor has been told)."))]
         result.grader_error = reason
     if plugin.impl and plugin.impl.crashes:
-        result.message = plugin.impl.crashes[0][:160]
+        crash = plugin.impl.crashes[0]
+        result.message = crash if len(crash) <= 160 else crash[:160]
     return result, violations
 
 
@@ -290,10 +328,10 @@ def run_translation(part: Part, package_dir: Path, out_dir: Path, limits: Limits
     except ModuleNotFoundError as error:
         if error.name not in ("grader.translation", TRANSLATION_MODULE):
             raise
-        result.status, result.message = "not graded", "not graded (training unavailable)"
+        result.status, result.message = "not graded", Text(N_("not graded (training unavailable)"))
         result.checks = [Check(part.name, f"{part.name}: not graded (training unavailable)", False,
-                               "The training part of the grader is not available in this installation, "
-                               "so this part was not graded.", max_score=part.points)]
+                               _("The training part of the grader is not available in this installation, "
+                                 "so this part was not graded."), max_score=part.points)]
         return result, []
     from grader.sandbox.proxy import SandboxedImplementation, StudentCodeError, WorkerCrashed
 
@@ -330,14 +368,20 @@ def _translation_check(part: Part, item: dict) -> Check:
 # --- scoring -----------------------------------------------------------------------------------
 
 
+POINT_UNIT = 10_000  # results.json gives points to 4 decimals: shares are whole multiples of 1e-4
+
+
 def share_points(part: PartResult) -> None:
-    """Points of a tested part are shared equally by its checks."""
+    """Points of a tested part are shared equally by its checks, in whole units of 1e-4 so
+    that the shares shown (4 decimals) add up to the part's points exactly: the first
+    ``remainder`` checks carry one unit more."""
     if part.name == TRANSLATION or not part.checks:
         return
-    each = part.points / len(part.checks)
-    for check in part.checks:
-        check.max_score = each
-        check.score = each if check.passed else 0.0
+    units = round(part.points * POINT_UNIT)
+    each, remainder = divmod(units, len(part.checks))
+    for index, check in enumerate(part.checks):
+        check.max_score = (each + (index < remainder)) / POINT_UNIT
+        check.score = check.max_score if check.passed else 0.0
 
 
 def apply_violations(part: PartResult, descriptions: list[str]) -> None:
@@ -345,7 +389,8 @@ def apply_violations(part: PartResult, descriptions: list[str]) -> None:
     if not descriptions:
         return
     part.violations = descriptions
-    reason = "Not counted: this part uses a building block the assignment bans:\n  " + "\n  ".join(descriptions)
+    reason = (_("Not counted: this part uses a building block the assignment bans:") + "\n  "
+              + "\n  ".join(render(d) for d in descriptions))
     for check in part.checks:
         check.score = 0.0
         check.passed = False
@@ -364,16 +409,18 @@ def dependency_notes(parts: list[PartResult], rubric: Rubric) -> None:
             continue
         names = ", ".join(f"`{d}`" for d in failing)
         if len(failing) == 1:
-            part.note = f"Note: part {names} also lost points; fix it first — `{part.name}` builds on it."
+            part.note = Text(N_("Note: part {names} also lost points; fix it first — `{part}` builds on it."),
+                             names=names, part=part.name)
         else:
-            part.note = f"Note: parts {names} also lost points; fix them first — `{part.name}` builds on them."
+            part.note = Text(N_("Note: parts {names} also lost points; fix them first — `{part}` builds on them."),
+                             names=names, part=part.name)
         for check in part.checks:
             if not check.passed:
                 check.output = part.note + "\n" + check.output
 
 
 def attribute_violation(violation: dict, graded_part: str, part_names) -> tuple[set[str], str]:
-    """Which parts a run-time violation affects, and its description."""
+    """Which parts a run-time violation affects, and its description (a ``Text``)."""
     parts = set()
     for file in [violation["file"], *violation.get("student_files", [])]:
         stem = Path(file).stem
@@ -383,9 +430,13 @@ def attribute_violation(violation: dict, graded_part: str, part_names) -> tuple[
     parts.update(p for p in violation.get("extra_parts", []) if p in part_names)
     if not parts:
         parts.add(graded_part)
-    where = f" in {violation['file']}:{violation['line']}" if violation.get("line") else ""
-    text = (f"banned: {violation['call']}{where} (part {', '.join(sorted(parts))}, seen at run time) — "
-            f"{violation['rule']}")
+    fields = dict(call=violation["call"], parts=", ".join(sorted(parts)),
+                  rule=static_check.rule_text(violation["rule"]))
+    if violation.get("line"):
+        text = Text(N_("banned: {call} in {where} (part {parts}, seen at run time) — {rule}"),
+                    where=f"{violation['file']}:{violation['line']}", **fields)
+    else:
+        text = Text(N_("banned: {call} (part {parts}, seen at run time) — {rule}"), **fields)
     return parts, text
 
 
@@ -396,6 +447,7 @@ def grade(args: argparse.Namespace, log=None) -> tuple[GradeResult, dict]:
     """Grade one submission and write DIR/results.json and DIR/report.md."""
     log = log or (lambda message: None)
     started = time.monotonic()
+    grading_language(args)  # before the tests (and their messages) are loaded
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     os.environ["HYPOTHESIS_PROFILE"] = "ci"
     rubric = load_rubric()
@@ -410,11 +462,13 @@ def grade(args: argparse.Namespace, log=None) -> tuple[GradeResult, dict]:
         submission = intake.prepare(args.submission)
     except intake.IntakeError as error:
         result.rejected = str(error)
-        result.flags.append(f"rejected: {error}")
+        result.flags.append(Text(N_("rejected: {reason}"), reason=str(error)))
         for name in selected:
             part = rubric.parts[name]
-            result.parts.append(PartResult(name, part.title, part.points, status="error", message="not graded",
-                                           checks=[Check(name, f"{name}: not graded", False, f"not graded: {error}",
+            result.parts.append(PartResult(name, part.title, part.points, status="error",
+                                           message=Text(N_("not graded")),
+                                           checks=[Check(name, f"{name}: not graded", False,
+                                                         _("not graded: {reason}", reason=str(error)),
                                                          max_score=part.points)]))
         result.execution_time = time.monotonic() - started
         return result, write_outputs(result, out_dir)
@@ -451,7 +505,7 @@ def grade(args: argparse.Namespace, log=None) -> tuple[GradeResult, dict]:
             if files:
                 tested.append((name, files))
             else:
-                left_out[name] = "no test files for this part in this installation"
+                left_out[name] = Text(N_("no test files for this part in this installation"))
         result.sandbox["limits"] = limits_for(args.part_timeout, args.memory_gib).as_dict()
 
         # Start each part's worker while the previous part's tests run (torch takes seconds to import).
@@ -469,9 +523,10 @@ def grade(args: argparse.Namespace, log=None) -> tuple[GradeResult, dict]:
         for index, (name, files) in enumerate(tested):
             part = rubric.parts[name]
             if time.monotonic() >= total_deadline:
-                by_name[name] = PartResult(name, part.title, part.points, status="error", message="not run",
+                by_name[name] = PartResult(name, part.title, part.points, status="error",
+                                           message=Text(N_("not run")),
                                            checks=[Check(name, f"{name}: not run", False,
-                                                         "not run: the time for the whole grade ran out")])
+                                                         _("not run: the time for the whole grade ran out"))])
                 continue
             prestart(index + 1)
             deadline = min(time.monotonic() + args.part_timeout, total_deadline)
@@ -482,7 +537,8 @@ def grade(args: argparse.Namespace, log=None) -> tuple[GradeResult, dict]:
             by_name[name] = part_result
             violations += [(name, v) for v in part_violations]
             if part_result.grader_error:
-                result.flags.append(f"grader-error: part {name}: {part_result.grader_error[:300]}")
+                result.flags.append(Text(N_("grader-error: part {part}: {reason}"), part=name,
+                                         reason=part_result.grader_error[:300]))
             log(f"  {name}: {sum(c.passed for c in part_result.checks)}/{len(part_result.checks)} checks pass "
                 f"({part_result.seconds:.1f} s)")
         for worker in workers.values():
@@ -543,7 +599,7 @@ def main(args: argparse.Namespace) -> int:
         return 1
     print(parts_table(result))
     if result.flags:
-        print("flags:\n  " + "\n  ".join(result.flags))
+        print(_("Flags:") + "\n  " + "\n  ".join(render(f) for f in result.flags))
     seal = results["extra_data"]["authenticity"]
     print(f"results: {Path(args.out) / 'results.json'}")
     print(f"authenticity: nonce={seal['nonce']} sha256={seal['sha256']}")

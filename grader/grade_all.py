@@ -11,7 +11,8 @@ fresh grade the file must also match the nonce and hash that the judge printed o
 (a pipe only the judge writes), so a results.json planted or edited by anything else is
 reported instead of counted.
 
-``DIR/gradebook.csv``: student, total, one column per part, flags.
+``DIR/gradebook.csv``: student, total, one column per part, flags (in English, whatever the
+language of the students' reports: ``--lang``, passed on to each grade, else course.toml's).
 """
 from __future__ import annotations
 
@@ -26,10 +27,12 @@ import sys
 import time
 from pathlib import Path
 
+from grader.i18n import available_languages
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "gradescope_results.schema.json"
 SEAL_LINE = re.compile(r"^authenticity: nonce=([0-9a-f]+) sha256=([0-9a-f]+)$", re.M)
-PASSTHROUGH = ("parts", "call_timeout", "part_timeout", "train_timeout", "total_timeout", "memory_gib")
+PASSTHROUGH = ("parts", "call_timeout", "part_timeout", "train_timeout", "total_timeout", "memory_gib", "lang")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--total-timeout", type=float, default=3600.0, help="seconds for one student's grade")
     parser.add_argument("--memory-gib", type=float, default=None)
     parser.add_argument("--no-lock-repo", action="store_true", help="passed on to each grade")
+    parser.add_argument("--lang", choices=available_languages(), default=None,
+                        help="language of the students' reports, passed on to each grade (default: [course] "
+                             "language in course.toml, else English; the machine's locale is never used)")
 
 
 def discover(folder: Path) -> list[tuple[str, Path]]:

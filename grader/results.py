@@ -12,15 +12,79 @@ file against them, so a results.json that was replaced or edited after the judge
 caught. On its own, the hash only detects accidental changes: anyone able to rewrite the file
 can recompute it — the protection is that no worker can write it (and is dead when it is
 written), the nonce/hash pair says which run wrote it.
+
+Language: everything a student reads (``report.md``, each check's ``output``, the top-level
+``output``, the terminal table) is in the grading language (``grader.i18n``: ``grade --lang``
+or course.toml). ``extra_data`` is for the instructor and for machines (``grade-all``'s
+gradebook, Gradescope's API): its flags, notes, part messages and violations stay in English
+whatever the language. Texts the grader makes are therefore ``Text``s — a ``str`` in the
+grading language that can also be rendered in English. Check *names* stay as the tests name
+them (English).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader.i18n import SOURCE_LANGUAGE, _, in_language, language, translate
+
 MAX_OUTPUT_CHARS = 6000
+
+
+class Text(str):
+    """A grader message: a ``str`` in the current language that can be shown in another one.
+
+    ``Text(N_("part {part} ..."), part=name)``: the msgid must be a literal marked with ``N_``
+    (or a msgid known from elsewhere, e.g. a tripwire rule); fields may be ``Text`` too and
+    are rendered in the same language. ``render(lang)`` gives the text in ``lang``.
+    """
+
+    msgid: str
+    fields: dict
+
+    def __new__(cls, msgid: str, /, **fields):
+        self = super().__new__(cls, _render(msgid, fields, language()))
+        self.msgid = msgid
+        self.fields = fields
+        return self
+
+    def render(self, lang: str | None = None) -> str:
+        return _render(self.msgid, self.fields, lang or language())
+
+    def __reduce__(self):  # copies and pickles stay Texts
+        return (_text_from, (self.msgid, self.fields))
+
+
+def _text_from(msgid: str, fields: dict) -> Text:
+    return Text(msgid, **fields)
+
+
+def _render(msgid: str, fields: dict, lang: str) -> str:
+    values = {name: render(value, lang) for name, value in fields.items()}
+    return in_language(lang, msgid, **values)
+
+
+def render(value, lang: str | None = None) -> str:
+    """``value`` in ``lang`` (default: the current language) if it is a ``Text``, else as it is."""
+    return value.render(lang) if isinstance(value, Text) else str(value)
+
+
+def english(value) -> str:
+    """What ``extra_data`` holds: the English text of a ``Text``, other strings as they are."""
+    return render(value, SOURCE_LANGUAGE)
+
+
+def fallback_results(status) -> dict:
+    """What ``run_autograder`` writes when the grader itself failed (in the current language)."""
+    return {
+        "score": 0,
+        "output": _("The autograder could not grade this submission (exit status {status}); this is not "
+                    "a verdict on your code. Please contact the course staff.", status=status),
+        "tests": [],
+    }
 
 
 @dataclass
@@ -45,9 +109,9 @@ class PartResult:
     points: float
     status: str = "graded"  # "graded" | "error" | "not graded"
     checks: list[Check] = field(default_factory=list)
-    message: str = ""  # why a part was not (fully) graded
-    note: str = ""  # "Note: part `attention` also lost points; ..."
-    violations: list[str] = field(default_factory=list)
+    message: str = ""  # why a part was not (fully) graded (a Text, or student text)
+    note: str = ""  # "Note: part `attention` also lost points; ..." (a Text)
+    violations: list[str] = field(default_factory=list)  # Texts
     seconds: float = 0.0
     grader_error: str = ""  # for the instructor (flags), not shown on the checks
     requests: int = 0  # calls into the sandbox (for the timings)
@@ -66,7 +130,7 @@ class GradeResult:
     submission: str
     parts: list[PartResult] = field(default_factory=list)
     left_out: dict[str, str] = field(default_factory=dict)  # part -> why it is not in the score
-    flags: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # Texts (extra_data: in English)
     warnings: list[str] = field(default_factory=list)
     sandbox: dict = field(default_factory=dict)
     execution_time: float = 0.0
@@ -87,24 +151,39 @@ def _r(x: float) -> float:
 
 
 def _clip(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 30] + "\n… (message shortened)"
+    if len(text) <= limit:
+        return text
+    return text[: limit - 30] + "\n" + _("… (message shortened)")
 
 
 # --- terminal table --------------------------------------------------------------------------
 
 
+def _width(text: str) -> int:
+    """Columns ``text`` takes in a terminal (Japanese characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+def _pad(text: str, width: int, right: bool = False) -> str:
+    space = " " * max(0, width - _width(text))
+    return space + text if right else text + space
+
+
 def parts_table(grade: GradeResult) -> str:
-    lines = [f"{'part':<14} {'checks':>9} {'points':>13}   status"]
+    """The per-part table (terminal and the top-level ``output``), in the current language."""
+    part_, checks_, points_, status_, total_ = _("part"), _("checks"), _("points"), _("status"), _("total")
+    lines = [f"{_pad(part_, 14)} {_pad(checks_, 9, True)} {_pad(points_, 13, True)}   {status_}"]
     for part in grade.parts:
         checks = [c for c in part.checks if c.max_score > 0]
-        status = part.message or ("all checks pass" if part.score >= part.max_score - 1e-9 else "lost points")
+        status = render(part.message) or (_("all checks pass") if part.score >= part.max_score - 1e-9
+                                          else _("lost points"))
         if part.violations:
-            status = "0 points: banned call (see flags)"
+            status = _("0 points: banned call (see flags)")
         lines.append(f"{part.name:<14} {sum(c.passed for c in checks):>4}/{len(checks):<4} "
                      f"{part.score:>6.1f}/{part.max_score:<6g}   {status}")
-    lines.append(f"{'total':<14} {'':>9} {grade.score:>6.1f}/{grade.max_score:<6g}")
+    lines.append(f"{_pad(total_, 14)} {'':>9} {grade.score:>6.1f}/{grade.max_score:<6g}")
     for name, why in grade.left_out.items():
-        lines.append(f"(not in this grade: {name} — {why})")
+        lines.append(_("(not in this grade: {part} — {reason})", part=name, reason=render(why)))
     return "\n".join(lines)
 
 
@@ -112,12 +191,12 @@ def summary_text(grade: GradeResult) -> str:
     """The top-level ``output`` of results.json."""
     lines = []
     if grade.rejected:
-        lines += [f"Your submission could not be graded: {grade.rejected}", ""]
+        lines += [_("Your submission could not be graded: {reason}", reason=render(grade.rejected)), ""]
     lines.append(parts_table(grade))
     if grade.flags:
-        lines += ["", "Flags:"] + [f"  - {f}" for f in grade.flags]
+        lines += ["", _("Flags:")] + [f"  - {render(f)}" for f in grade.flags]
     if grade.warnings:
-        lines += ["", "Notes on your submission:"] + [f"  - {w}" for w in grade.warnings]
+        lines += ["", _("Notes on your submission:")] + [f"  - {render(w)}" for w in grade.warnings]
     return "\n".join(lines)
 
 
@@ -180,14 +259,15 @@ def build_results(grade: GradeResult) -> dict:
                     "score": _r(part.score), "max_score": _r(part.max_score), "status": part.status,
                     "checks": len([c for c in part.checks if c.max_score > 0]),
                     "passed": len([c for c in part.checks if c.max_score > 0 and c.passed]),
-                    "message": part.message, "note": part.note, "violations": part.violations,
+                    "message": english(part.message), "note": english(part.note),
+                    "violations": [english(v) for v in part.violations],
                 }
                 for part in grade.parts
             },
-            "left_out": grade.left_out,
-            "flags": grade.flags,
-            "warnings": grade.warnings,
-            "rejected": grade.rejected,
+            "left_out": {name: english(why) for name, why in grade.left_out.items()},
+            "flags": [english(f) for f in grade.flags],
+            "warnings": [english(w) for w in grade.warnings],
+            "rejected": english(grade.rejected),
             "sandbox": grade.sandbox,
             "timings": {"total_s": round(grade.execution_time, 2),
                         "parts_s": {p.name: round(p.seconds, 2) for p in grade.parts},
@@ -219,46 +299,53 @@ def _md_cell(text: str) -> str:
 
 
 def render_report(grade: GradeResult) -> str:
-    lines = [f"# Grade report: {_md_cell(grade.submission)}", ""]
+    """``report.md``, in the current language (check names as the tests give them)."""
+    lines = ["# " + _("Grade report: {submission}", submission=_md_cell(grade.submission)), ""]
     if grade.rejected:
-        lines += ["**Your submission could not be graded:**", "", _fence(grade.rejected), ""]
-    lines += [f"**Total: {grade.score:.1f} / {grade.max_score:g}**", ""]
-    lines += ["| part | checks passed | points | |", "|---|---:|---:|---|"]
+        lines += ["**" + _("Your submission could not be graded:") + "**", "", _fence(render(grade.rejected)), ""]
+    total = _("Total: {score} / {max_score}", score=f"{grade.score:.1f}", max_score=f"{grade.max_score:g}")
+    lines += [f"**{total}**", ""]
+    part_, passed_, points_, total_ = _("part"), _("checks passed"), _("points"), _("total")
+    lines += [f"| {part_} | {passed_} | {points_} | |", "|---|---:|---:|---|"]
     for part in grade.parts:
         checks = [c for c in part.checks if c.max_score > 0]
-        status = "banned call: 0 points" if part.violations else (part.message or "")
-        lines.append(f"| {part.name} — {_md_cell(part.title)} | {sum(c.passed for c in checks)}/{len(checks)} "
+        status = _("banned call: 0 points") if part.violations else render(part.message)
+        lines.append(f"| {part.name} — {_md_cell(translate(part.title))} | {sum(c.passed for c in checks)}/{len(checks)} "
                      f"| {part.score:.1f} / {part.max_score:g} | {_md_cell(status)} |")
-    lines.append(f"| **total** | | **{grade.score:.1f} / {grade.max_score:g}** | |")
+    lines.append(f"| **{total_}** | | **{grade.score:.1f} / {grade.max_score:g}** | |")
     for name, why in grade.left_out.items():
-        lines.append(f"\n_Not in this grade: `{name}` — {why}._")
+        text = _("Not in this grade: `{part}` — {reason}.", part=name, reason=_md_cell(render(why)))
+        lines.append(f"\n_{text}_")
     lines.append("")
     if grade.flags:
-        lines += ["## Flags", ""] + [f"- {_md_cell(f)}" for f in grade.flags] + [""]
+        lines += ["## " + _("Flags"), ""] + [f"- {_md_cell(render(f))}" for f in grade.flags] + [""]
     if grade.warnings:
-        lines += ["## Notes on the submission", ""] + [f"- {_md_cell(w)}" for w in grade.warnings] + [""]
+        lines += ["## " + _("Notes on the submission"), ""]
+        lines += [f"- {_md_cell(render(w))}" for w in grade.warnings] + [""]
+    no_message = _("(no message)")
     failed = [p for p in grade.parts if p.name != "translation" and any(not c.passed for c in p.checks)]
     if failed:
-        lines += ["## Failed checks", ""]
+        lines += ["## " + _("Failed checks"), ""]
         for part in failed:
             lines += [f"### {part.name}", ""]
             if part.note:
-                lines += [f"> {part.note}", ""]
+                lines += [f"> {render(part.note)}", ""]
             for check in part.checks:
                 if check.passed:
                     continue
-                hidden = " _(hidden check)_" if check.hidden else ""
-                lines += [f"#### {_md_cell(check.name)}{hidden}", "", _fence(_clip(check.output) or "(no message)"), ""]
+                hidden = " _" + _("(hidden check)") + "_" if check.hidden else ""
+                lines += [f"#### {_md_cell(check.name)}{hidden}", "", _fence(_clip(check.output) or no_message), ""]
     training = [(p, c) for p in grade.parts for c in p.checks if p.name == "translation" or c.report_md]
     if training:
-        lines += ["## Training and translation", ""]
+        lines += ["## " + _("Training and translation"), ""]
         for part, check in training:
             if part.note and not check.passed:
-                lines += [f"> {part.note}", ""]
+                lines += [f"> {render(part.note)}", ""]
             lines += [f"#### {_md_cell(check.name)} — {check.score:g} / {check.max_score:g}", ""]
-            lines += [check.report_md or _fence(_clip(check.output) or "(no message)"), ""]
+            lines += [check.report_md or _fence(_clip(check.output) or no_message), ""]
             if check.picture:
-                lines += [f"![attention picture]({check.picture})", ""]
+                alt = _("attention picture")
+                lines += [f"![{alt}]({check.picture})", ""]
     return "\n".join(lines)
 
 

@@ -22,17 +22,24 @@ the student sees: the exception and the frames in *their* files, no grader inter
 A worker that dies (segfault, ``os._exit``, memory, time-out) raises ``WorkerCrashed`` for the
 request in flight; the next request starts a fresh worker (handles from the dead one raise),
 up to ``max_restarts`` times per part, after which the part's remaining checks fail fast.
+
+Messages a student reads (their exception, a crash, a time-out) are in the grading language
+(``grader.i18n``); messages about a bug in a test (``TransportError``) stay in English.
 """
 from __future__ import annotations
 
 import builtins
 import math
+import re
+import signal
 import time
 import weakref
 
 import torch
 from torch import nn
 
+from grader.i18n import N_, _
+from grader.results import Text
 from grader.sandbox import protocol
 from grader.sandbox.process import Limits, SandboxUser, WorkerProcess
 from grader.sandbox.worker import CONTRACT_MODULES, TRUSTED_CALLS
@@ -110,20 +117,64 @@ def format_student_error(error: dict, memory_limit: int | None = None) -> str:
     message = _text(error.get("message", ""))
     frames = [f for f in error.get("frames", []) if isinstance(f, (list, tuple)) and len(f) == 4]
     if type_name == "NotImplementedError":
-        lines = [f"not implemented yet — {message}"]
+        lines = [_("not implemented yet — {todo}", todo=message)]
         frames = frames[-1:]
     elif type_name == "BannedCallError":
-        lines = [f"banned call — {message}"]
+        lines = [_("banned call — {message}", message=_banned_call(message))]
     else:
-        lines = [f"your code raised {type_name}: {message}"]
-    for file, line, function, code in frames[-MAX_SHOWN_FRAMES:]:
+        lines = [_("your code raised {error}: {message}", error=type_name, message=message)]
+    for file, line, function, code in frames[-MAX_SHOWN_FRAMES:]:  # as Python writes a traceback
         lines.append(f'  File "{_text(file, 200)}", line {line}, in {_text(function, 100)}')
         if code:
             lines.append(f"    {_text(code, 300)}")
     if memory_limit and (type_name == "MemoryError" or "can't allocate memory" in message
                          or "not enough memory" in message):
-        lines.append(f"  hint: your code ran out of memory (limit: {memory_limit / 2**30:g} GiB)")
+        limit = f"{memory_limit / 2**30:g}"
+        lines.append("  " + _("hint: your code ran out of memory (limit: {limit} GiB)", limit=limit))
     return "\n".join(lines)
+
+
+_BANNED_CALL = re.compile(r"(?P<call>[\w.]+) is off limits here: (?P<rule>.+)", re.S)
+
+
+def _banned_call(message: str) -> str:
+    """The tripwire's ``"<call> is off limits here: <rule>"`` (grader/sandbox/tripwires.py) in the
+    student's language; any other text as it is."""
+    from grader.sandbox.static_check import rule_text
+
+    found = _BANNED_CALL.fullmatch(message)
+    if not found:
+        return message
+    return _("{call} is off limits here: {rule}", call=found["call"], rule=rule_text(found["rule"]))
+
+
+def crash_headline(worker: WorkerProcess, part: str) -> Text:
+    """Why the worker is gone, as one sentence for the student: ``WorkerProcess.death()``'s
+    cases (grader/sandbox/process.py), in the student's language."""
+    code = worker.process.poll()
+    fields = {"part": part}
+    if worker.killed_by_us == "timeout":
+        return Text(N_("your code ran out of time in part `{part}`"), **fields)
+    if code is None:
+        return Text(N_("your code stopped answering in part `{part}`"), **fields)
+    if code < 0:
+        number = -code
+        if number == signal.SIGKILL:
+            return Text(N_("your code was killed (most likely it ran out of memory) in part `{part}`"), **fields)
+        if number == signal.SIGXCPU:
+            return Text(N_("your code ran out of CPU time (limit: {limit} s) in part `{part}`"),
+                        limit=f"{worker.limits.cpu_s}", **fields)
+        if number == signal.SIGXFSZ:
+            return Text(N_("your code wrote a file (or printed) more than the size limit in part `{part}`"), **fields)
+        if number == signal.SIGSEGV:
+            return Text(N_("your code crashed (segmentation fault) in part `{part}`"), **fields)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = str(number)
+        return Text(N_("your code was killed by signal {signal} in part `{part}`"), signal=name, **fields)
+    return Text(N_("your code exited with status {status} in part `{part}` (does your code call sys.exit(), "
+                   "exit() or os._exit()?)"), status=str(code), **fields)
 
 
 def student_error(error: dict, memory_limit: int | None = None) -> StudentCodeError:
@@ -293,8 +344,8 @@ class SandboxedImplementation:
                 tail = worker.output_tail("stderr", 2000).strip()
                 worker.cleanup()
                 self._worker = None
-                self._final = SandboxError(f"the sandbox worker for part `{self._part}` could not start "
-                                           f"({type(error).__name__}): {tail[-1500:]}")
+                self._final = SandboxError(_("the sandbox worker for part `{part}` could not start ({error}): {output}",
+                                             part=self._part, error=type(error).__name__, output=tail[-1500:]))
                 raise self._final from None
         return worker
 
@@ -310,7 +361,8 @@ class SandboxedImplementation:
             # hypothesis attached to an earlier check ("Failing test case: ...") into this one.
             raise type(self._final)(*self._final.args)
         if time.monotonic() >= self._deadline:
-            self._final = WorkerCrashed(f"the time for part `{self._part}` is used up; its remaining checks were not run")
+            self._final = WorkerCrashed(_("the time for part `{part}` is used up; its remaining checks were not run",
+                                          part=self._part))
             self.close()
             raise self._final
         message = {"op": op, **fields,
@@ -332,13 +384,15 @@ class SandboxedImplementation:
         except (EOFError, OSError):
             self._crash(worker, None)
         except protocol.ProtocolError as error:
-            self._crash(worker, "protocol", f"sent back data the grader refuses ({error})")
+            self._crash(worker, "protocol", Text(N_("your code sent back data the grader refuses ({error}) in part "
+                                                    "`{part}`"), error=str(error), part=self._part))
         self._collect_violations(response.get("violations"))
         if response["ok"]:
             return response.get("value")
         error = response.get("error")
         if not isinstance(error, dict):
-            self._crash(worker, "protocol", "sent back a malformed error")
+            self._crash(worker, "protocol", Text(N_("your code sent back a malformed error in part `{part}`"),
+                                                 part=self._part))
         raise student_error(error, self._limits.memory_bytes)
 
     def _collect_violations(self, violations) -> None:
@@ -356,10 +410,10 @@ class SandboxedImplementation:
                 if clean not in self.violations:
                     self.violations.append(clean)
 
-    def _crash(self, worker: WorkerProcess, why: str | None, detail: str | None = None):
+    def _crash(self, worker: WorkerProcess, why: str | None, headline: Text | None = None):
         """The worker is unusable: kill it, explain, and prepare a fresh one for next time."""
         worker.kill(why or "crashed")
-        death = detail or worker.death()
+        headline = headline or crash_headline(worker, self._part)
         tail = worker.output_tail("stderr", 1200).strip()
         self.worker_stderr = worker.output_tail("stderr", 4096)
         worker.cleanup()
@@ -369,28 +423,30 @@ class SandboxedImplementation:
         self._remotes = weakref.WeakValueDictionary()
         self._pending_release = []
         self._restarts += 1
-        message = f"your code {death} in part `{self._part}`"
         if why == "timeout":
             if time.monotonic() >= self._deadline:
-                message += " (the time for this part is used up)"
+                headline = Text(N_("{headline} (the time for this part is used up)"), headline=headline)
             else:
-                message += f" (one call may take at most {self._limits.call_s:g} s — an endless loop?)"
+                headline = Text(N_("{headline} (one call may take at most {limit} s — an endless loop?)"),
+                                headline=headline, limit=f"{self._limits.call_s:g}")
+        message = str(headline)
         if tail:
-            message += "\n  last output of your code:\n    " + "\n    ".join(tail.splitlines()[-8:])
-        self.crashes.append(message.splitlines()[0])
+            message += ("\n  " + _("last output of your code:") + "\n    "
+                        + "\n    ".join(tail.splitlines()[-8:]))
+        self.crashes.append(headline if "\n" not in headline else str(headline).splitlines()[0])
         if time.monotonic() >= self._deadline:
-            self._final = WorkerCrashed(message + "\n  The remaining checks of this part were not run.")
+            self._final = WorkerCrashed(message + "\n  " + _("The remaining checks of this part were not run."))
         elif self._restarts > self._max_restarts:
-            self._final = WorkerCrashed(message + f"\n  Your code crashed {self._restarts} times in this part; "
-                                                  "its remaining checks were not run.")
+            self._final = WorkerCrashed(message + "\n  " + _("Your code crashed {count} times in this part; its "
+                                                              "remaining checks were not run.", count=self._restarts))
         raise WorkerCrashed(message)
 
     # --- codec hooks -----------------------------------------------------------------------
 
     def _check_alive(self, remote: Remote) -> None:
         if remote._sandbox is not self or remote._generation != self._generation:
-            raise WorkerCrashed(f"this {remote._type} was created before your code crashed in part "
-                                f"`{self._part}`; it no longer exists")
+            raise WorkerCrashed(_("this {type} was created before your code crashed in part `{part}`; it no longer "
+                                  "exists", type=remote._type, part=self._part))
 
     def _encode_other(self, obj):
         if isinstance(obj, Remote):

@@ -26,20 +26,61 @@ helper file affects the parts whose modules import it; ``nn.Transformer*`` also 
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader.i18n import N_
+from grader.results import Text, english
 from grader.sandbox.tripwires import BANS_BY_PATH, IN_LABEL_SMOOTHING
 
 CONTRACT_MODULES = ("masks", "attention", "feed_forward", "normalization", "embedding",
                     "layers", "model", "decoding", "training")
 DYNAMIC_CALLS = {"__import__", "exec", "eval", "compile"}
-RULE_TAMPER = "reaches into the grader's checks or PyTorch's internals (tampering)"
+RULE_TAMPER = N_("reaches into the grader's checks or PyTorch's internals (tampering)")
 TAMPER_ATTRIBUTES = {"__wrapped__", "__closure__"}  # the way back to a wrapped original
 TAMPER_CALLS = {"gc.get_referents", "gc.get_referrers", "gc.get_objects"}
-SUSPICIOUS_PATHS = {"sys.modules": "looks modules up behind the import system",
-                    "sys._getframe": "inspects the call stack", "inspect.currentframe": "inspects the call stack",
-                    "inspect.stack": "inspects the call stack", "ctypes": "calls C directly"}
+RULE_STACK = N_("inspects the call stack")
+SUSPICIOUS_PATHS = {"sys.modules": N_("looks modules up behind the import system"),
+                    "sys._getframe": RULE_STACK, "inspect.currentframe": RULE_STACK,
+                    "inspect.stack": RULE_STACK, "ctypes": N_("calls C directly")}
+RULE_IMPORTLIB = N_("imports modules by name at run time")
+RULE_INTERNALS = N_("reaches PyTorch's internals directly")
+RULE_DYNAMIC = N_("runs or imports code chosen at run time")
+RULE_COMPUTED_NAME = N_("looks up a torch attribute by a computed name")
+RULE_MONKEYPATCH = N_("monkeypatches torch — {rule}")
+KNOWN_RULES = {RULE_TAMPER, RULE_STACK, RULE_IMPORTLIB, RULE_INTERNALS, RULE_DYNAMIC, RULE_COMPUTED_NAME,
+               *SUSPICIOUS_PATHS.values()}
+
+# The tripwires' rules (tripwires.py imports nothing from the grader, so their translations are
+# marked here; tests/selftest/test_grader.py checks that the two lists agree).
+TRIPWIRE_RULES = (
+    N_("implement attention yourself (§3.2): PyTorch's built-in attention "
+       "(F.scaled_dot_product_attention, F.multi_head_attention_forward, nn.MultiheadAttention) is off limits"),
+    N_("implement layer normalisation yourself (§3.1): nn.LayerNorm and F.layer_norm are off limits"),
+    N_("build the model from your own layers: nn.Transformer, nn.TransformerEncoder(Layer) "
+       "and nn.TransformerDecoder(Layer) are off limits"),
+    N_("build LabelSmoothingLoss from log_softmax (§5.4): F.cross_entropy and nn.CrossEntropyLoss "
+       "are off limits inside it"),
+)
+SEVERITIES = {"banned": N_("banned"), "suspicious": N_("suspicious")}
+# How the worker words a removed tripwire (grader/sandbox/worker.py).
+_REMOVED_TRIPWIRE = re.compile(
+    r"the grader's check on (?P<call>.+) was removed or replaced \(tampering\) — (?P<rule>.+)", re.S)
+
+
+def rule_text(rule) -> str:
+    """A rule (of a finding, or of a run-time violation reported by the worker) as a ``Text``
+    in the student's language when it is one the grader knows; other text as it is."""
+    if isinstance(rule, Text):
+        return rule
+    if rule in TRIPWIRE_RULES or rule in KNOWN_RULES:
+        return Text(rule)
+    removed = _REMOVED_TRIPWIRE.fullmatch(rule)
+    if removed:
+        return Text(N_("the grader's check on {call} was removed or replaced (tampering) — {rule}"),
+                    call=removed["call"], rule=rule_text(removed["rule"]))
+    return rule
 
 
 @dataclass(frozen=True)
@@ -47,14 +88,24 @@ class Finding:
     file: str  # "transformer/normalization.py"
     line: int
     call: str  # what was found, e.g. "nn.LayerNorm"
-    rule: str
+    rule: str  # in English
     severity: str  # "banned" | "suspicious"
     parts: tuple[str, ...]
+    rule_text: str | None = field(default=None, compare=False, repr=False)  # the rule as a Text
+
+    def text(self) -> Text:
+        """The finding as a ``Text`` (a flag: shown in the student's language, kept in English)."""
+        fields = dict(severity=Text(SEVERITIES.get(self.severity, self.severity)), call=self.call,
+                      where=f"{self.file}:{self.line}", rule=self.rule_text or rule_text(self.rule))
+        if self.parts:
+            return Text(N_("{severity}: {call} in {where} (part {parts}) — {rule}"), parts=", ".join(self.parts),
+                        **fields)
+        return Text(N_("{severity}: {call} in {where} — {rule}"), **fields)
 
     def describe(self) -> str:
-        where = f"{self.file}:{self.line}"
-        parts = f" (part {', '.join(self.parts)})" if self.parts else ""
-        return f"{self.severity}: {self.call} in {where}{parts} — {self.rule}"
+        """One line for a human, in the current language (English: ``banned: nn.LayerNorm in
+        transformer/normalization.py:7 (part normalization) — ...``)."""
+        return self.text()
 
 
 def canonical(path: str) -> str:
@@ -98,7 +149,7 @@ class _FileScanner(ast.NodeVisitor):
         self.filename = filename
         self.module = module
         self.aliases: dict[str, str] = {}
-        self.findings: list[tuple[int, str, str, str, str]] = []  # line, call, path, rule, severity
+        self.findings: list[tuple[int, str, Text, str, str]] = []  # line, call, rule, severity, module
         self.class_stack: list[str] = []
 
     # resolution -------------------------------------------------------------------------
@@ -159,7 +210,7 @@ class _FileScanner(ast.NodeVisitor):
     # findings -----------------------------------------------------------------------------
 
     def add(self, node, call: str, rule: str, severity: str) -> None:
-        self.findings.append((getattr(node, "lineno", 0), call, rule, severity, self.module))
+        self.findings.append((getattr(node, "lineno", 0), call, rule_text(rule), severity, self.module))
 
     def check_path(self, node, path: str | None, imported: bool = False) -> None:
         if not path:
@@ -167,17 +218,17 @@ class _FileScanner(ast.NodeVisitor):
         ban = BANS_BY_PATH.get(canonical(path))
         if ban is not None:
             if imported:
-                self.add(node, ban.label, f"imports it — {ban.rule}", "suspicious")
+                self.add(node, ban.label, Text(N_("imports it — {rule}"), rule=rule_text(ban.rule)), "suspicious")
             elif ban.scope == IN_LABEL_SMOOTHING and not (self.module == "training" and "LabelSmoothingLoss" in self.class_stack):
                 if self.module == "training":
-                    self.add(node, ban.label, "used in training.py outside LabelSmoothingLoss — check that the loss "
-                                              "does not rely on it", "suspicious")
+                    self.add(node, ban.label, Text(N_("used in training.py outside LabelSmoothingLoss — check that "
+                                                      "the loss does not rely on it")), "suspicious")
             else:
                 self.add(node, ban.label, ban.rule, "banned")
             return
         first = path.split(".")
         if first[:2] in (["torch", "ops"], ["torch", "_C"]) and len(first) >= 3:
-            self.add(node, ".".join(first[:3]), "reaches PyTorch's internals directly", "suspicious")
+            self.add(node, ".".join(first[:3]), RULE_INTERNALS, "suspicious")
         if path in TAMPER_CALLS:
             self.add(node, path, RULE_TAMPER, "banned")
         for prefix, why in SUSPICIOUS_PATHS.items():
@@ -192,7 +243,8 @@ class _FileScanner(ast.NodeVisitor):
         elif isinstance(target, ast.Attribute):
             base = self.resolve(target.value)
             if base and base.split(".")[0] == "torch":
-                self.add(target, f"{base}.{target.attr} = ...", f"monkeypatches torch — {RULE_TAMPER}", "banned")
+                self.add(target, f"{base}.{target.attr} = ...", Text(RULE_MONKEYPATCH, rule=Text(RULE_TAMPER)),
+                         "banned")
 
     def visit_Assign(self, node):
         for target in node.targets:
@@ -218,30 +270,30 @@ class _FileScanner(ast.NodeVisitor):
             for alias in node.names:
                 self.check_path(node, f"{node.module}.{alias.name}", imported=True)
             if node.module.split(".")[0] == "importlib":
-                self.add(node, "importlib", "imports modules by name at run time", "suspicious")
+                self.add(node, "importlib", RULE_IMPORTLIB, "suspicious")
 
     def visit_Import(self, node):
         for alias in node.names:
             if alias.name.split(".")[0] == "importlib":
-                self.add(node, "importlib", "imports modules by name at run time", "suspicious")
+                self.add(node, "importlib", RULE_IMPORTLIB, "suspicious")
             if alias.name.split(".")[0] == "ctypes":
                 self.add(node, "ctypes", SUSPICIOUS_PATHS["ctypes"], "suspicious")
 
     def visit_Call(self, node):
         func = node.func
         if isinstance(func, ast.Name) and func.id in DYNAMIC_CALLS and func.id not in self.aliases:
-            self.add(node, f"{func.id}()", "runs or imports code chosen at run time", "suspicious")
+            self.add(node, f"{func.id}()", RULE_DYNAMIC, "suspicious")
         if isinstance(func, ast.Name) and func.id in ("getattr", "setattr", "delattr") and len(node.args) >= 2:
             name = fold(node.args[1])
             if name in TAMPER_ATTRIBUTES:
                 self.add(node, name, RULE_TAMPER, "banned")
             target = self.resolve(node.args[0])
             if func.id != "getattr" and target and target.split(".")[0] == "torch":
-                self.add(node, f"{func.id}({target}, ...)", f"monkeypatches torch — {RULE_TAMPER}", "banned")
+                self.add(node, f"{func.id}({target}, ...)", Text(RULE_MONKEYPATCH, rule=Text(RULE_TAMPER)), "banned")
         if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2:
             base = self.resolve(node.args[0])
             if base and base.startswith("torch") and fold(node.args[1]) is None:
-                self.add(node, f"getattr({base}, ...)", "looks up a torch attribute by a computed name", "suspicious")
+                self.add(node, f"getattr({base}, ...)", RULE_COMPUTED_NAME, "suspicious")
         self.check_path(node, self.resolve(node))
         self.generic_visit(node)
 
@@ -300,8 +352,8 @@ def scan_package(package_dir: Path, parts: set[str] | None = None) -> tuple[list
         trees[module] = tree
         if module == "__init__" and any(isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
                                         for n in tree.body):
-            notes.append("transformer/__init__.py defines functions or classes, but the grader does not run "
-                         "__init__.py: put every part of the API in its own module")
+            notes.append(Text(N_("transformer/__init__.py defines functions or classes, but the grader does not run "
+                                 "__init__.py: put every part of the API in its own module")))
         scanner = _FileScanner(relative, module)
         scanner.collect_aliases(tree)
         scanner.visit(tree)
@@ -332,7 +384,7 @@ def scan_package(package_dir: Path, parts: set[str] | None = None) -> tuple[list
         ban = next((b for b in BANS_BY_PATH.values() if b.label == call), None)
         if ban is not None and severity == "banned":
             ban_parts.update(p for p in ban.extra_parts if p in parts)
-        finding = Finding(relative, line, call, rule, severity, tuple(sorted(ban_parts)))
+        finding = Finding(relative, line, call, english(rule), severity, tuple(sorted(ban_parts)), rule_text=rule)
         key = (relative, line, call, severity)
         if key not in seen:
             seen.add(key)

@@ -13,12 +13,16 @@ ends training, so that the grade does not depend on the machine's speed or load 
 submission always gets the same BLEU; ``GRADING_SECONDS`` is only a safety cap for very slow
 submissions (a few times the reference's time). The worker's thread count (``grade --threads``)
 applies; ``GRADING_THREADS`` = None leaves it alone.
+
+The check's ``output`` is in the grading language (``grader.i18n``); its name stays English.
 """
 from __future__ import annotations
 
 import math
 import traceback
 from pathlib import Path
+
+from grader.i18n import _
 
 GRADING_SEED = 0
 GRADING_STEPS = 700
@@ -71,10 +75,11 @@ def points_for(bleu: float, part) -> float:
 def loss_summary(losses) -> str:
     """``loss 5.62 (step 10) → 3.1 (25%) → … → 1.52 (step 1200)``."""
     if not losses:
-        return "no loss recorded"
+        return _("no loss recorded")
     n = len(losses)
     picks = sorted({0, n // 4, n // 2, (3 * n) // 4, n - 1})
-    return "loss " + " → ".join(f"{losses[i][1]:.3f} (step {losses[i][0]})" for i in picks)
+    values = [_("{loss} (step {step})", loss=f"{losses[i][1]:.3f}", step=losses[i][0]) for i in picks]
+    return _("loss {values}", values=" → ".join(values))
 
 
 def _run_job(proxy, job: dict) -> dict:
@@ -88,7 +93,7 @@ def _run_job(proxy, job: dict) -> dict:
 def _thresholds_text(part) -> str:
     thresholds = sorted(((float(b), float(p)) for b, p in _get(part, "bleu_thresholds", ()) or ()), reverse=True)
     if not thresholds:
-        return "no thresholds"
+        return _("no thresholds")
     first = f"BLEU ≥ {thresholds[0][0]:g} → {float(_get(part, 'points', 0)):g}"
     return ", ".join([first] + [f"≥ {b:g} → {p:g}" for b, p in thresholds[1:]])
 
@@ -114,12 +119,13 @@ def grade_translation(proxy, part, out_dir, *, corpus=None, job_overrides: dict 
         result = _run_job(proxy, job)
         hypotheses = [str(h) for h in result["hypotheses"]]
         if len(hypotheses) != len(references):
-            raise ValueError(f"the job returned {len(hypotheses)} translations for {len(references)} sources")
+            raise ValueError(_("the job returned {count} translations for {sources} sources",
+                               count=len(hypotheses), sources=len(references)))
     except Exception as error:
         if type(error).__name__ in ("StudentCodeError", "WorkerCrashed"):
             raise  # the grader reports these itself (grader/grade.py: run_translation)
         check["output"] = (
-            "Training or translating with your model failed, so this part scores 0.\n"
+            _("Training or translating with your model failed, so this part scores 0.") + "\n"
             f"{type(error).__name__}: {error}\n\n{_tail(traceback.format_exc())}"
         )
         return [check]
@@ -137,26 +143,30 @@ def grade_translation(proxy, part, out_dir, *, corpus=None, job_overrides: dict 
             picture = plot_attention_dict(out_dir / PICTURE_NAME, attention)
         except Exception as error:  # a missing picture never costs points
             picture = None
-            attention = {"error": f"could not draw the attention picture: {error}"}
+            attention = {"error": _("could not draw the attention picture: {error}", error=str(error))}
 
     tokens_per_second = float(result.get("tokens_per_second", 0.0))
     lines = [
-        f"BLEU {scored['bleu']:.2f} on {scored['sentences']} held-out test sentences "
-        f"(sacrebleu {scored['signature']}); exact match {100 * scored['exact_match']:.1f}%.",
-        f"Points: {points:g}/{max_score:g}  ({_thresholds_text(part)}).",
-        f"Training (trusted loop, your Transformer and masks): {result.get('steps', '?')} steps in "
-        f"{float(result.get('seconds', 0)):.0f} s, {float(result.get('epochs', 0) or 0):.1f} epochs, "
-        f"{tokens_per_second:,.0f} tokens/s; {loss_summary(result.get('losses') or [])}.",
+        _("BLEU {bleu} on {sentences} held-out test sentences (sacrebleu {signature}); exact match {exact}%.",
+          bleu=f"{scored['bleu']:.2f}", sentences=scored["sentences"], signature=scored["signature"],
+          exact=f"{100 * scored['exact_match']:.1f}"),
+        _("Points: {points}/{max_score}  ({thresholds}).", points=f"{points:g}", max_score=f"{max_score:g}",
+          thresholds=_thresholds_text(part)),
+        _("Training (trusted loop, your Transformer and masks): {steps} steps in {seconds} s, {epochs} epochs, "
+          "{speed} tokens/s; {losses}.", steps=result.get("steps", "?"),
+          seconds=f"{float(result.get('seconds', 0)):.0f}", epochs=f"{float(result.get('epochs', 0) or 0):.1f}",
+          speed=f"{tokens_per_second:,.0f}", losses=loss_summary(result.get("losses") or [])),
         "",
-        "First translations (out) beside the references (ref):",
+        _("First translations (out) beside the references (ref):"),
         evaluate.format_samples(sources, hypotheses, references, n=5),
     ]
     if picture is not None:
-        lines += ["", f"Attention picture ({ATTENTION_EXAMPLE!r} → {' '.join(attention['target'][:-1])!r}): {picture}"]
+        lines += ["", _("Attention picture ({source} → {target}): {picture}", source=repr(ATTENTION_EXAMPLE),
+                        target=repr(" ".join(attention["target"][:-1])), picture=str(picture))]
     elif isinstance(attention, dict) and attention.get("error"):
-        lines += ["", f"No attention picture: {attention['error']}"]
+        lines += ["", _("No attention picture: {error}", error=attention["error"])]
     else:
-        lines += ["", "No attention picture: the model kept no attn_weights in decoder.layers[-1].cross_attn."]
+        lines += ["", _("No attention picture: the model kept no attn_weights in decoder.layers[-1].cross_attn.")]
     check["output"] = "\n".join(lines)
     check["extra_data"] = {
         "bleu": scored["bleu"], "signature": scored["signature"], "exact_match": scored["exact_match"],

@@ -5,11 +5,18 @@ twice (results must be identical apart from timings and the seal) and a zip of a
 folder whose normalization uses nn.LayerNorm, graded on ``masks``; the stubs and the
 reference with a syntax error in attention.py, graded on ``masks`` and ``attention`` (those
 fail fast). Parts without test files in this installation are left out.
+
+The language: a small broken submission graded with ``--lang ja`` and ``--lang en`` (and with
+neither, under a Japanese locale: the course's language, else English) — what the student
+reads follows the language, ``extra_data`` and the scores do not.
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,9 +27,12 @@ import jsonschema
 import pytest
 
 from grader import grade as grade_module
+from grader import grade_all as grade_all_module
+from grader import i18n
 from grader.__main__ import main as grader_main
-from grader.results import Check, PartResult, verify
+from grader.results import Check, GradeResult, PartResult, Text, english, fallback_results, render_report, verify
 from grader.rubric import load_rubric
+from grader.sandbox import static_check, tripwires
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "grader" / "schemas" / "gradescope_results.schema.json").read_text())
@@ -49,6 +59,14 @@ class LayerNorm(nn.Module):
     def forward(self, x):
         return self.inner(x)
 '''
+
+
+@pytest.fixture(autouse=True)
+def english_by_default(monkeypatch):
+    """Each test starts in English and leaves the process's language as it found it."""
+    monkeypatch.setattr(i18n, "_chosen", None)
+    monkeypatch.setenv(i18n.OVERRIDE_VARIABLE, "en")
+    i18n.set_language("en")
 
 
 def make_submissions(base: Path) -> None:
@@ -219,6 +237,19 @@ def part(name: str, passed: list[bool]) -> PartResult:
     return result
 
 
+@pytest.mark.parametrize("count", [1, 3, 7, 21, 44, 143])
+def test_shared_points_add_up_exactly_at_four_decimals(count):
+    """The shares shown in results.json (4 decimals) add up to the part's points: no drift."""
+    for name, spec in RUBRIC.parts.items():
+        if name == "translation":
+            continue
+        result = part(name, [True] * count)
+        shown = [round(c.max_score, 4) for c in result.checks]
+        assert shown == [c.max_score for c in result.checks], "every share is a whole multiple of 1e-4"
+        assert round(sum(shown) * 10_000) == round(spec.points * 10_000), (name, count, sum(shown))
+        assert max(shown) - min(shown) <= 1e-4 + 1e-12, "equal shares, up to one unit"
+
+
 def test_points_are_shared_equally_and_dependency_notes_come_first():
     attention, masks, layers, model = (part("attention", [True, False]), part("masks", [True]),
                                        part("layers", [False, True, True]), part("model", [False]))
@@ -249,3 +280,165 @@ def test_translation_is_reported_as_not_graded_when_training_is_unavailable(monk
     assert result.status == "not graded" and result.message == "not graded (training unavailable)"
     assert result.score == 0 and result.max_score == RUBRIC.parts["translation"].points
     assert result.checks[0].name == "translation: not graded (training unavailable)"
+
+
+# --- the language of what the student reads --------------------------------------------------
+
+LANGUAGE_PARTS = [p for p in ("masks", "feed_forward") if has_tests(p)]
+# A phrase of each language the grader itself writes for this submission (grader.po).
+PHRASES = {
+    "ja": {"report": ["# 採点レポート", "**合計:", "## 不合格のチェック", "## 指摘事項", "まだ実装されていません"],
+           "output": ["パート", "合計", "指摘事項:", "要確認: transformer/feed_forward.py:"]},
+    "en": {"report": ["# Grade report", "**Total:", "## Failed checks", "## Flags", "not implemented yet"],
+           "output": ["part", "total", "Flags:", "suspicious: importlib in transformer/feed_forward.py:"]},
+}
+JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+
+
+def make_language_submission(folder: Path) -> Path:
+    """The reference with masks.py replaced by the stub (masks fails: not implemented yet) and
+    an unused ``import importlib`` in feed_forward.py (a suspicious flag; the part still passes)."""
+    package = folder / "transformer"
+    shutil.copytree(ROOT / "solutions" / "transformer", package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "assignments" / "transformer" / "masks.py", package / "masks.py")
+    with open(package / "feed_forward.py", "a", encoding="utf-8") as f:
+        f.write("\nimport importlib  # noqa\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def by_language(tmp_path_factory):
+    """{"ja" | "en" | "default": (results, report.md, stdout)} for one broken submission."""
+    if len(LANGUAGE_PARTS) < 2:
+        pytest.skip("no test files for masks and feed_forward yet")
+    base = tmp_path_factory.mktemp("languages")
+    submission = make_language_submission(base / "student")
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    env.pop(i18n.OVERRIDE_VARIABLE, None)
+    runs = {}
+    for lang in ("ja", "en", "default"):
+        options = [] if lang == "default" else ["--lang", lang]
+        # The default must not follow the machine's locale, however Japanese it is.
+        japanese_locale = {"LANG": "ja_JP.UTF-8", "LANGUAGE": "ja", "LC_ALL": "ja_JP.UTF-8"}
+        run_env = {**env, **japanese_locale} if lang == "default" else env
+        command = [sys.executable, "-m", "grader", "grade", str(submission), "--out", str(base / lang),
+                   "--parts", ",".join(LANGUAGE_PARTS), "--no-train", "--no-lock-repo", *options]
+        runs[lang] = subprocess.Popen(command, cwd=ROOT, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, encoding="utf-8")
+    found = {}
+    for lang, run in runs.items():
+        stdout, stderr = run.communicate(timeout=600)
+        assert run.returncode == 0, stderr
+        found[lang] = (json.loads((base / lang / "results.json").read_text(encoding="utf-8")),
+                       (base / lang / "report.md").read_text(encoding="utf-8"), stdout)
+    return found
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_what_the_student_reads_is_in_the_chosen_language(by_language, lang):
+    results, report, stdout = by_language[lang]
+    jsonschema.validate(results, SCHEMA)
+    seal = re.search(r"^authenticity: nonce=([0-9a-f]+) sha256=([0-9a-f]+)$", stdout, re.M)
+    assert seal and verify(results, *seal.groups())
+    for phrase in PHRASES[lang]["report"]:
+        assert phrase in report, (phrase, report[:1500])
+    for phrase in PHRASES[lang]["output"]:
+        assert phrase in results["output"], (phrase, results["output"])
+    assert PHRASES[lang]["output"][0] in stdout  # the terminal table
+    failed = [t for t in results["tests"] if t["status"] == "failed"]
+    assert failed and all(t["name"].startswith("masks:") for t in failed)
+    if lang == "ja":
+        assert JAPANESE.search(results["output"]) and JAPANESE.search(report)
+        assert all(JAPANESE.search(t["output"]) for t in failed), failed[0]["output"]
+        assert all("まだ実装されていません" in t["output"] for t in failed)
+    else:
+        assert not JAPANESE.search(results["output"]) and not JAPANESE.search(report)
+        assert not any(JAPANESE.search(t["output"]) for t in results["tests"])
+        assert all("not implemented yet" in t["output"] for t in failed)
+
+
+def test_the_language_changes_only_the_words(by_language):
+    """Scores, check names and extra_data (instructor and machines: in English) do not change."""
+    ja, en = by_language["ja"][0], by_language["en"][0]
+    assert ja["score"] == en["score"] == RUBRIC.parts["feed_forward"].points
+    assert [(t["name"], t["score"], t["status"]) for t in ja["tests"]] == \
+        [(t["name"], t["score"], t["status"]) for t in en["tests"]]
+    assert strip_run_specific(ja)["extra_data"] == strip_run_specific(en)["extra_data"]
+    assert any(f.startswith("suspicious: importlib in transformer/feed_forward.py") for f in ja["extra_data"]["flags"])
+
+
+def test_the_default_is_the_course_language_never_the_locale(by_language):
+    expected = grade_module.course_language() or "en"
+    results, report, _ = by_language["default"]
+    assert results["output"] == by_language[expected][0]["output"]
+    assert report == by_language[expected][1]
+
+
+def test_the_language_is_fixed_before_the_tests_run(monkeypatch, tmp_path):
+    """--lang, else course.toml, else English: set for this process (and its children)."""
+    chosen = []
+    monkeypatch.setattr(grade_module.intake, "prepare", lambda path: chosen.append(i18n.language()) or 1 / 0)
+    args = argparse.Namespace(submission=tmp_path, out=tmp_path / "out", parts="masks", no_train=True, lang="ja",
+                              total_timeout=60.0)
+    with pytest.raises(ZeroDivisionError):
+        grade_module.grade(args)
+    assert chosen == ["ja"] and os.environ[i18n.OVERRIDE_VARIABLE] == "ja"
+    monkeypatch.setattr(grade_module, "course_language", lambda: None)
+    assert grade_module.grading_language(argparse.Namespace(lang=None)) == "en"
+    monkeypatch.setattr(grade_module, "course_language", lambda: "ja")
+    assert grade_module.grading_language(argparse.Namespace(lang=None)) == "ja"
+    assert grade_module.grading_language(argparse.Namespace(lang="en")) == "en"
+
+
+def test_grade_all_passes_the_language_on(monkeypatch, tmp_path):
+    commands = []
+
+    def fake_run(command, **kwargs):
+        commands.append(command)
+        return subprocess.CompletedProcess(command, 3, "", "stopped by the test")
+
+    monkeypatch.setattr(grade_all_module.subprocess, "run", fake_run)
+    parser = argparse.ArgumentParser()
+    grade_all_module.add_arguments(parser)
+    for options, expected in ((["--lang", "ja"], ["ja"]), ([], [])):
+        args = parser.parse_args([str(tmp_path), "--out", str(tmp_path / "out"), *options])
+        assert grade_all_module.grade_one("alice", tmp_path, args)[1].startswith("grader-error")
+        command = commands[-1]
+        assert command[3] == "grade" and [command[i + 1] for i, a in enumerate(command) if a == "--lang"] == expected
+
+
+def test_grader_texts_render_in_both_languages():
+    note = Text(i18n.N_("Note: part {names} also lost points; fix it first — `{part}` builds on it."),
+                names="`masks`", part="model")
+    assert english(note) == note == "Note: part `masks` also lost points; fix it first — `model` builds on it."
+    assert "`model`" in note.render("ja") and JAPANESE.search(note.render("ja"))
+    i18n.set_language("ja")
+    finding = static_check.Finding("transformer/normalization.py", 3, "nn.LayerNorm", tripwires.RULE_NORM, "banned",
+                                   ("normalization",))
+    assert finding.describe().startswith("禁止: transformer/normalization.py:3 の nn.LayerNorm")
+    assert "レイヤー正規化" in finding.describe()
+    assert english(finding.describe()).startswith("banned: nn.LayerNorm in transformer/normalization.py:3")
+    assert "担当者" in fallback_results(1)["output"]
+    grade = GradeResult("alice", flags=[finding.describe()], rejected="bad zip")
+    assert "## 指摘事項" in render_report(grade) and "提出物を採点できませんでした" in render_report(grade)
+
+
+def test_every_tripwire_rule_has_a_translation():
+    """tripwires.py imports nothing from the grader: static_check marks its rules for translation."""
+    assert {ban.rule for ban in tripwires.BANS} <= set(static_check.TRIPWIRE_RULES)
+    for rule in static_check.TRIPWIRE_RULES:
+        assert i18n.in_language("ja", rule) != rule, rule
+    removed = "the grader's check on nn.LayerNorm was removed or replaced (tampering) — " + tripwires.RULE_NORM
+    assert english(static_check.rule_text(removed)) == removed
+    assert static_check.rule_text(removed).render("ja").startswith("採点システムによる nn.LayerNorm の監視")
+
+
+def test_the_autograder_fallback_speaks_the_grade_language(tmp_path):
+    """run_autograder's own results.json (the grader failed: here, no submission) follows --lang."""
+    env = {**os.environ, "AUTOGRADER_ROOT": str(tmp_path), "AUTOGRADER_SOURCE": str(ROOT),
+           "AUTOGRADER_PYTHON": sys.executable, "AUTOGRADER_ARGS": "--lang ja --no-lock-repo"}
+    done = subprocess.run(["bash", str(ROOT / "release" / "autograder" / "run_autograder")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "results" / "results.json").read_text(encoding="utf-8"))
+    assert results["score"] == 0 and "自動採点システム" in results["output"], results
