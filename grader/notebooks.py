@@ -13,7 +13,19 @@ Where the text comes from:
     notebooks/content/code/common.py     helpers appended to every notebook's setup cell
     the docstrings of assignments/transformer/<part>.py (``ast.get_docstring``): the formulas
                                          and the full specification, so the notebooks never
-                                         drift from the stubs
+                                         drift from the stubs; in another language, their
+                                         translations from the ``stubs`` catalogue
+                                         (grader/locale/<lang>/LC_MESSAGES/stubs.po, the same
+                                         texts as ``python -m grader.stubs --lang <lang>``);
+                                         an untranslated docstring stays in English, and
+                                         ``main`` warns about it
+
+Comments in code snippets (and in common.py) exist in every language:
+    # English text  #ja: 日本語          one comment, English before ``#ja:``, Japanese after
+    x = f(y)  # (1, T, d): one sentence  #ja: (1, T, d)：1 つの文
+    # en: a line of an English-only comment block
+    # ja: 日本語だけのコメントの行       (a line tagged with another language is dropped)
+Other comments (shapes, code) are kept as they are. Strings a cell shows use ``tr(en, ja)``.
 
 Directives:
     {{setup}}        the setup cell: IMPL (which ``transformer/`` package to use), imports, fonts
@@ -34,10 +46,13 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import inspect
+import io
 import os
 import re
 import sys
 import time
+import tokenize
 from pathlib import Path
 
 import nbformat
@@ -47,6 +62,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONTENT = ROOT / "notebooks" / "content"
 STUBS = ROOT / "assignments" / "transformer"
 LANGS = ("en", "ja")
+SOURCE_LANGUAGE = "en"  # the language of the stubs, the code and untagged comments
 PARTS = (
     "masks", "attention", "feed_forward", "normalization", "embedding",
     "layers", "model", "decoding", "training",
@@ -63,14 +79,30 @@ TEXT = {
         "setup_comment": "# Setup — run this cell first.\n# IMPL: the folder holding the `transformer/` package that these cells use (yours by default).\n# Set the environment variable IMPL, or edit the default here.",
         "no_tests": "no public tests for this part yet",
         "skipped": "tests skipped (NOTEBOOK_RUN_TESTS=0); the command would be:",
+        "module": "module `transformer.{module}`",
+        "find_root": "# The assignment's folder: the first one, from here upwards, holding tests/conftest.py.",
+        "no_root": "no assignment folder (holding tests/conftest.py and grader/) above {start}",
+        "no_package": "IMPL={impl!r}: no transformer/__init__.py in {path}",
+        "reimport": "# Import `transformer` from IMPL_PATH, whatever was imported before (re-running is safe).",
+        "under_test": "transformer package under test:",
+        "tests_comment": "# Public tests of this part, run in a separate process on the code under IMPL.",
+        "test_language": "the tests' messages in this notebook's language",
     },
     "ja": {
-        "formula": "## 数式\n\n`transformer/{module}.py` の docstring（あなたが実装する仕様）からそのまま引用しています：",
-        "spec": "## 仕様の全文\n\n`transformer/{module}.py` のすべての docstring です（スタブファイルと同じ内容）。テンソルの形、サブモジュールの名前（テストはこの名前で重みを読み込みます）、よくある落とし穴がすべて書かれています。",
+        "formula": "## 数式\n\n`transformer/{module}.py` の docstring（あなたが実装する仕様）から引用しています：",
+        "spec": "## 仕様の全文\n\n`transformer/{module}.py` のすべての docstring の日本語版です（日本語版スタブの docstring と同じ内容です）。テンソルの形状、サブモジュールの名前（テストはこの名前で重みを読み込みます）、よくある落とし穴がすべて書かれています。",
         "tests": "## 公開テストを実行する\n\n`make check PART={part}` と同じテストを、`IMPL` のコードに対して実行します。失敗したテストは、何を確かめたか・何を期待したか・実際に何が返ってきたかを示し、よく知られたバグに当てはまる場合はそのバグの名前も教えてくれます。",
         "setup_comment": "# セットアップ — 最初にこのセルを実行してください。\n# IMPL: このノートブックが使う `transformer/` パッケージを含むフォルダ（既定はあなたのコード）。\n# 環境変数 IMPL を設定するか、ここで既定値を書き換えてください。",
         "no_tests": "このパートの公開テストはまだありません",
         "skipped": "テストは省略しました（NOTEBOOK_RUN_TESTS=0）。実行するコマンド：",
+        "module": "モジュール `transformer.{module}`",
+        "find_root": "# 課題のフォルダ：ここから上にたどって、最初に tests/conftest.py を含むフォルダです。",
+        "no_root": "{start} より上に課題のフォルダ（tests/conftest.py と grader/ を含むフォルダ）がありません",
+        "no_package": "IMPL={impl!r}：{path} に transformer/__init__.py がありません",
+        "reimport": "# 以前に何を import していても、`transformer` を IMPL_PATH から import し直します（何度実行しても大丈夫です）。",
+        "under_test": "テスト対象の transformer パッケージ：",
+        "tests_comment": "# このパートの公開テストを、IMPL のコードに対して別プロセスで実行します。",
+        "test_language": "テストのメッセージもこのノートブックの言語で表示します",
     },
 }
 
@@ -95,22 +127,52 @@ def _signature(node: ast.AST) -> str:
 
 def module_docs(module: str, stubs: Path = STUBS) -> list[tuple[str, str]]:
     """``[(title, docstring)]``: the module, then its public functions and classes and the
-    documented methods of those classes, in file order."""
+    documented methods of those classes, in file order (English, as in the stubs)."""
+    return [(title, doc) for _, title, doc in _module_docs(module, stubs)]
+
+
+def _module_docs(module: str, stubs: Path = STUBS) -> list[tuple[str, str, str]]:
+    """``[(kind, title, docstring)]``, kind: ``module``, ``top`` (a function or class) or ``method``."""
     path = stubs / f"{module}.py"
     tree = ast.parse(path.read_text(encoding="utf-8"))
     docs = []
     if doc := ast.get_docstring(tree):
-        docs.append((f"module `transformer.{module}`", doc))
+        docs.append(("module", f"`transformer.{module}`", doc))
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
             if doc := ast.get_docstring(node):
-                docs.append((f"`{_signature(node)}`", doc))
+                docs.append(("top", f"`{_signature(node)}`", doc))
             if isinstance(node, ast.ClassDef):
                 for method in node.body:
                     if isinstance(method, ast.FunctionDef) and method.name != "__init__":
                         if doc := ast.get_docstring(method):
-                            docs.append((f"`{node.name}.{method.name}({ast.unparse(method.args)})`", doc))
+                            docs.append(("method", f"`{node.name}.{method.name}({ast.unparse(method.args)})`", doc))
     return docs
+
+
+def translate_docstring(doc: str, lang: str) -> str:
+    """A stub docstring (as ``ast.get_docstring`` returns it) in ``lang``: its translation from
+    the ``stubs`` catalogue, the one ``python -m grader.stubs --lang`` puts into the stubs
+    (msgid: the whole cleaned docstring). Untranslated: the English docstring."""
+    if lang == SOURCE_LANGUAGE:
+        return doc
+    from grader.i18n import translations
+
+    text = translations(lang, ("stubs",)).gettext(doc)
+    return inspect.cleandoc(text) if text != doc else doc
+
+
+def untranslated_docstrings(lang: str, parts=PARTS) -> list[str]:
+    """``"module: first line"`` of every docstring the notebooks show that ``lang`` does not
+    translate (empty for English)."""
+    if lang == SOURCE_LANGUAGE:
+        return []
+    return [f"{part}: {doc.splitlines()[0]}" for part in parts for _, _, doc in _module_docs(part)
+            if translate_docstring(doc, lang) == doc]
+
+
+def _title(kind: str, title: str, module: str, lang: str) -> str:
+    return TEXT[lang]["module"].format(module=module) if kind == "module" else title
 
 
 def _first_paragraph(doc: str) -> str:
@@ -123,26 +185,70 @@ def _fence(text: str) -> str:
 
 def formula_markdown(module: str, lang: str) -> str:
     blocks = [TEXT[lang]["formula"].format(module=module)]
-    for title, doc in module_docs(module):
-        if title.startswith("module ") or "." in title.split("(")[0]:
+    for kind, title, doc in _module_docs(module):
+        if kind != "top":
             continue  # the formulas live in the functions' and classes' docstrings
-        blocks.append(f"**{title}**\n\n{_fence(_first_paragraph(doc))}")
+        blocks.append(f"**{title}**\n\n{_fence(_first_paragraph(translate_docstring(doc, lang)))}")
     return "\n\n".join(blocks)
 
 
 def spec_markdown(module: str, lang: str) -> str:
     blocks = [TEXT[lang]["spec"].format(module=module)]
-    for title, doc in module_docs(module):
-        blocks.append(f"### {title}\n\n{_fence(doc)}")
+    for kind, title, doc in _module_docs(module):
+        blocks.append(f"### {_title(kind, title, module, lang)}\n\n{_fence(translate_docstring(doc, lang))}")
     return "\n\n".join(blocks)
+
+
+# -- comments in every language ------------------------------------------------------------------
+
+LANGUAGE_TAG = re.compile(r"^#\s*(?P<lang>[a-z]{2}):\s?(?P<text>.*)$")
+LANGUAGE_SPLIT = re.compile(r"\s*#(?P<lang>[a-z]{2}):\s*")
+
+
+def localize_comment(comment: str, lang: str) -> str | None:
+    """One comment (``#`` included) in ``lang``; None when it belongs to another language only."""
+    tagged = LANGUAGE_TAG.match(comment)
+    if tagged and tagged["lang"] in LANGS:
+        return f"# {tagged['text']}".rstrip() if tagged["lang"] == lang else None
+    pieces = LANGUAGE_SPLIT.split(comment)
+    if len(pieces) == 1 or any(tag not in LANGS for tag in pieces[1::2]):
+        return comment
+    texts = {SOURCE_LANGUAGE: pieces[0].removeprefix("#").strip(), **dict(zip(pieces[1::2], pieces[2::2]))}
+    return f"# {texts.get(lang, texts[SOURCE_LANGUAGE]).strip()}".rstrip()
+
+
+def localize_code(source: str, lang: str) -> str:
+    """``source`` with every comment in ``lang`` (see the module docstring); the code itself
+    is untouched, and a line holding only a comment of another language is dropped."""
+    comments = {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            comments[token.start[0]] = (token.start[1], token.string)
+    lines = []
+    for number, line in enumerate(source.split("\n"), start=1):
+        if number in comments:
+            column, comment = comments[number]
+            code, text = line[:column], localize_comment(comment, lang)
+            if text is None:
+                if not code.strip():
+                    continue
+                line = code.rstrip()
+            else:
+                line = code + text
+        lines.append(line)
+    return "\n".join(lines)
 
 
 # -- generated code cells ------------------------------------------------------------------------
 
 
 def setup_code(part: str, lang: str, default_impl: str) -> str:
-    common = (CONTENT / "code" / "common.py").read_text(encoding="utf-8").strip()
-    return f'''{TEXT[lang]["setup_comment"]}
+    text = TEXT[lang]
+    common = localize_code((CONTENT / "code" / "common.py").read_text(encoding="utf-8"), lang).strip()
+    # f-string templates of the generated code (their fields are its variables)
+    no_root = text["no_root"]
+    no_package = text["no_package"].replace("{impl!r}", "{IMPL!r}").replace("{path}", "{IMPL_PATH}")
+    return f'''{text["setup_comment"]}
 import os, sys, pathlib
 IMPL = os.environ.get("IMPL", {default_impl!r})
 LANG = {lang!r}
@@ -151,32 +257,32 @@ RUN_TESTS = os.environ.get("NOTEBOOK_RUN_TESTS", "1") != "0"
 STRICT = os.environ.get("NOTEBOOK_STRICT", "0") == "1"
 
 
+{text["find_root"]}
 def _find_root(start):
-    """The assignment's folder: the first one, from here upwards, holding tests/conftest.py."""
     for folder in [start, *start.parents]:
         if (folder / "tests" / "conftest.py").is_file() and (folder / "grader").is_dir():
             return folder
-    raise RuntimeError(f"no assignment folder (holding tests/conftest.py and grader/) above {{start}}")
+    raise RuntimeError(f{no_root!r})
 
 
 ROOT = pathlib.Path(os.environ.get("TRANSFORMER_ROOT") or _find_root(pathlib.Path.cwd().resolve()))
 IMPL_PATH = (ROOT / IMPL).resolve()
 if not (IMPL_PATH / "transformer" / "__init__.py").is_file():
-    raise RuntimeError(f"IMPL={{IMPL!r}}: no transformer/__init__.py in {{IMPL_PATH}}")
-# Import `transformer` from IMPL_PATH, whatever was imported before (re-running is safe).
+    raise RuntimeError(f{no_package!r})
+{text["reimport"]}
 sys.path[:] = [p for p in sys.path if p != str(IMPL_PATH)]
 sys.path.insert(0, str(IMPL_PATH))
 for _name in [m for m in sys.modules if m == "transformer" or m.startswith("transformer.")]:
     del sys.modules[_name]
 import transformer
-print("transformer package under test:", pathlib.Path(transformer.__file__).parent)
+print({text["under_test"]!r}, pathlib.Path(transformer.__file__).parent)
 
 {common}
 '''
 
 
 def tests_code(part: str, lang: str) -> str:
-    return f'''# {"Public tests of this part, run in a separate process on the code under IMPL." if lang == "en" else "このパートの公開テストを、IMPL のコードに対して別プロセスで実行します。"}
+    return f'''{TEXT[lang]["tests_comment"]}
 import subprocess
 
 test_file = ROOT / "tests" / "public" / "test_{part}.py"
@@ -189,7 +295,8 @@ if not test_file.is_file():
 elif not RUN_TESTS:
     print({TEXT[lang]["skipped"]!r}, " ".join(command))
 else:
-    env = dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", PYTHONDONTWRITEBYTECODE="1")
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    env.setdefault("COURSE_LANGUAGE", LANG)  # {TEXT[lang]["test_language"]}
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     print(result.stdout[-12000:], result.stderr[-3000:], sep="\\n")
 '''
@@ -246,7 +353,7 @@ def build_notebook(part: str, lang: str, default_impl: str = "assignments") -> n
                 if arg not in snippets:
                     raise ContentError(f"{source.name}:{number}: no snippet {arg!r} in code/{part}.py (has {sorted(snippets)})")
                 used.add(arg)
-                cells.append(v4.new_code_cell(snippets[arg], metadata={"tags": [arg]}))
+                cells.append(v4.new_code_cell(localize_code(snippets[arg], lang), metadata={"tags": [arg]}))
             else:
                 raise ContentError(f"{source.name}:{number}: unknown directive {line.strip()!r}")
         else:
@@ -257,6 +364,8 @@ def build_notebook(part: str, lang: str, default_impl: str = "assignments") -> n
     unused = sorted(set(snippets) - used)
     if unused:
         raise ContentError(f"{source.name}: snippets of code/{part}.py never used: {unused}")
+    for index, cell in enumerate(cells):  # stable ids: the same content builds the same file
+        cell.id = f"{part}-{lang}-{index:02d}"
     notebook = v4.new_notebook(cells=cells)
     notebook.metadata.update({
         "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
@@ -337,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     for lang in langs:
         paths = build_notebooks(lang, args.out / lang, default_impl=args.impl if args.impl and not args.execute else "assignments")
         print(f"wrote {len(paths)} notebooks to {args.out / lang}")
+        if missing := untranslated_docstrings(lang):
+            print(f"warning: {len(missing)} docstrings have no {lang!r} translation in grader/locale/{lang}/LC_MESSAGES/"
+                  "stubs.po and are shown in English:\n  - " + "\n  - ".join(missing), file=sys.stderr)
         if args.execute:
             impl = args.impl or "solutions"
             for path, notebook, seconds in execute_notebooks(paths, env={"IMPL": impl, "NOTEBOOK_RUN_TESTS": "0"}):

@@ -1,13 +1,16 @@
 """Build the hand-outs: the student release and the Gradescope autograder.
 
 Usage:
-    python -m grader.release student    [--config course.toml] [--out dist/student] [--no-verify]
+    python -m grader.release student    [--lang en|ja] [--config course.toml] [--out dist/student] [--no-verify]
     python -m grader.release autograder [--config course.toml] [--out dist/autograder.zip]
 
 **student** writes ``dist/student/`` and ``dist/student.zip``: the stubs as the student's
 ``transformer/`` package, the public tests, the grader without hidden tests, solutions or
 instructor-only modules (its rubric lists the public test files only), a student Makefile,
-README, GitHub Actions workflow and the companion notebooks. It then verifies itself: the
+READMEs (``README.md`` in English and ``README.ja.md`` in Japanese, whatever the language),
+GitHub Actions workflow and the companion notebooks. ``--lang ja`` gives the stubs' docstrings
+and hints in Japanese (``grader.stubs``, catalogue ``grader/locale/ja/LC_MESSAGES/stubs.po``;
+a missing translation fails the build); the code is the same. It then verifies itself: the
 release's own ``make check`` (run with this interpreter, so no virtual environment is
 created) must report 0 points on the untouched stubs, for every part that has public tests.
 
@@ -37,6 +40,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader.i18n import available_languages, in_language
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "release"
 DEFAULT_CONFIG = ROOT / "course.toml"
@@ -57,6 +62,13 @@ PART_ORDER = (
 IGNORED_NAMES = {"__pycache__", ".pytest_cache", ".hypothesis", ".ipynb_checkpoints", ".DS_Store", ".venv"}
 IGNORED_SUFFIXES = {".pyc", ".pyo"}
 
+# The languages of the student release's stubs (``--lang``); English is ``assignments/`` itself.
+STUDENT_LANGUAGES = ("en", "ja")
+# Every README of the student release: template in release/student/ -> language of its text.
+# All of them go into every release, whatever the language of the stubs.
+READMES = {"README.md": "en", "README.ja.md": "ja"}
+
+# What the README's generated parts say, per language (the templates hold the rest).
 # A fixed timestamp makes the zips reproducible (same inputs, same bytes).
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 
@@ -77,6 +89,7 @@ class Course:
     release_name: str = "transformer-assignment"
     points: dict[str, float] = field(default_factory=dict)
     grade_args: tuple[str, ...] = ()  # extra options of `python -m grader grade` on Gradescope
+    language: str = "en"  # what students read when graded: report.md, results.json (en, ja)
 
 
 def load_course(path: Path | None = DEFAULT_CONFIG) -> Course:
@@ -99,6 +112,8 @@ def load_course(path: Path | None = DEFAULT_CONFIG) -> Course:
             raise ReleaseError(f"{path}: [rubric.points] {part} = {value!r} is not a number >= 0")
     if not isinstance(grade_args, list) or not all(isinstance(a, str) for a in grade_args):
         raise ReleaseError(f"{path}: [autograder] grade_args must be a list of strings")
+    if "language" in course and course["language"] not in available_languages():
+        raise ReleaseError(f"{path}: [course] language = {course['language']!r} (known: {available_languages()})")
     return Course(**{k: str(v) for k, v in course.items()}, points={k: float(v) for k, v in points.items()},
                   grade_args=tuple(grade_args))
 
@@ -398,6 +413,41 @@ def find_leaks(folder: Path, needles: dict[str, str], skip=lambda rel: False) ->
     return leaks
 
 
+HIDDEN_TESTS = "tests/hidden/"
+
+
+def strip_hidden_messages(folder: Path) -> int:
+    """Take the hidden tests' messages out of the translation catalogues under ``folder``
+    (``grader/locale/<lang>/LC_MESSAGES/*.po``): a message only hidden tests use is dropped,
+    and the hidden files' ``#:`` locations are dropped from the others. A student release has
+    no hidden test to show them, and their text (hints that quote the specification's code)
+    must not reach students. Returns the number of messages dropped."""
+    from babel.messages.pofile import read_po, write_po
+
+    dropped = 0
+    for path in sorted((folder / "grader" / "locale").glob("*/LC_MESSAGES/*.po")):
+        with path.open("rb") as handle:
+            catalogue = read_po(handle, locale=path.parent.parent.name, domain=path.stem)
+        changed = bool(catalogue.obsolete)
+        catalogue.obsolete.clear()
+        for message in list(catalogue):
+            if not message.id or not message.locations:
+                continue
+            kept = [loc for loc in message.locations if not loc[0].replace("\\", "/").startswith(HIDDEN_TESTS)]
+            if len(kept) == len(message.locations):
+                continue
+            changed = True
+            if kept:
+                message.locations = kept
+            else:
+                del catalogue[message.id]
+                dropped += 1
+        if changed:
+            with path.open("wb") as handle:
+                write_po(handle, catalogue, width=100, sort_output=False, include_previous=False, omit_header=False)
+    return dropped
+
+
 def check_no_leaks(folder: Path, *, hidden_tests_allowed: bool) -> None:
     """No solution line and no hidden-test line in the hand-out. The autograder holds the
     hidden tests (private, like the autograder itself): they are not searched there."""
@@ -415,38 +465,69 @@ def check_no_leaks(folder: Path, *, hidden_tests_allowed: bool) -> None:
 # -- the student release ----------------------------------------------------------------------
 
 
-def _points_table(rubric_text: str) -> tuple[str, float, str]:
+def _points_table(rubric_text: str, lang: str = "en") -> tuple[str, float, str]:
     rubric = tomllib.loads(rubric_text)
     parts = rubric["parts"]
     order = [p for p in PART_ORDER if p in parts] + [p for p in parts if p not in PART_ORDER]
     rows = []
     for number, name in enumerate(order, start=1):
         spec = parts[name]
-        where = f"`transformer/{name}.py`" if (ROOT / "solutions" / "transformer" / f"{name}.py").is_file() else "(your trained model)"
+        where = (f"`transformer/{name}.py`" if (ROOT / "solutions" / "transformer" / f"{name}.py").is_file()
+                 else in_language(lang, "(your trained model)"))
         points = float(spec["points"])
-        rows.append(f"| {number} | `{name}` | {where} | {points:g} | {spec.get('title', name)} |")
+        title = in_language(lang, spec.get("title", name))  # the rubric's titles are in the catalogue
+        rows.append(f"| {number} | `{name}` | {where} | {points:g} | {title} |")
     note = ""
     if "translation" in parts and parts["translation"].get("bleu_thresholds"):
-        steps = ", ".join(f"BLEU ≥ {b:g}: {p:g}" for b, p in parts["translation"]["bleu_thresholds"])
-        note = (
-            f" The `translation` part is awarded by the BLEU score your model reaches after the"
-            f" grader trains it ({steps} points); it needs working `model`, `masks` and `decoding` parts."
-        )
+        steps = in_language(lang, ", ").join(in_language(lang, "BLEU ≥ {bleu}: {points}", bleu=f"{b:g}", points=f"{p:g}")
+                                             for b, p in parts["translation"]["bleu_thresholds"])
+        note = in_language(lang, " The `translation` part is awarded by the BLEU score your model reaches after the"
+                                 " grader trains it ({steps} points); it needs working `model`, `masks` and `decoding` parts.",
+                           steps=steps)
     return "\n".join(rows), float(rubric["total"]), note
 
 
-def render_readme(course: Course, rubric_text: str) -> str:
-    table, total, note = _points_table(rubric_text)
-    template = string.Template((TEMPLATES / "student" / "README.md").read_text(encoding="utf-8"))
+def readme_template(lang: str = "en") -> Path:
+    """The README template of ``lang`` in release/student/."""
+    names = [name for name, language in READMES.items() if language == lang]
+    if not names:
+        raise ReleaseError(f"no README template for language {lang!r} (known: {sorted(set(READMES.values()))})")
+    return TEMPLATES / "student" / names[0]
+
+
+def render_readme(course: Course, rubric_text: str, lang: str = "en") -> str:
+    """The student README in ``lang``, filled in from the course config and the rubric."""
+    table, total, note = _points_table(rubric_text, lang)
+    template = string.Template(readme_template(lang).read_text(encoding="utf-8"))
     return template.substitute(
         course_name=course.name,
         due=course.due,
         submission_site=course.submission_site,
-        contact_line=f" Questions: {course.contact}." if course.contact else "",
+        contact_line=in_language(lang, " Questions: {contact}.", contact=course.contact) if course.contact else "",
         points_table=table,
         total=f"{total:g}",
         translation_note=note,
     )
+
+
+def student_stubs(lang: str = "en") -> dict[str, str]:
+    """``{file name: text}`` of the student's ``transformer/`` package in ``lang``: English is
+    ``assignments/transformer/`` (which must be up to date with ``solutions/``); another
+    language is generated from ``solutions/`` with the ``stubs`` catalogue of that language."""
+    from grader.stubs import TranslationError, expected_stubs, stale_stubs
+
+    if lang not in STUDENT_LANGUAGES:
+        raise ReleaseError(f"no student release in {lang!r} (languages: {', '.join(STUDENT_LANGUAGES)})")
+    stale = stale_stubs()
+    if stale:
+        raise ReleaseError(f"assignments/ is out of date with solutions/ ({', '.join(stale)}): run `make stubs`")
+    if lang == "en":
+        return {path.name: path.read_text(encoding="utf-8")
+                for path in sorted((ROOT / "assignments" / "transformer").glob("*.py"))}
+    try:
+        return expected_stubs(lang=lang)
+    except TranslationError as error:
+        raise ReleaseError(f"the {lang} stubs cannot be built: {error}") from None
 
 
 def _student_test_filter(path: str) -> bool:
@@ -464,15 +545,13 @@ def missing_public_tests() -> list[str]:
     )
 
 
-def build_student(out: Path, course: Course, *, verify: bool = True, make_zip: bool = True,
+def build_student(out: Path, course: Course, *, lang: str = "en", verify: bool = True, make_zip: bool = True,
                   python: str = sys.executable, log=print) -> Path:
-    """Write the student release to ``out`` (and ``out``.zip); return ``out``."""
+    """Write the student release to ``out`` (and ``out``.zip) with the stubs in ``lang``;
+    return ``out``."""
     from grader.notebooks import build_notebooks
-    from grader.stubs import stale_stubs
 
-    stale = stale_stubs()
-    if stale:
-        raise ReleaseError(f"assignments/ is out of date with solutions/ ({', '.join(stale)}): run `make stubs`")
+    stubs = student_stubs(lang)  # before anything is written: a missing translation fails here
     if missing := missing_public_tests():
         log(f"warning: the rubric names public test files that do not exist; left out: {', '.join(missing)}")
     out = Path(out).resolve()
@@ -484,8 +563,10 @@ def build_student(out: Path, course: Course, *, verify: bool = True, make_zip: b
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    # The student's package: the stubs.
-    copy_tree(ROOT / "assignments" / "transformer", out / "transformer", skip=lambda rel: rel.suffix != ".py")
+    # The student's package: the stubs, in the release's language.
+    (out / "transformer").mkdir()
+    for name, text in stubs.items():
+        (out / "transformer" / name).write_text(text, encoding="utf-8")
     # Public tests and their support code.
     copy_file(ROOT / "tests" / "conftest.py", out / "tests" / "conftest.py")
     copy_tree(ROOT / "tests" / "support", out / "tests" / "support")
@@ -493,6 +574,7 @@ def build_student(out: Path, course: Course, *, verify: bool = True, make_zip: b
     # The grader, without the builders; its rubric lists public test files only.
     copy_tree(ROOT / "grader", out / "grader", skip=lambda rel: rel.parts[0] in BUILDERS or rel.name == "rubric.toml")
     check_no_excluded_imports(out, BUILDERS)
+    strip_hidden_messages(out)
     rubric_text = render_rubric(
         course,
         keep_test=_student_test_filter,
@@ -510,12 +592,13 @@ def build_student(out: Path, course: Course, *, verify: bool = True, make_zip: b
     templates = TEMPLATES / "student"
     for path in sorted(templates.rglob("*")):
         rel = path.relative_to(templates)
-        if path.is_file() and not _ignored(rel) and rel.as_posix() != "README.md":
+        if path.is_file() and not _ignored(rel) and rel.as_posix() not in READMES:
             copy_file(path, out / rel)
-    (out / "README.md").write_text(render_readme(course, rubric_text), encoding="utf-8")
+    for name, readme_lang in READMES.items():  # every language's README, whatever the stubs' language
+        (out / name).write_text(render_readme(course, rubric_text, readme_lang), encoding="utf-8")
     # Companion notebooks, defaulting to the student's own package (IMPL=".").
-    for lang in ("en", "ja"):
-        build_notebooks(lang=lang, out=out / "notebooks" / lang, default_impl=".")
+    for notebook_lang in ("en", "ja"):
+        build_notebooks(lang=notebook_lang, out=out / "notebooks" / notebook_lang, default_impl=".")
 
     check_no_leaks(out, hidden_tests_allowed=False)
     if verify:
@@ -632,8 +715,11 @@ def build_autograder(zip_path: Path, course: Course, *, log=print) -> Path:
         templates = TEMPLATES / "autograder"
         copy_file(templates / "setup.sh", stage / "setup.sh", executable=True)
         copy_file(templates / "run_autograder", stage / "run_autograder", executable=True)
-        check_grade_args(course.grade_args)
-        (stage / "grade_args.txt").write_text("".join(f"{arg}\n" for arg in course.grade_args), encoding="utf-8")
+        # The course's language reaches Gradescope as --lang (the zip carries no course.toml);
+        # a --lang of the course's own grade_args comes later and wins.
+        grade_args = ("--lang", course.language, *course.grade_args)
+        check_grade_args(grade_args)
+        (stage / "grade_args.txt").write_text("".join(f"{arg}\n" for arg in grade_args), encoding="utf-8")
         for name in ("requirements.txt", "pyproject.toml"):
             copy_file(ROOT / name, stage / name)
         copy_tree(ROOT / "grader", stage / "grader",
@@ -668,6 +754,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     student = sub.add_parser("student", help="build dist/student/ and dist/student.zip")
     student.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="course config (default: course.toml)")
+    student.add_argument("--lang", choices=STUDENT_LANGUAGES, default="en",
+                         help="language of the stubs' docstrings and hints (default: en); both READMEs are always included")
     student.add_argument("--out", type=Path, default=ROOT / "dist" / "student")
     student.add_argument("--no-verify", action="store_true", help="skip running the release's `make check` on the stubs")
     student.add_argument("--no-zip", action="store_true", help="write the folder only")
@@ -679,8 +767,8 @@ def main(argv: list[str] | None = None) -> int:
         course = load_course(args.config)
         started = time.monotonic()
         if args.command == "student":
-            out = build_student(args.out, course, verify=not args.no_verify, make_zip=not args.no_zip)
-            print(f"student release in {out} ({time.monotonic() - started:.1f} s)")
+            out = build_student(args.out, course, lang=args.lang, verify=not args.no_verify, make_zip=not args.no_zip)
+            print(f"student release ({args.lang}) in {out} ({time.monotonic() - started:.1f} s)")
         else:
             build_autograder(args.out, course)
     except ReleaseError as error:

@@ -2,21 +2,26 @@
 # Included by the main Makefile (`include mk/handout.mk`); uses its $(PY) and `venv`.
 #
 #   make release                      dist/student/ and dist/student.zip (verifies itself)
+#   make release LANG=ja              dist/student-ja/ and dist/student-ja.zip: the same with the
+#                                     stubs' docstrings and hints in Japanese (both READMEs in either)
 #   make autograder                   dist/autograder.zip, to upload on Gradescope
 #   make notebooks [LANG=en|ja]       notebooks/build/<lang>/NN_<part>.ipynb (default: both languages)
 #   make notebooks-run [LANG=en|ja]   ...and execute them against solutions/ (an instructor's preview)
-#   make handouts                     all of the above but the preview
+#   make handouts [LANG=en|ja]        all of the above but the preview
 #
 # COURSE=path picks another course config (default: course.toml). LANG counts only when given
-# on the command line (the environment's LANG is the locale, not a notebook language).
+# on the command line (the environment's LANG is the locale, not a hand-out language).
 
 COURSE ?= course.toml
 NB_LANG := $(if $(filter command line,$(origin LANG)),$(LANG),)
+# The student release: English unless LANG is given on the command line.
+RELEASE_LANG := $(or $(NB_LANG),en)
+RELEASE_OUT := dist/student$(if $(filter-out en,$(RELEASE_LANG)),-$(RELEASE_LANG),)
 
 .PHONY: release autograder notebooks notebooks-run handouts
 
 release: venv
-	$(PY) -m grader.release student --config $(COURSE) --out dist/student
+	$(PY) -m grader.release student --lang $(RELEASE_LANG) --config $(COURSE) --out $(RELEASE_OUT)
 
 autograder: venv
 	$(PY) -m grader.release autograder --config $(COURSE) --out dist/autograder.zip

@@ -1,10 +1,12 @@
 """Attention pictures: one panel per head, source tokens on the x axis, target tokens on the y
-axis (judge side; matplotlib without pyplot, so no global backend is touched).
+axis (judge side; matplotlib without pyplot, so no global backend or rcParams is touched).
 
-Japanese needs a CJK-capable font. ``find_cjk_font`` looks for one among matplotlib's known
-fonts, then asks fontconfig (``fc-list :lang=ja``). Without one the picture is still drawn —
-the Japanese labels come out as empty boxes — and a warning says which package to install
-(Debian/Ubuntu: ``fonts-noto-cjk`` or ``fonts-ipafont-gothic``).
+Japanese needs a font with Japanese glyphs. ``find_cjk_font`` picks, in this order: the font
+file named by ``TRANSFORMER_CJK_FONT``; IPAexGothic, shipped by the ``matplotlib-fontja``
+package (requirements.txt), so a fresh machine without any CJK system font still draws
+Japanese; a CJK font matplotlib already knows; one fontconfig knows (``fc-list :lang=ja``).
+Without any, the picture is still drawn — the Japanese labels come out as empty boxes — and a
+warning says what to install.
 """
 from __future__ import annotations
 
@@ -29,23 +31,47 @@ class NoCJKFontWarning(UserWarning):
     """No font that can draw Japanese was found; labels will show as boxes."""
 
 
-@functools.lru_cache(maxsize=1)
-def find_cjk_font() -> str | None:
-    """The family name of a font that has Japanese glyphs, or None."""
+def bundled_font_file() -> str | None:
+    """The IPAexGothic file shipped by ``matplotlib-fontja`` (None when it is not installed).
+
+    Importing ``matplotlib_fontja`` sets matplotlib's global font family; that change is
+    undone here (``rc_context``): the judge only registers the file and names the font
+    where it draws."""
+    import matplotlib
+
+    try:
+        with matplotlib.rc_context():
+            from matplotlib_fontja import get_font_ttf_path
+        path = get_font_ttf_path()
+    except Exception:  # not installed, or a version without that function
+        return None
+    return path if Path(path).is_file() else None
+
+
+def register_font(path: str | os.PathLike) -> str | None:
+    """Add a font file to matplotlib's font manager (once); its family name, or None when the
+    file cannot be read."""
     from matplotlib import font_manager
 
-    def register(path: str) -> str | None:
-        try:
+    try:
+        path = str(Path(path).resolve())
+        if not any(Path(entry.fname).resolve() == Path(path) for entry in font_manager.fontManager.ttflist):
             font_manager.fontManager.addfont(path)
-            return font_manager.FontProperties(fname=path).get_name()
-        except Exception:  # unreadable file, unsupported format
-            return None
+        return font_manager.FontProperties(fname=path).get_name()
+    except Exception:  # unreadable file, unsupported format
+        return None
 
-    override = os.environ.get(FONT_ENV)
-    if override and Path(override).is_file():
-        name = register(override)
-        if name:
-            return name
+
+@functools.lru_cache(maxsize=1)
+def find_cjk_font() -> str | None:
+    """The family name of a font that has Japanese glyphs (registered with matplotlib), or None."""
+    from matplotlib import font_manager
+
+    for path in (os.environ.get(FONT_ENV), bundled_font_file()):
+        if path and Path(path).is_file():
+            name = register_font(path)
+            if name:
+                return name
     known = {entry.name for entry in font_manager.fontManager.ttflist}
     for family in CJK_FAMILIES:
         if family in known:
@@ -59,7 +85,7 @@ def find_cjk_font() -> str | None:
                    key=lambda p: (not any(k in p.lower() for k in ("gothic", "sans")), p))
     for path in paths:
         if path.lower().endswith((".ttf", ".otf", ".ttc")):
-            name = register(path)
+            name = register_font(path)
             if name:
                 return name
     return None
@@ -70,7 +96,8 @@ def _font_or_warn() -> str | None:
     if font is None:
         warnings.warn(
             "no CJK-capable font found: the Japanese tokens in the attention picture will show as "
-            "boxes. Install one (Debian/Ubuntu: apt-get install fonts-noto-cjk, or fonts-ipafont-gothic; "
+            "boxes. Install one (pip install -r requirements.txt brings matplotlib-fontja; or "
+            "Debian/Ubuntu: apt-get install fonts-noto-cjk, or fonts-ipafont-gothic; "
             f"or set {FONT_ENV}=/path/to/font.ttf) and draw it again.",
             NoCJKFontWarning, stacklevel=3,
         )
@@ -78,7 +105,7 @@ def _font_or_warn() -> str | None:
 
 
 def _heatmaps(fig, row_axes, maps, x_labels, y_labels, row_title, font):
-    fontdict = {"family": font} if font else {}
+    fontdict = {"family": [font, "DejaVu Sans"]} if font else {}  # DejaVu Sans: what the CJK font lacks
     image = None
     for head, (ax, weights) in enumerate(zip(row_axes, maps)):
         image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
@@ -92,14 +119,10 @@ def _heatmaps(fig, row_axes, maps, x_labels, y_labels, row_title, font):
     return image
 
 
-def plot_attention(path: str | os.PathLike, source: Sequence[str], target: Sequence[str],
-                   cross: Sequence, encoder: Sequence | None = None, title: str | None = None) -> Path:
-    """Draw the cross-attention of the last decoder layer (``cross``: ``(h, T_tgt, T_src)``,
-    rows = target tokens, columns = source tokens) and, when given, the encoder
-    self-attention (``encoder``: ``(h, T_src, T_src)``) into a PNG at ``path``.
-
-    Never fails for want of a font: without a CJK font it warns (``NoCJKFontWarning``) and
-    draws anyway."""
+def attention_figure(source: Sequence[str], target: Sequence[str], cross: Sequence,
+                     encoder: Sequence | None = None, title: str | None = None):
+    """The picture of ``plot_attention`` as a matplotlib ``Figure`` (with an Agg canvas), not
+    yet drawn; ``figure.cjk_font`` is the font family its labels use (None: no CJK font)."""
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -131,12 +154,26 @@ def plot_attention(path: str | os.PathLike, source: Sequence[str], target: Seque
     for (row_title, maps, x_labels, y_labels), row_axes in zip(rows, axes):
         image = _heatmaps(fig, row_axes, maps, x_labels, y_labels, row_title, font)
     if title:
-        fig.suptitle(title, fontsize=11, fontfamily=font if font else None)
+        fig.suptitle(title, fontsize=11, fontfamily=[font, "DejaVu Sans"] if font else None)
     fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
+    fig.cjk_font = font
+    return fig
+
+
+def plot_attention(path: str | os.PathLike, source: Sequence[str], target: Sequence[str],
+                   cross: Sequence, encoder: Sequence | None = None, title: str | None = None) -> Path:
+    """Draw the cross-attention of the last decoder layer (``cross``: ``(h, T_tgt, T_src)``,
+    rows = target tokens, columns = source tokens) and, when given, the encoder
+    self-attention (``encoder``: ``(h, T_src, T_src)``) into a PNG at ``path``.
+
+    Never fails for want of a font: without a CJK font it warns (``NoCJKFontWarning``, once
+    rather than once per missing glyph) and draws anyway."""
+    fig = attention_figure(source, target, cross, encoder, title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Glyph .* missing from (current )?font", category=UserWarning)
+        if fig.cjk_font is None:  # already said once, as a NoCJKFontWarning
+            warnings.filterwarnings("ignore", message=r"Glyph .* missing from (current )?font", category=UserWarning)
         warnings.filterwarnings("ignore", message=".*tight_layout.*")
         fig.savefig(path, bbox_inches="tight")
     return path

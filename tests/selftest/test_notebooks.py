@@ -11,9 +11,11 @@ CJK font path) and the masks notebook against the stubs (the "not implemented ye
 from __future__ import annotations
 
 import ast
+import io
 import os
 import re
 import time
+import tokenize
 
 import nbformat
 import pytest
@@ -22,6 +24,19 @@ from grader import notebooks
 
 ROOT = notebooks.ROOT
 JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+JAPANESE_TEXT = re.compile(r"[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]")  # with Japanese punctuation
+# Four or more English words in a row, outside ``code`` spans: a sentence, not an identifier.
+ENGLISH_PROSE = re.compile(r"[A-Za-z]{2,}(?:[ ,;'-]+[A-Za-z]{2,}){3,}")
+
+
+def english_prose_lines(text: str) -> list[str]:
+    """The lines of ``text`` that read as English prose, stripped."""
+    return [line.strip() for line in text.splitlines()
+            if ENGLISH_PROSE.search(re.sub(r"``.*?``|`[^`]*`", " ", line))]
+
+
+def tagged(notebook, tag: str):
+    return next(c for c in notebook.cells if tag in c.metadata.get("tags", []))
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +86,79 @@ def test_japanese_notebooks_have_japanese_prose(built):
         assert prose, path.name
         for text in prose:
             assert JAPANESE.search(text), f"{path.name}: a markdown cell without Japanese: {text[:80]!r}"
+
+
+def test_japanese_spec_and_formula_cells_show_the_japanese_docstrings(built):
+    """The ja spec cell shows every docstring of the stubs in Japanese — the translations of the
+    ``stubs`` catalogue, as in the Japanese stubs (``python -m grader.stubs --lang ja``) — and no
+    line of English prose of the English docstrings is left in it or in the formula cell.
+    Fails while grader/locale/ja/LC_MESSAGES/stubs.po lacks a translation."""
+    untranslated = notebooks.untranslated_docstrings("ja")
+    assert not untranslated, (f"{len(untranslated)} docstrings have no Japanese translation in "
+                              "grader/locale/ja/LC_MESSAGES/stubs.po:\n  " + "\n  ".join(untranslated))
+    problems = []
+    for part, path in zip(notebooks.PARTS, built["ja"]):
+        notebook = nbformat.read(path, as_version=4)
+        spec, formula = tagged(notebook, "spec").source, tagged(notebook, "formula").source
+        blocks = re.findall(r"```text\n(.*?)\n```", spec, flags=re.S)
+        docs = notebooks.module_docs(part)
+        assert len(blocks) == len(docs), f"{path.name}: {len(blocks)} docstrings in the spec cell, {len(docs)} in the stub"
+        for (title, doc), block in zip(docs, blocks):
+            if not JAPANESE.search(block):
+                problems.append(f"{path.name} {title}: no Japanese in {block[:60]!r}")
+            for line in english_prose_lines(doc):
+                for cell, text in (("spec", spec), ("formula", formula)):
+                    if line in text:
+                        problems.append(f"{path.name} {cell} {title}: English line left: {line!r}")
+        assert "### module " not in spec and "### モジュール `transformer." in spec, path.name
+    assert not problems, "\n".join(problems)
+
+    try:  # the same texts as the Japanese stubs, when grader.stubs can write them
+        from grader.stubs import expected_stubs
+    except ImportError:
+        return
+    japanese_stubs = expected_stubs(lang="ja")
+    for part, path in zip(notebooks.PARTS, built["ja"]):
+        spec = tagged(nbformat.read(path, as_version=4), "spec").source
+        tree = ast.parse(japanese_stubs[f"{part}.py"])
+        nodes = [tree, *(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef)))]
+        for node in nodes:
+            doc = ast.get_docstring(node)
+            if doc and not (isinstance(node, ast.FunctionDef) and node.name.startswith("_")):
+                shown = "\n".join(line.rstrip() for line in doc.splitlines())
+                assert shown in spec, f"{path.name}: the Japanese stub's docstring of {getattr(node, 'name', part)} is not in the spec cell"
+
+
+def test_japanese_notebooks_have_no_english_comments_or_labels(built):
+    """Comments of the ja code cells are Japanese (or code: shapes, expressions); every ``tr(en, ja)``
+    in the snippets has a Japanese side (or one without English words: names, code)."""
+    problems = []
+    for path in built["ja"]:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "code":
+                continue
+            for token in tokenize.generate_tokens(io.StringIO(cell.source).readline):
+                if token.type == tokenize.COMMENT and not JAPANESE_TEXT.search(token.string) \
+                        and re.search(r"\b[a-z]{3,}\s+[a-z]{2,}\b", re.sub(r"`[^`]*`", "", token.string)):
+                    problems.append(f"{path.name}: English comment {token.string!r}")
+    for source in sorted((notebooks.CONTENT / "code").glob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "tr" and len(node.args) == 2:
+                en, ja = (ast.unparse(arg) for arg in node.args)
+                if en != ja and not JAPANESE_TEXT.search(ja) and re.search(r"\b[a-z]{3,}\b", ja):
+                    problems.append(f"{source.name}:{node.lineno}: tr({en}, {ja}) has no Japanese")
+    assert not problems, "\n".join(problems)
+
+
+def test_comments_are_localised():
+    code = ("x = 1  # one  #ja: 一\n"
+            "# en: only English\n"
+            "# ja: 日本語だけ\n"
+            "y = '# not a comment #ja: no'  # (1, T)\n"
+            "    # ja: indented\n")
+    assert notebooks.localize_code(code, "en") == "x = 1  # one\n# only English\ny = '# not a comment #ja: no'  # (1, T)\n"
+    assert notebooks.localize_code(code, "ja") == ("x = 1  # 一\n# 日本語だけ\ny = '# not a comment #ja: no'  # (1, T)\n"
+                                                   "    # indented\n")
 
 
 def test_release_notebooks_default_to_the_students_folder(tmp_path):

@@ -91,11 +91,20 @@ def leaks(folder: Path, needles: dict[str, str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    """The release, built once for this module (its own `make check` runs in a test below)."""
-    out = tmp_path_factory.mktemp("release") / "student"
-    release.build_student(out, release.load_course(), verify=False, log=lambda message: None)
-    return out
+def releases(tmp_path_factory) -> dict[str, Path]:
+    """The English and the Japanese release (`--lang ja`), built once for this module, one right
+    after the other (their own `make check` runs in tests below)."""
+    built = {}
+    for lang in ("en", "ja"):
+        out = tmp_path_factory.mktemp(f"release-{lang}") / "student"
+        release.build_student(out, release.load_course(), lang=lang, verify=False, log=lambda message: None)
+        built[lang] = out
+    return built
+
+
+@pytest.fixture(scope="module")
+def built(releases) -> Path:
+    return releases["en"]
 
 
 def test_the_needles_are_real():
@@ -194,8 +203,12 @@ def make_dry_run(folder: Path, *args: str) -> str:
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_student_makefile_targets_default_to_the_students_folder(built):
     py = f"PY={sys.executable}"
-    assert "pytest tests/public --impl . " in make_dry_run(built, "check", py)
-    assert "tests/public/test_attention.py --impl ." in make_dry_run(built, "check", "PART=attention", py)
+    # `make check` runs the public tests (through pytest, or the feedback runner that wraps it).
+    check = make_dry_run(built, "check", py)
+    assert "--impl . " in check and ("pytest tests/public " in check or "-m tests.support.feedback " in check), check
+    part = make_dry_run(built, "check", "PART=attention", py)
+    assert "--impl ." in part and ("tests/public/test_attention.py" in part
+                                   or "-m tests.support.feedback attention " in part), part
     grade = make_dry_run(built, "grade", py)
     assert "-m grader grade . --out out/grade --no-train" in grade
     assert "--no-train" not in make_dry_run(built, "grade", "TRAIN=1", py)
@@ -219,3 +232,180 @@ def test_release_make_check_reports_zero_points_on_the_stubs(built):
     table = release.verify_student_release(built)
     assert table and all(row[2] == 0 for row in table.values())
     assert not (built / ".venv").exists()
+
+
+# -- the Japanese hand-out (`make release LANG=ja`) --------------------------------------------
+
+import ast  # noqa: E402
+import re  # noqa: E402
+import unicodedata  # noqa: E402
+
+from babel.messages.pofile import read_po, write_po  # noqa: E402
+
+from grader import stubs as stub_builder  # noqa: E402
+
+BANNED = ("nn.MultiheadAttention", "F.multi_head_attention_forward", "F.scaled_dot_product_attention",
+          "nn.Transformer", "nn.LayerNorm", "F.layer_norm", "F.cross_entropy", "nn.CrossEntropyLoss")
+PARTS_IN_ORDER = ("masks", "attention", "feed_forward", "normalization", "embedding", "layers", "model",
+                  "decoding", "training")
+
+
+def japanese_share(text: str) -> float:
+    letters = [ch for ch in text if ch.isalpha()]
+    japanese = [ch for ch in letters if unicodedata.name(ch, "").startswith(("HIRAGANA", "KATAKANA", "CJK UNIFIED"))]
+    return len(japanese) / max(1, len(letters))
+
+
+def without_texts(source: str) -> str:
+    """The AST with docstrings and NotImplementedError messages emptied: the code itself."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and ast.get_docstring(node, clean=False):
+            node.body[0].value.value = ""
+        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) \
+                and getattr(node.exc.func, "id", "") == "NotImplementedError":
+            node.exc.args = []
+    return ast.dump(tree)
+
+
+@pytest.fixture(scope="module")
+def built_ja(releases) -> Path:
+    """The Japanese release (`python -m grader.release student --lang ja`)."""
+    return releases["ja"]
+
+
+def test_japanese_release_holds_the_japanese_stubs(built_ja):
+    stubs = ROOT / "assignments" / "transformer"
+    package = built_ja / "transformer"
+    assert sorted(p.name for p in package.iterdir()) == sorted(p.name for p in stubs.glob("*.py"))
+    for path in sorted(stubs.glob("*.py")):
+        english = path.read_text(encoding="utf-8")
+        japanese = (package / path.name).read_text(encoding="utf-8")
+        assert japanese != english, f"transformer/{path.name} is the English stub"
+        assert without_texts(japanese) == without_texts(english), f"transformer/{path.name}: the code differs"
+        for node in ast.walk(ast.parse(japanese)):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and ast.get_docstring(node):
+                doc = ast.get_docstring(node)
+                assert japanese_share(doc) > 0, f"transformer/{path.name}: an English docstring: {doc[:80]!r}"
+    masks = (package / "masks.py").read_text(encoding="utf-8")
+    assert "Pitfall" not in masks and "よくある間違い" in masks
+    assert re.search(r"# TODO: .*[\u3040-\u30ff\u4e00-\u9fff]", masks), "the TODO hints are not in Japanese"
+
+
+def test_the_japanese_release_is_the_english_one_but_for_the_stubs(built, built_ja):
+    def content(path: Path):
+        if path.suffix == ".ipynb":  # the cells, less their random ids
+            return [{k: v for k, v in cell.items() if k != "id"}
+                    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]]
+        return path.read_bytes()
+
+    def files(folder):
+        # Left out: what a test run leaves behind (the release's `make check` runs in tests above).
+        return {p.relative_to(folder).as_posix(): content(p) for p in folder.rglob("*")
+                if p.is_file() and not release._ignored(p.relative_to(folder)) and p.suffix != ".zip"}
+
+    english, japanese = files(built), files(built_ja)
+    assert sorted(english) == sorted(japanese)
+    differ = sorted(name for name in english if english[name] != japanese[name])
+    assert differ and all(name.startswith("transformer/") for name in differ), differ
+
+
+@pytest.mark.parametrize("which", ["en", "ja"])
+def test_every_release_holds_both_readmes(which, built, built_ja):
+    folder = built if which == "en" else built_ja
+    course = release.load_course()
+    english = (folder / "README.md").read_text(encoding="utf-8")
+    japanese = (folder / "README.ja.md").read_text(encoding="utf-8")
+    assert japanese_share(english) < 0.05, "README.md must be the English one"
+    assert japanese_share(japanese) > 0.3, "README.ja.md must be in Japanese"
+    assert course.name in japanese and course.due in japanese and course.submission_site in japanese
+    assert "$" not in japanese.replace("$GITHUB", ""), "an unfilled template placeholder in README.ja.md"
+    for banned in BANNED:
+        assert banned in japanese, banned
+    order = [japanese.index(f"| `{part}` |") for part in PARTS_IN_ORDER]
+    assert order == sorted(order), "the parts must be listed in the order to implement them"
+    rows = lambda text: [re.findall(r"^\| (\d+) \| `(\w+)` \| .*? \| ([\d.]+) \|", line) for line in text.splitlines()]
+    assert [r for r in rows(japanese) if r] == [r for r in rows(english) if r], "the two READMEs' points differ"
+    assert f"**{release.tomllib.loads((folder / 'grader' / 'rubric.toml').read_text(encoding='utf-8'))['total']:g} 点**" in japanese
+
+
+def test_japanese_readme_follows_the_course_config(tmp_path):
+    config = tmp_path / "course.toml"
+    config.write_text('[course]\nname = "テストの講義"\ndue = "明日"\ncontact = "ta@example.com"\n'
+                      '[rubric.points]\nattention = 30\n', encoding="utf-8")
+    course = release.load_course(config)
+    readme = release.render_readme(course, release.render_rubric(course), "ja")
+    assert "テストの講義" in readme and "明日" in readme and "質問先: ta@example.com" in readme
+    assert "| `attention` | `transformer/attention.py` | 30 |" in readme
+    assert "（学習させたあなたのモデル）" in readme and "BLEU ≥" in readme
+
+
+def test_no_solution_or_hidden_test_line_in_the_japanese_release(built_ja):
+    found = leaks(built_ja, solution_lines())
+    if list((ROOT / "tests" / "hidden").rglob("*.py")):
+        found += leaks(built_ja, hidden_lines())
+    assert not found, "the Japanese student release gives away:\n  " + "\n  ".join(found[:20])
+
+
+def test_release_catalogues_hold_no_hidden_test_message(built):
+    """A message only the hidden tests use stays out of the student release (its text tells
+    what the hidden tests check, and some quote the specification's code)."""
+    hidden_only, public = set(), set()
+    for path in sorted((ROOT / "grader" / "locale").glob("*/LC_MESSAGES/*.po")):
+        with path.open("rb") as handle:
+            for message in read_po(handle):
+                if message.id and message.locations:
+                    places = [loc[0] for loc in message.locations]
+                    (hidden_only if all(p.startswith("tests/hidden/") for p in places) else public).add(message.id)
+    shipped = set()
+    for path in sorted((built / "grader" / "locale").glob("*/LC_MESSAGES/*.po")):
+        text = path.read_text(encoding="utf-8")
+        assert "tests/hidden/" not in text, f"{path.relative_to(built)} names hidden test files"
+        with path.open("rb") as handle:
+            shipped |= {m.id for m in read_po(handle) if m.id}
+    leaked = sorted(hidden_only - public & shipped)
+    assert not leaked, f"hidden tests' messages in the student release: {leaked[:5]}"
+    assert public <= shipped | {m for m in public if not m}, "messages of the public tests went missing"
+
+
+def test_a_missing_translation_fails_the_japanese_build(tmp_path, monkeypatch, capsys):
+    with stub_builder.catalogue_path("ja").open("rb") as handle:
+        catalogue = read_po(handle, locale="ja", domain="stubs")
+    [message] = [m for m in catalogue if m.id and m.id.startswith("The decoder self-attention mask")]
+    message.string = ""
+    locale = tmp_path / "locale"
+    (locale / "ja" / "LC_MESSAGES").mkdir(parents=True)
+    with (locale / "ja" / "LC_MESSAGES" / "stubs.po").open("wb") as handle:
+        write_po(handle, catalogue, width=100)
+    monkeypatch.setattr(stub_builder, "LOCALE_DIR", locale)
+    out = tmp_path / "student"
+    with pytest.raises(release.ReleaseError, match=re.escape(message.id.splitlines()[0])):
+        release.build_student(out, release.load_course(), lang="ja", verify=False, log=lambda m: None)
+    assert not out.exists(), "the build must fail before it writes anything"
+    assert release.main(["student", "--lang", "ja", "--out", str(out), "--no-verify", "--no-zip"]) == 1
+    assert message.id.splitlines()[0] in capsys.readouterr().err
+    # The English release does not need the catalogue.
+    release.build_student(out, release.load_course(), lang="en", verify=False, make_zip=False, log=lambda m: None)
+    assert (out / "transformer" / "masks.py").read_text(encoding="utf-8") == \
+        (ROOT / "assignments" / "transformer" / "masks.py").read_text(encoding="utf-8")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_release_takes_the_language_from_the_command_line():
+    def dry(*args, env=None):
+        result = subprocess.run(["make", "-n", "--no-print-directory", "release", f"PY={sys.executable}", *args],
+                                cwd=ROOT, capture_output=True, text=True, env=env or release.clean_make_env())
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert "-m grader.release student --lang ja " in dry("LANG=ja") and "--out dist/student-ja" in dry("LANG=ja")
+    english = dry()
+    assert "-m grader.release student --lang en " in english and "--out dist/student\n" in english
+    # The locale of the environment is not a hand-out language.
+    assert "--lang en " in dry(env=release.clean_make_env(LANG="ja_JP.UTF-8"))
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_japanese_release_make_check_reports_zero_points_on_the_stubs(built_ja):
+    table = release.verify_student_release(built_ja)
+    assert table and all(row[2] == 0 for row in table.values())

@@ -1,17 +1,20 @@
-# Code cells of the `decoding` notebooks (shared by all languages; see grader/notebooks.py).
+# Code cells of the `decoding` notebooks (one for all languages; see grader/notebooks.py).
 
 # %% toy-model
-# A toy "model" with the interface the decoders use (encode, decode, generator, pad_id): the
-# next word depends only on the previous one, through a fixed probability table.
+# en: A toy "model" with the interface the decoders use (encode, decode, generator, pad_id): the
+# en: next word depends only on the previous one, through a fixed probability table.
+# ja: 復号の関数が使うインターフェース（encode、decode、generator、pad_id）を持つおもちゃの「モデル」です。
+# ja: 次の単語は直前の単語だけで決まり、その確率は下の固定の表で与えられます。
 WORDS = ["<pad>", "<s>", "</s>", "猫", "犬", "です"]
 TABLE = torch.tensor([
-    # <pad>  <s>   </s>   猫     犬     です      next word →
-    [1.00, 0.00, 0.00, 0.00, 0.00, 0.00],   # after <pad>
-    [0.00, 0.00, 0.00, 0.55, 0.45, 0.00],   # after <s>
-    [1.00, 0.00, 0.00, 0.00, 0.00, 0.00],   # after </s>
-    [0.00, 0.00, 0.30, 0.30, 0.00, 0.40],   # after 猫
-    [0.00, 0.00, 0.90, 0.00, 0.00, 0.10],   # after 犬
-    [0.00, 0.00, 1.00, 0.00, 0.00, 0.00],   # after です
+    # en: <pad>  <s>   </s>   猫     犬     です      next word →
+    # ja: <pad>  <s>   </s>   猫     犬     です      次の単語 →
+    [1.00, 0.00, 0.00, 0.00, 0.00, 0.00],   # after <pad>  #ja: <pad> の次
+    [0.00, 0.00, 0.00, 0.55, 0.45, 0.00],   # after <s>  #ja: <s> の次
+    [1.00, 0.00, 0.00, 0.00, 0.00, 0.00],   # after </s>  #ja: </s> の次
+    [0.00, 0.00, 0.30, 0.30, 0.00, 0.40],   # after 猫  #ja: 猫 の次
+    [0.00, 0.00, 0.90, 0.00, 0.00, 0.10],   # after 犬  #ja: 犬 の次
+    [0.00, 0.00, 1.00, 0.00, 0.00, 0.00],   # after です  #ja: です の次
 ])
 
 
@@ -22,7 +25,8 @@ class BigramToy(torch.nn.Module):
         super().__init__()
         self.generator = torch.nn.Linear(len(WORDS), len(WORDS), bias=False)
         with torch.no_grad():
-            self.generator.weight.copy_((TABLE + 1e-9).log().T)  # logits[v] = log TABLE[previous, v]
+            # logits[v] = log TABLE[previous, v]  #ja: logits[v] = log TABLE[直前の単語, v]
+            self.generator.weight.copy_((TABLE + 1e-9).log().T)
 
     def encode(self, src, src_mask):
         return torch.zeros(src.size(0), src.size(1), len(WORDS))
@@ -59,11 +63,12 @@ with student_code():
     for name, row in [("greedy_decode", greedy[0]), ("beam_search (k=2)", beam[0])]:
         print(f"{name:18}", " ".join(WORDS[t] for t in row.tolist()), f"  p = {probability(row):.3f}")
     print(tr("Greedy takes 猫 (0.55) first and is stuck with it; the beam keeps 犬 (0.45) alive and finds a more probable sentence.",
-             "貪欲法は最初に 猫 (0.55) を選んでそのまま進みますが、ビームは 犬 (0.45) も残しておき、より確率の高い文を見つけます。"))
+             "貪欲法は最初に 猫 (0.55) を選ぶと後戻りできません。ビームサーチは 犬 (0.45) も候補に残しておき、より確率の高い文を見つけます。"))
 
 # %% steps
 with torch.no_grad(), student_code():
-    # What greedy decoding sees at each step: the distribution of the next word.
+    # en: What greedy decoding sees at each step: the distribution of the next word.
+    # ja: 貪欲法による復号が各ステップで見るもの：次の単語の確率分布です。
     prefix, rows = [1], []
     for step in range(4):
         hidden = toy.decode(torch.tensor([prefix]), None, None, None)

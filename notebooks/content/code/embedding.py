@@ -1,4 +1,4 @@
-# Code cells of the `embedding` notebooks (shared by all languages; see grader/notebooks.py).
+# Code cells of the `embedding` notebooks (one for all languages; see grader/notebooks.py).
 
 # %% table
 from transformer.embedding import TokenEmbedding
@@ -28,12 +28,12 @@ from transformer.embedding import PositionalEncoding
 with student_code():
     pe = PositionalEncoding(d_model=64, max_len=60, dropout=0.0).pe      # (60, 64)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4))
-    heatmap(axes[0], pe, title=tr("positional encoding pe (position × feature)", "位置符号 pe（位置 × 特徴量）"),
+    heatmap(axes[0], pe, title=tr("positional encoding pe (position × feature)", "Positional Encoding pe（位置 × 特徴量）"),
             cmap="RdBu", xlabel=tr("feature", "特徴量"), ylabel=tr("position", "位置"), colorbar=True)
     for feature in [4, 5, 16, 40]:
         axes[1].plot(pe[:, feature].numpy(), label=f"pe[:, {feature}]")
     axes[1].set_xlabel(tr("position", "位置"))
-    axes[1].set_title(tr("each feature: a wave with its own frequency", "各特徴量は周波数の異なる波"))
+    axes[1].set_title(tr("each feature: a wave with its own frequency", "特徴量ごとに周波数の異なる波"))
     axes[1].legend(fontsize=8)
     heatmap(axes[2], pe @ pe.T, title=tr("pe[p] · pe[q]: depends on p − q", "pe[p]・pe[q]：p − q だけで決まる"),
             cmap="viridis", xlabel="q", ylabel="p")
@@ -55,10 +55,10 @@ with torch.no_grad(), student_code():
         x = embed(ids(words))
         if with_positions:
             x = positions(x)
-        return scaled_dot_product_attention(x, x, x)[0][0]          # (T, d): one output per word
+        return scaled_dot_product_attention(x, x, x)[0][0]          # (T, d): one output per word  #ja: (T, d)：単語ごとに 1 つの出力
 
+    # The same output vectors, in any order?  #ja: 順番を問わなければ同じ出力ベクトルか？
     def same_multiset(a, b):
-        """The same output vectors, in any order?"""
         key = lambda t: t[torch.argsort(t[:, 0])]
         return torch.allclose(key(a), key(b), atol=1e-5)
 
@@ -70,10 +70,11 @@ with torch.no_grad(), student_code():
         ax.set_xticks(range(5), original)
         ax.set_ylim(0, None)
         verdict = same_multiset(a, b)
-        ax.set_title((tr("with", "位置符号あり") if with_positions else tr("without", "位置符号なし"))
+        ax.set_title((tr("with", "Positional Encoding あり") if with_positions else tr("without", "Positional Encoding なし"))
                      + tr(" positional encoding", "") + f"\n{tr('same multiset of outputs', '出力の多重集合が同じ')}: {verdict}")
         ax.set_ylabel(tr("|out(word) in A − out(word) in B|", "|A での出力 − B での出力|（単語ごと）"))
-        print(tr("with" if with_positions else "without", "位置符号あり" if with_positions else "位置符号なし"),
+        print(tr("with" if with_positions else "without",
+                 "Positional Encoding あり" if with_positions else "Positional Encoding なし"),
               tr("positional encoding: same multiset of outputs for both orders:", "：2 つの語順で出力の多重集合が同じか："),
               verdict)
     fig.suptitle("A: 吾輩 は 猫 で ある     B: は 猫 ある で 吾輩")

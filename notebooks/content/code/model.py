@@ -1,4 +1,4 @@
-# Code cells of the `model` notebooks (shared by all languages; see grader/notebooks.py).
+# Code cells of the `model` notebooks (one for all languages; see grader/notebooks.py).
 
 # %% parameters
 from transformer.model import Transformer
@@ -21,7 +21,7 @@ from transformer.masks import padding_mask, target_mask
 
 with torch.no_grad(), student_code():
     source = ["吾輩", "は", "猫", "で", "ある"]
-    decoder_input = ["<s>", "I", "am", "a", "cat"]         # the target shifted right by one
+    decoder_input = ["<s>", "I", "am", "a", "cat"]         # the target shifted right by one  #ja: 出力文を右に 1 つずらしたもの
     src, tgt = ids(source), ids(decoder_input)
     logits = model(src, tgt, padding_mask(src, PAD), target_mask(tgt, PAD))
     print("src", tuple(src.shape), "tgt", tuple(tgt.shape), "-> logits", tuple(logits.shape))
@@ -34,5 +34,5 @@ with torch.no_grad(), student_code():
     plt.show()
     print(tr("Every row sums to 1:", "各行の和は 1："), probabilities.sum(-1))
     memory = model.encode(src, padding_mask(src, PAD))
-    print(tr("encode ->", "encode ->"), tuple(memory.shape),
+    print("encode ->", tuple(memory.shape),
           tr("; decode ->", "、decode ->"), tuple(model.decode(tgt, memory, padding_mask(src, PAD), target_mask(tgt, PAD)).shape))

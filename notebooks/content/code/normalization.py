@@ -1,11 +1,12 @@
-# Code cells of the `normalization` notebooks (shared by all languages; see grader/notebooks.py).
+# Code cells of the `normalization` notebooks (one for all languages; see grader/notebooks.py).
 
 # %% picture
 from transformer.normalization import LayerNorm
 
 with student_code():
     words = ["吾輩", "は", "猫", "で", "ある"]
-    # Positions whose features live on very different scales and offsets.
+    # en: Positions whose features live on very different scales and offsets.
+    # ja: 位置ごとに特徴量の大きさ（スケール）とずれ（オフセット）が大きく異なる入力です。
     scale = torch.tensor([0.2, 1.0, 5.0, 1.0, 20.0]).unsqueeze(1)
     shift = torch.tensor([3.0, 0.0, -2.0, 10.0, 0.0]).unsqueeze(1)
     x = (word_vectors(words) * scale + shift).unsqueeze(0)      # (1, 5, 16)
@@ -30,7 +31,7 @@ from transformer.normalization import AddNorm
 
 with torch.no_grad(), student_code():
     torch.manual_seed(0)
-    sublayer = torch.nn.Linear(16, 16)                        # stands in for attention or the FFN
+    sublayer = torch.nn.Linear(16, 16)                        # stands in for attention or the FFN  #ja: Attention や Feed Forward の代わり
     add_norm = AddNorm(16, dropout=0.0).eval()
     x = word_vectors(words).unsqueeze(0)
     normalised = add_norm(x, sublayer)

@@ -1,4 +1,4 @@
-# Code cells of the `training` notebooks (shared by all languages; see grader/notebooks.py).
+# Code cells of the `training` notebooks (one for all languages; see grader/notebooks.py).
 
 # %% schedule
 from transformer.training import noam_lr
@@ -20,7 +20,7 @@ with student_code():
 from transformer.training import LabelSmoothingLoss
 
 with torch.no_grad(), student_code():
-    words = VOCAB[3:13]                                   # 10 classes
+    words = VOCAB[3:13]                                   # 10 classes  #ja: 10 クラス
     true = words.index("猫")
     epsilon = 0.1
     smoothed = np.full(len(words), epsilon / len(words))
@@ -28,10 +28,11 @@ with torch.no_grad(), student_code():
     fig, axes = plt.subplots(1, 2, figsize=(13, 3.6))
     axes[0].bar(range(len(words)), smoothed)
     axes[0].set_xticks(range(len(words)), words, rotation=45)
-    axes[0].set_title(tr("the smoothed target for 「猫」 (ε = 0.1)", "「猫」の平滑化された目標分布（ε = 0.1）"))
-    # The loss as a function of the probability the model gives the right word.
+    axes[0].set_title(tr("the smoothed target for 「猫」 (ε = 0.1)", "ラベル平滑化した「猫」の目標分布（ε = 0.1）"))
+    # en: The loss as a function of the probability the model gives the right word.
+    # ja: モデルが正解の単語に与える確率の関数として見た損失です。
     confidence = np.linspace(0.05, 0.999, 80)
-    target = torch.tensor([true + 1])                     # +1: class 0 is ignore_index below
+    target = torch.tensor([true + 1])                     # +1: class 0 is ignore_index below  #ja: +1：下でクラス 0 を ignore_index にするため
     for eps in [0.0, 0.1, 0.3]:
         loss_fn = LabelSmoothingLoss(smoothing=eps, ignore_index=0)
         losses = []
