@@ -37,6 +37,10 @@ class Rubric:
 
 
 def load_rubric(path: Path = RUBRIC_PATH) -> Rubric:
+    """Read a rubric. One that sits in a ``grader/`` folder (the repository's, a hand-out's)
+    must name only test files that exist beside that folder: a missing file is an error,
+    never a part that silently loses its checks."""
+    path = Path(path)
     with open(path, "rb") as f:
         raw = tomllib.load(f)
     parts = {}
@@ -56,6 +60,11 @@ def load_rubric(path: Path = RUBRIC_PATH) -> Rubric:
             raise RubricError(f"part {part.name!r} depends on unknown parts {unknown}")
         if part.bleu_thresholds and max(p for _, p in part.bleu_thresholds) > part.points:
             raise RubricError(f"part {part.name!r}: a BLEU threshold awards more than the part's points")
+    if path.resolve().parent.name == "grader":
+        root = path.resolve().parent.parent
+        missing = [t for part in parts.values() for t in part.tests if not (root / t).is_file()]
+        if missing:
+            raise RubricError(f"{path}: the rubric names test files that do not exist: {', '.join(missing)}")
     if abs(sum(p.points for p in parts.values()) - rubric.total) > 1e-9:
         raise RubricError(f"the parts add up to {sum(p.points for p in parts.values())}, not total = {rubric.total}")
     return rubric

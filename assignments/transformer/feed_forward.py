@@ -16,7 +16,8 @@ class PositionwiseFeedForward(nn.Module):
         w_2: ``nn.Linear(d_ff, d_model)``.
         dropout: ``nn.Dropout(dropout)``, applied to the hidden activations.
 
-    ``forward(x)``: ``(..., d_model) -> (..., d_model)``, equal to
+    ``forward(x)``: ``(..., d_model) -> (..., d_model)`` (``...``: any number of leading axes,
+    including none), equal to
     ``w_2(dropout(relu(w_1(x))))``.
 
     Pitfall: the dropout goes between the ReLU and ``w_2`` — not on the output, which the

@@ -8,9 +8,12 @@ Each toy duck-types ``transformer.model.Transformer`` as far as the decoders nee
 * ``pad_id``: an int;
 * ``forward(src, tgt, src_mask, tgt_mask)`` -> logits, like ``Transformer.forward``.
 
-Every toy is causal by construction (the hidden state at position ``t`` depends on the target
-tokens ``0..t`` only), whatever ``tgt_mask`` it is given: the masks a decoder passes are not
-what the decoding tests check. Tokens ``pad_id`` and (for the ``random`` constructors) ``bos_id``
+``MarkovToy``, ``SourceMarkovToy`` and ``PrefixToy`` are causal by construction (the hidden
+state at position ``t`` depends on the target tokens ``0..t`` only), whatever ``tgt_mask`` they
+are given: the tests that use them do not check the masks a decoder passes. ``AttentionToy``
+is the exception: a stack of self-attention layers that applies ``tgt_mask`` (and ``src_mask``)
+like the real decoder, so that decoding without the causal mask, or without the source mask,
+changes its output. Tokens ``pad_id`` and (for the ``random`` constructors) ``bos_id``
 get the logit ``FORBIDDEN_LOGIT`` (a probability of about ``e^-60``), so that a toy never
 generates them and the output layout (no ``<s>``, ``pad`` only after ``</s>``) is unambiguous.
 
@@ -20,6 +23,8 @@ another process from ``(type(toy).__name__, toy.init_kwargs, toy.state_dict())``
 and every tensor is a parameter or a buffer.
 """
 from __future__ import annotations
+
+import functools
 
 import math
 
@@ -87,6 +92,19 @@ def _random_log_table(generator, shape, vocab_size, forbidden, scale, eos_id, eo
 class _Toy(nn.Module):
     init_kwargs: dict
     pad_id: int
+
+    def __init_subclass__(cls, **kwargs):
+        """Every toy is built in eval mode, as the decoding contract asks of the models it is
+        given (toys have no dropout, so this changes no result: it keeps the letter of it)."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__init__
+
+        @functools.wraps(init)
+        def init_in_eval_mode(self, *args, **kw):
+            init(self, *args, **kw)
+            self.eval()
+
+        cls.__init__ = init_in_eval_mode
 
     def forward(self, src, tgt, src_mask, tgt_mask):
         memory = self.encode(src, src_mask)
@@ -331,7 +349,146 @@ class PrefixToy(_Toy):
         return torch.tanh(x @ self.w_tok + prefix @ self.w_prefix + (pooled @ self.w_mem)[:, None, :])
 
 
-TOY_CLASSES = {cls.__name__: cls for cls in (MarkovToy, SourceMarkovToy, PrefixToy)}
+def _attention_mask(mask, batch: int, t_q: int, t_k: int):
+    """``(batch, t_q, t_k)`` bool "may attend" from a mask of shape ``(T_q, T_k)``,
+    ``(1 or B, T_q, T_k)``, ``(1 or B, 1, T_k)`` or ``(1 or B, 1 or h, T_q, T_k)`` (the first head);
+    ``None`` when ``mask`` is ``None`` (everything visible)."""
+    if mask is None:
+        return None
+    keep = torch.as_tensor(mask).bool()
+    while keep.dim() > 3:
+        keep = keep[:, 0]
+    while keep.dim() < 3:
+        keep = keep.unsqueeze(0)
+    return keep.expand(batch, t_q, t_k)
+
+
+def _attend(query, key, value, keep, recency=None):
+    """Dot-product attention; ``keep`` False hides a key (a row with no key left is uniform);
+    ``recency`` adds ``recency * (s - t)`` to the score of key ``s`` for query ``t``."""
+    scores = query @ key.transpose(-2, -1) / math.sqrt(query.shape[-1])
+    if recency is not None:
+        steps = torch.arange(scores.shape[-1], dtype=scores.dtype, device=scores.device)
+        scores = scores + recency * (steps[None, :] - steps[:, None])
+    if keep is not None:
+        scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
+    return scores.softmax(dim=-1) @ value
+
+
+class AttentionToy(_Toy):
+    """A small random Transformer-like model whose decoder is a stack of ``num_layers``
+    self-attention layers that apply ``tgt_mask`` (and cross-attention that applies
+    ``src_mask``), unlike the other toys, which are causal whatever mask they get:
+
+        keep[b, j]   = src_mask[b, 0, j]                 (True = real source token)
+        e[b, j]      = src_embed[src[b, j]]
+        memory[b, j] = tanh(e[b, j] + mean_{k: keep[b, k]} e[b, k] @ w_enc)   (padded j too)
+        h0_t         = tgt_embed[tgt[t]] + sin(t * freq + phase)
+        h{l+1}_t     = tanh(h_t @ w_self[l] + self_t @ w_attn[l] + cross_t @ w_cross[l])
+        self_t       = attention(h_t @ w_q[l], keys h_s @ w_k[l], values h_s) over the s that tgt_mask
+                       shows, with recency[l] * (s - t) added to the scores
+        cross_t      = attention(h_t @ w_c[l], keys and values memory_j) over the j that src_mask shows
+        logits       = generator(h{L}_t)                  (nn.Linear(d_model, V))
+
+    With the causal mask, ``h{l}_t`` depends on ``tgt[0..t]`` only; without it (``tgt_mask``
+    ``None`` or all True) the earlier positions of the first layer see the later tokens and,
+    from the second layer on, the last position reads them: greedy decoding and beam search
+    then choose other tokens. (:meth:`random` makes ``recency`` positive in the first layer,
+    which then looks mostly at the latest visible token, and negative in the second, which
+    looks mostly at the earliest positions: a missing mask shows in most decodings.) An encoder or decoder that does not get ``src_mask`` reads the
+    source padding. ``tgt_mask`` may have shape ``(T, T)``, ``(1 or B, T, T)`` or
+    ``(B, 1, T, T)``; ``src_mask`` ``(B, 1, T_src)``; ``None`` means "everything visible".
+    :meth:`random` draws the weights from a seeded generator; the generator bias favours
+    ``eos_id`` by ``eos_bias`` and forbids ``pad_id``, ``bos_id`` and the tokens outside
+    ``allowed``.
+    """
+
+    def __init__(self, vocab_size: int, src_vocab_size: int, d_model: int = 8, num_layers: int = 2,
+                 pad_id: int = 0, dtype: str = "float64"):
+        super().__init__()
+        self.init_kwargs = {
+            "vocab_size": int(vocab_size), "src_vocab_size": int(src_vocab_size), "d_model": int(d_model),
+            "num_layers": int(num_layers), "pad_id": int(pad_id), "dtype": _dtype_name(dtype),
+        }
+        dt = _dtype(self.init_kwargs["dtype"])
+        self.pad_id = int(pad_id)
+        self.num_layers = int(num_layers)
+        self.src_embed = nn.Parameter(torch.zeros(src_vocab_size, d_model, dtype=dt))
+        self.w_enc = nn.Parameter(torch.zeros(d_model, d_model, dtype=dt))
+        self.tgt_embed = nn.Parameter(torch.zeros(vocab_size, d_model, dtype=dt))
+        self.freq = nn.Parameter(torch.zeros(d_model, dtype=dt))
+        self.phase = nn.Parameter(torch.zeros(d_model, dtype=dt))
+        for name in ("w_q", "w_k", "w_self", "w_attn", "w_c", "w_cross"):
+            self.register_parameter(name, nn.Parameter(torch.zeros(num_layers, d_model, d_model, dtype=dt)))
+        self.recency = nn.Parameter(torch.zeros(num_layers, dtype=dt))
+        self.generator = nn.Linear(d_model, vocab_size, dtype=dt)
+        with torch.no_grad():
+            self.generator.weight.zero_()
+            self.generator.bias.zero_()
+
+    @classmethod
+    def random(cls, seed: int, vocab_size: int, src_vocab_size: int, d_model: int = 8, num_layers: int = 2,
+               pad_id: int = 0, bos_id: int = 1, eos_id: int = 2, eos_bias: float = 0.0, scale: float = 1.0,
+               allowed=None, dtype: str = "float64") -> "AttentionToy":
+        """Weights from ``torch.Generator().manual_seed(seed)``; tokens outside ``allowed``
+        (default: all but ``pad_id`` and ``bos_id``) get the bias ``FORBIDDEN_LOGIT``."""
+        toy = cls(vocab_size, src_vocab_size, d_model, num_layers, pad_id=pad_id, dtype=dtype)
+        generator = torch.Generator().manual_seed(seed)
+
+        def randn(*shape, std=1.0):
+            return torch.randn(*shape, generator=generator, dtype=torch.float64) * std
+
+        square = d_model**-0.5
+        state = {
+            "src_embed": randn(src_vocab_size, d_model),
+            "w_enc": randn(d_model, d_model, std=square),
+            "tgt_embed": randn(vocab_size, d_model),
+            "freq": torch.rand(d_model, generator=generator, dtype=torch.float64) * 1.5 + 0.1,
+            "phase": torch.rand(d_model, generator=generator, dtype=torch.float64) * 2 * math.pi,
+            "w_q": randn(num_layers, d_model, d_model, std=2.0 * square),
+            "w_k": randn(num_layers, d_model, d_model, std=2.0 * square),
+            "w_self": randn(num_layers, d_model, d_model, std=square),
+            "w_attn": randn(num_layers, d_model, d_model, std=2.0 * square),
+            "w_c": randn(num_layers, d_model, d_model, std=2.0 * square),
+            "w_cross": randn(num_layers, d_model, d_model, std=1.5 * square),
+            # the first layer (and every other one) favours the latest visible positions, the others the earliest
+            "recency": (torch.rand(num_layers, generator=generator, dtype=torch.float64) + 1.0)
+            * torch.tensor([(-1.0) ** layer for layer in range(num_layers)], dtype=torch.float64),
+            "generator.weight": randn(vocab_size, d_model, std=2.0 * scale * square),
+            "generator.bias": randn(vocab_size, std=0.5 * scale),
+        }
+        state["generator.bias"][eos_id] += eos_bias
+        for token in _forbidden(vocab_size, pad_id, bos_id, allowed):
+            state["generator.weight"][token] = 0.0
+            state["generator.bias"][token] = FORBIDDEN_LOGIT
+        dt = _dtype(toy.init_kwargs["dtype"])
+        toy.load_state_dict({k: v.to(dt) for k, v in state.items()}, strict=True)
+        return toy
+
+    def encode(self, src, src_mask):
+        batch, length = src.shape
+        keep = _key_keep(src_mask, batch, length).to(self.src_embed.device)
+        weight = keep.to(self.src_embed.dtype)[..., None]
+        embedded = self.src_embed[src.long()]
+        pooled = (embedded * weight).sum(dim=1, keepdim=True) / weight.sum(dim=1, keepdim=True).clamp(min=1.0)
+        return torch.tanh(embedded + pooled @ self.w_enc)  # padded positions too, as in a real encoder
+
+    def decode(self, tgt, memory, src_mask, tgt_mask):
+        batch, length = tgt.shape
+        steps = torch.arange(length, dtype=self.freq.dtype, device=self.freq.device)
+        h = self.tgt_embed[tgt.long()] + torch.sin(steps[:, None] * self.freq + self.phase)
+        self_keep = _attention_mask(tgt_mask, batch, length, length)
+        source_keep = _key_keep(src_mask, memory.shape[0], memory.shape[1])[:, None, :]
+        source_keep = source_keep.expand(batch, length, memory.shape[1])
+        memory = memory.to(h.dtype)
+        for layer in range(self.num_layers):
+            attended = _attend(h @ self.w_q[layer], h @ self.w_k[layer], h, self_keep, self.recency[layer])
+            crossed = _attend(h @ self.w_c[layer], memory, memory, source_keep)
+            h = torch.tanh(h @ self.w_self[layer] + attended @ self.w_attn[layer] + crossed @ self.w_cross[layer])
+        return h
+
+
+TOY_CLASSES = {cls.__name__: cls for cls in (MarkovToy, SourceMarkovToy, PrefixToy, AttentionToy)}
 
 
 def build_toy(class_name: str, init_kwargs: dict, state_dict: dict) -> _Toy:

@@ -33,6 +33,10 @@ def greedy_decode(model, src, src_mask, max_len, bos_id, eos_id):
     Stop when every row has produced ``eos_id`` or after ``max_len`` tokens.
 
     Pitfall: a finished row must keep getting ``pad_id``, not whatever the argmax says.
+
+    Pitfall: keep the causal mask although only the last position is read: with two or more
+    decoder layers, the earlier positions would see the later tokens, and the last position
+    reads them in the next layer. The result must agree with teacher forcing (training).
     """
     # BEGIN SOLUTION: encode once; loop: decode the prefix, argmax of the last position's logits, pad finished rows, stop when all are done
     memory = model.encode(src, src_mask)
@@ -57,7 +61,8 @@ def beam_search(model, src, src_mask, max_len, bos_id, eos_id, beam_size=4, leng
     beam size 4, length penalty α = 0.6).
 
     Args: as ``greedy_decode``, plus
-        beam_size: the number of hypotheses kept per row.
+        beam_size: the number of hypotheses kept per row, with ``1 <= beam_size <= V``, the
+            vocabulary size (the output size of ``model.generator``).
         length_penalty: α in the GNMT length penalty (Wu et al., 2016):
             ``score = log P(y | x) / ((5 + |y|) / 6) ** α``, where ``|y|`` counts the
             generated tokens including ``</s>``.

@@ -17,7 +17,8 @@ class EncoderLayer(nn.Module):
     (``AddNorm``). All of them use the same ``dropout`` rate.
 
     ``forward(x, src_mask)``: ``x`` ``(B, T, d_model)``; ``src_mask`` bool ``(B, 1, T)`` (True =
-    real token). Returns ``(B, T, d_model)``. Equivalent to
+    real token), or any mask ``MultiHeadAttention.forward`` accepts (``(B, T, T)``,
+    ``(1, T, T)``): it is passed unchanged to ``self_attn``. Returns ``(B, T, d_model)``. Equivalent to
     ``nn.TransformerEncoderLayer(d_model, num_heads, d_ff, dropout, batch_first=True)``
     (post-norm, ReLU).
 

@@ -17,7 +17,8 @@ class LayerNorm(nn.Module):
         weight: ``(d_model,)`` initialised to ones (the gain γ).
         bias: ``(d_model,)`` initialised to zeros (β).
 
-    ``forward(x)``: ``(..., d_model) -> (..., d_model)``, same dtype and device as ``x``.
+    ``forward(x)``: ``(..., d_model) -> (..., d_model)`` (``...``: any number of leading axes,
+    including none), same dtype and device as ``x``.
 
     Off limits: ``nn.LayerNorm`` and ``F.layer_norm``.
 

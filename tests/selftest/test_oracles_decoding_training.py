@@ -12,7 +12,16 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grader.runtime.toys import FORBIDDEN_LOGIT, TOY_CLASSES, MarkovToy, PrefixToy, SourceMarkovToy, build_toy
+from grader.i18n import _
+from grader.runtime.toys import (
+    FORBIDDEN_LOGIT,
+    TOY_CLASSES,
+    AttentionToy,
+    MarkovToy,
+    PrefixToy,
+    SourceMarkovToy,
+    build_toy,
+)
 from tests.support.oracles import decoding as D
 from tests.support.oracles import training as T
 from tests.support.oracles.decoding import A, B, BOS, C, EOS, PAD
@@ -26,6 +35,8 @@ def make_toy(kind, seed, dtype="float64", **kwargs):
         return MarkovToy.random(seed, 7, dtype=dtype, **kwargs)
     if kind == "source":
         return SourceMarkovToy.random(seed, 3, 7, dtype=dtype, **kwargs)
+    if kind == "attention":
+        return AttentionToy.random(seed, 7, 9, d_model=5, num_layers=2, dtype=dtype, **kwargs)
     return PrefixToy.random(seed, 7, 9, d_model=5, dtype=dtype, **kwargs)
 
 
@@ -37,7 +48,7 @@ def source(batch, length, seed):
     return src, (src != PAD).unsqueeze(1)
 
 
-KINDS = st.sampled_from(["markov", "source", "prefix"])
+KINDS = st.sampled_from(["markov", "source", "prefix", "attention"])
 
 
 # --- toys ---------------------------------------------------------------------------------------
@@ -114,6 +125,54 @@ def test_prefix_toy_depends_on_prefix_source_and_mask(seed):
                                                  D.causal(3))[:, -1])
 
 
+def test_attention_toy_needs_the_causal_mask():
+    """Without the causal mask the earlier positions see the later tokens (the other toys are
+    causal whatever mask they get), and greedy decoding mostly chooses other tokens: the
+    decoding checks that use this toy rely on it. Rates over 40 seeds, as the toys are random."""
+    earlier_changed = outputs_changed = 0
+    for seed in range(40):
+        toy = AttentionToy.random(seed, 7, 9, d_model=6, num_layers=2)
+        src, mask = source(3, 5, seed)
+        memory = toy.encode(src, mask)
+        tgt = torch.randint(2, 7, (3, 4), generator=torch.Generator().manual_seed(seed))
+        changed = tgt.clone()
+        changed[:, -1] = (changed[:, -1] + 1 - 2) % 5 + 2
+        unmasked = toy.decode(tgt, memory, mask, None)
+        assert torch.equal(toy.decode(tgt, memory, mask, torch.ones(1, 4, 4, dtype=torch.bool)), unmasked)
+        earlier_changed += not torch.allclose(toy.decode(changed, memory, mask, None)[:, :-1], unmasked[:, :-1])
+        rows = D.greedy_rows(toy, src, mask, 6, BOS, EOS)[0]
+        outputs_changed += D.greedy_rows(toy, src, mask, 6, BOS, EOS, causal_mask=False)[0] != rows
+    assert earlier_changed == 40
+    assert outputs_changed >= 24, outputs_changed
+
+
+@given(seed=seeds, length=st.integers(1, 5))
+def test_attention_toy_accepts_every_mask_layout(seed, length):
+    toy = AttentionToy.random(seed, 7, 9, d_model=5)
+    src, mask = source(3, 4, seed)
+    memory = toy.encode(src, mask)
+    tgt = torch.randint(2, 7, (3, length), generator=torch.Generator().manual_seed(seed))
+    expected = toy.decode(tgt, memory, mask, D.causal(length))
+    causal = D.causal(length)
+    padded = torch.ones(3, 1, length, dtype=torch.bool)
+    for layout in (causal[0], causal.expand(3, -1, -1), causal.unsqueeze(1).expand(3, 2, -1, -1),
+                   causal & padded, causal.to(torch.uint8)):
+        assert torch.equal(toy.decode(tgt, memory, mask, layout), expected)
+
+
+@given(seed=seeds)
+def test_attention_toy_reads_the_source_masks(seed):
+    toy = AttentionToy.random(seed, 7, 9, d_model=5)
+    src = torch.tensor([[4, 5, 6, PAD, PAD]])
+    mask = (src != PAD).unsqueeze(1)
+    tgt = torch.tensor([[BOS, A, B]])
+    hidden = toy.decode(tgt, toy.encode(src, mask), mask, D.causal(3))
+    trimmed = toy.decode(tgt, toy.encode(src[:, :3], mask[:, :, :3]), mask[:, :, :3], D.causal(3))
+    assert torch.allclose(hidden, trimmed, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(hidden, toy.decode(tgt, toy.encode(src, mask), None, D.causal(3)))
+    assert not torch.allclose(toy.encode(src, mask)[:, :3], toy.encode(src, None)[:, :3])
+
+
 @given(kind=KINDS, seed=seeds)
 def test_random_toys_never_generate_forbidden_tokens(kind, seed):
     allowed = [EOS, 3, 5]
@@ -135,6 +194,37 @@ def test_naive_greedy_follows_the_table():
     assert rows == [D.GREEDY_TRAP_GREEDY] * 2
     assert margin == pytest.approx(math.log(0.34) - math.log(0.33))
     assert D.greedy_rows_ignoring_eos(toy, src, mask, 4, BOS) == [[A, EOS, A, EOS]] * 2
+
+
+@given(kind=KINDS, seed=seeds, max_len=st.integers(1, 6), dtype=st.sampled_from(DTYPE_NAMES))
+def test_greedy_output_agrees_with_teacher_forcing(kind, seed, max_len, dtype):
+    toy = make_toy(kind, seed, dtype)
+    src, mask = source(3, 4, seed)
+    rows, margin = D.greedy_rows(toy, src, mask, max_len, BOS, EOS)
+    if margin < 1e-4:
+        return
+    assert D.teacher_forced_argmax(toy, src, mask, rows, BOS) == rows
+    if kind != "attention":  # causal by construction: the mask flags change nothing
+        assert D.greedy_rows(toy, src, mask, max_len, BOS, EOS, causal_mask=False)[0] == rows
+
+
+def test_mask_probe_tells_the_forgotten_masks_apart():
+    toy, src, mask, max_len = D.mask_probe()
+    assert bool((~mask).any(dim=-1).sum() >= 2)  # padded sources
+    variants = [{}, dict(causal_mask=False), dict(decode_src_mask=False), dict(encode_src_mask=False),
+                dict(encode_src_mask=False, decode_src_mask=False)]
+    outputs = []
+    for flags in variants:
+        rows, margin = D.greedy_rows(toy, src, mask, max_len, BOS, EOS, **flags)
+        assert margin > 0.05, flags
+        outputs.append(rows)
+    assert all(outputs[i] != outputs[j] for i in range(len(outputs)) for j in range(i))
+    assert all(row != correct for row, correct in zip(outputs[1], outputs[0]))  # no causal mask: every row
+
+
+def test_generated_rows():
+    tokens = torch.tensor([[A, EOS, PAD], [B, C, A], [EOS, PAD, PAD], [A, PAD, PAD], [PAD, PAD, PAD]])
+    assert D.generated_rows(tokens, EOS, PAD) == [[A, EOS], [B, C, A], [EOS], [A], []]
 
 
 def test_layout_and_strip():
@@ -276,8 +366,8 @@ def test_noam_reference_peak_and_errors():
         with pytest.raises(ValueError):
             T.noam_lr_reference(bad, 512, 4000)
     bugs = T.noam_likely_bugs([1, 2, 50], 64, 10, 2.0)
-    assert math.isnan(float(bugs["off by one: the schedule is evaluated at step - 1 (peak at warmup + 1); "
-                                 "steps count from 1"][0]))
+    assert math.isnan(float(bugs[_("off by one: the schedule is evaluated at step - 1 (peak at warmup + 1); "
+                                   "steps count from 1")][0]))
     correct = torch.tensor([T.noam_lr_reference(s, 64, 10, 2.0) for s in (1, 2, 50)], dtype=torch.float64)
     for text, values in bugs.items():
         assert not torch.allclose(values, correct, rtol=1e-9, atol=0), text

@@ -12,7 +12,8 @@ So that one test suite works with both, tests follow these rules:
 
 1. Reach student code only as ``impl.<module>.<name>`` (modules: attention, feed_forward,
    normalization, embedding, masks, layers, model, decoding, training).
-2. Pass only tensors, Python numbers/strings/bools/None, tuples/lists/dicts of those,
+2. Pass only tensors, Python numbers/strings/bools/None, ``torch.dtype`` and ``torch.device``
+   values, tuples/lists/dicts of those,
    objects that came from ``impl``, ``nn.Dropout``, and these trusted ``torch.nn`` modules
    (with their weights): ``Linear``, ``Identity``, ``ReLU``, ``Tanh``, ``Sequential`` of them,
    and the toy models in ``grader.runtime.toys``. No lambdas or other callables.

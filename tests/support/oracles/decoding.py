@@ -5,12 +5,19 @@ the solutions: one row at a time, plain Python lists, float64 scores.
   mask, argmax of the last position), one row at a time, with the smallest gap between the
   best and the second-best logit it met (tests skip near-ties).
 * :func:`greedy_rows_ignoring_eos` — the same loop that never stops at ``</s>`` (the
-  signature of a decoder that forgets to stop / to pad).
+  signature of a decoder that forgets to stop / to pad); :func:`greedy_rows_first_position`
+  — the loop that reads the first position's logits instead of the last one's.
 * :func:`enumerate_hypotheses` / :func:`brute_force_best` — every hypothesis a beam search
   can end with (ended with ``</s>`` after ``1..max_len`` tokens, or still open at
   ``max_len``), scored with the GNMT length penalty
   ``log P / ((5 + len) / 6) ** alpha``: the exact optimum that a wide enough beam returns.
-* :func:`layout`, :func:`strip_trailing_pad` — the output layout of the contract.
+* :func:`teacher_forced_argmax` — the argmax after every prefix of a given output, from one
+  teacher-forced pass under the causal mask (what greedy decoding must agree with).
+* the mask flags of :func:`greedy_rows` and :func:`brute_force_best` (``causal_mask``,
+  ``encode_src_mask``, ``decode_src_mask``): ``False`` passes ``None`` instead of that mask,
+  the output of a decoder that forgets it (a bug signature).
+* :func:`layout`, :func:`strip_trailing_pad`, :func:`generated_rows` — the output layout of
+  the contract.
 
 The model may be a toy from ``grader.runtime.toys`` or a model from ``impl``: the oracles
 use only ``encode``, ``decode`` and ``generator`` of it.
@@ -35,28 +42,45 @@ def gnmt_score(log_prob: float, length: int, alpha: float) -> float:
 
 
 @torch.no_grad()
-def next_logits(model, memory, src_mask_row, prefix: list[int]) -> torch.Tensor:
-    """The logits ``(V,)`` (float64) for the token after ``prefix`` (which starts with ``<s>``)."""
+def next_logits(model, memory, src_mask_row, prefix: list[int], *, causal_mask: bool = True,
+                decode_src_mask: bool = True) -> torch.Tensor:
+    """The logits ``(V,)`` (float64) for the token after ``prefix`` (which starts with ``<s>``).
+
+    ``causal_mask=False`` / ``decode_src_mask=False``: decode with ``None`` instead of the
+    causal mask / the source mask (the signatures of a decoder that forgets them).
+    """
     tgt = torch.tensor([prefix], dtype=torch.long)
-    hidden = model.decode(tgt, memory, src_mask_row, causal(len(prefix)))
+    hidden = model.decode(tgt, memory, src_mask_row if decode_src_mask else None,
+                          causal(len(prefix)) if causal_mask else None)
     return model.generator(hidden[:, -1])[0].double()
 
 
+def _encode_row(model, src, src_mask, b: int, encode_src_mask: bool = True):
+    """``memory`` of row ``b`` alone (its padding columns kept); ``encode_src_mask=False``
+    encodes it with ``None`` instead of its source mask."""
+    return model.encode(src[b : b + 1], src_mask[b : b + 1] if encode_src_mask else None)
+
+
 @torch.no_grad()
-def greedy_rows(model, src, src_mask, max_len: int, bos_id: int, eos_id: int):
+def greedy_rows(model, src, src_mask, max_len: int, bos_id: int, eos_id: int, *, causal_mask: bool = True,
+                encode_src_mask: bool = True, decode_src_mask: bool = True):
     """Naive greedy decoding, one row at a time.
 
     Returns ``(rows, margin)``: ``rows[b]`` is the list of generated tokens of row ``b``
     (without ``<s>``, ending with ``</s>`` unless ``max_len`` ran out); ``margin`` is the
     smallest gap between the two largest logits over all steps (near-ties make the argmax
     depend on the order of floating-point operations).
+
+    ``causal_mask``, ``encode_src_mask``, ``decode_src_mask``: ``False`` passes ``None``
+    instead of that mask (the output of a decoder that forgets it).
     """
     rows, margin = [], math.inf
     for b in range(src.shape[0]):
-        memory = model.encode(src[b : b + 1], src_mask[b : b + 1])
+        memory = _encode_row(model, src, src_mask, b, encode_src_mask)
         prefix = [bos_id]
         while len(prefix) - 1 < max_len:
-            logits = next_logits(model, memory, src_mask[b : b + 1], prefix)
+            logits = next_logits(model, memory, src_mask[b : b + 1], prefix, causal_mask=causal_mask,
+                                 decode_src_mask=decode_src_mask)
             top = logits.topk(2).values
             margin = min(margin, float(top[0] - top[1]))
             token = int(logits.argmax())
@@ -76,6 +100,25 @@ def greedy_rows_ignoring_eos(model, src, src_mask, max_len: int, bos_id: int):
         prefix = [bos_id]
         for _ in range(max_len):
             prefix.append(int(next_logits(model, memory, src_mask[b : b + 1], prefix).argmax()))
+        rows.append(prefix[1:])
+    return rows
+
+
+@torch.no_grad()
+def greedy_rows_first_position(model, src, src_mask, max_len: int, bos_id: int, eos_id: int):
+    """Greedy decoding that takes the argmax of the *first* position's logits (the prediction
+    after ``<s>``) at every step instead of the last one's; stops at ``</s>``."""
+    rows = []
+    for b in range(src.shape[0]):
+        memory = model.encode(src[b : b + 1], src_mask[b : b + 1])
+        prefix = [bos_id]
+        while len(prefix) - 1 < max_len:
+            tgt = torch.tensor([prefix], dtype=torch.long)
+            hidden = model.decode(tgt, memory, src_mask[b : b + 1], causal(len(prefix)))
+            token = int(model.generator(hidden[:, 0])[0].argmax())
+            prefix.append(token)
+            if token == eos_id:
+                break
         rows.append(prefix[1:])
     return rows
 
@@ -113,19 +156,22 @@ def with_bos(tokens: torch.Tensor, bos_id: int) -> torch.Tensor:
 
 @torch.no_grad()
 def enumerate_hypotheses(model, src_row, src_mask_row, max_len: int, bos_id: int, eos_id: int,
-                         allowed: list[int]):
+                         allowed: list[int], *, causal_mask: bool = True, encode_src_mask: bool = True,
+                         decode_src_mask: bool = True):
     """Every final hypothesis of one source row over the tokens ``allowed`` (``eos_id`` among
     them): a list of ``(tokens, log_prob, length)``; ``length`` counts ``</s>``.
 
-    Incremental: the model is asked for the next-token distribution of every prefix.
+    Incremental: the model is asked for the next-token distribution of every prefix (under
+    the causal mask; a ``False`` mask flag passes ``None`` instead, as in :func:`greedy_rows`).
     """
     if eos_id not in allowed:
         raise ValueError("eos_id must be among the allowed tokens")
-    memory = model.encode(src_row, src_mask_row)
+    memory = model.encode(src_row, src_mask_row if encode_src_mask else None)
     out = []
 
     def expand(prefix: list[int], log_prob: float) -> None:
-        log_probs = next_logits(model, memory, src_mask_row, prefix).log_softmax(dim=-1)
+        log_probs = next_logits(model, memory, src_mask_row, prefix, causal_mask=causal_mask,
+                                decode_src_mask=decode_src_mask).log_softmax(dim=-1)
         for token in allowed:
             lp = log_prob + float(log_probs[token])
             seq = prefix[1:] + [token]
@@ -148,6 +194,39 @@ def teacher_forced_log_prob(model, src_row, src_mask_row, seq: list[int], bos_id
     return float(sum(log_probs[t, token] for t, token in enumerate(seq)))
 
 
+def generated_rows(tokens: torch.Tensor, eos_id: int, pad_id: int) -> list[list[int]]:
+    """The rows of a decoder's ``(B, L)`` output as lists: up to and including the first
+    ``</s>``, or, in a row without one, everything but the trailing ``pad_id``s."""
+    rows = []
+    for row in tokens.tolist():
+        if eos_id in row:
+            row = row[: row.index(eos_id) + 1]
+        else:
+            while row and row[-1] == pad_id:
+                row.pop()
+        rows.append(row)
+    return rows
+
+
+@torch.no_grad()
+def teacher_forced_argmax(model, src, src_mask, rows: list[list[int]], bos_id: int) -> list[list[int]]:
+    """For each row ``y`` of ``rows`` (generated tokens, without ``<s>``): the argmax of the
+    logits at every position of one teacher-forced pass over ``<s> y[:-1]`` under the causal
+    mask, i.e. ``argmax generator(decode(<s> y_1..y_{t-1}))[t]`` for ``t = 1..len(y)``: the
+    tokens that greedy decoding chooses after each prefix of ``y``. A greedy output ``y``
+    agrees with teacher forcing iff the result equals ``y``."""
+    out = []
+    for b, row in enumerate(rows):
+        if not row:
+            out.append([])
+            continue
+        memory = model.encode(src[b : b + 1], src_mask[b : b + 1])
+        tgt = torch.tensor([[bos_id] + row[:-1]], dtype=torch.long)
+        logits = model.generator(model.decode(tgt, memory, src_mask[b : b + 1], causal(len(row))))[0]
+        out.append(logits.double().argmax(dim=-1).tolist())
+    return out
+
+
 def all_final_sequences(max_len: int, eos_id: int, allowed: list[int]):
     """The same hypothesis set as :func:`enumerate_hypotheses`, listed with itertools."""
     others = [t for t in allowed if t != eos_id]
@@ -166,16 +245,18 @@ def hypothesis_count(max_len: int, real_tokens: int) -> int:
 
 
 def brute_force_best(model, src, src_mask, max_len: int, bos_id: int, eos_id: int, alpha: float,
-                     allowed: list[int]):
+                     allowed: list[int], **masks):
     """The exact beam-search optimum of every row.
 
     Returns ``(rows, margin, count)``: the best hypothesis of each row by GNMT score, the
     smallest gap between the best and the second-best score over the rows, and the largest
     number of hypotheses of a row (a beam at least that wide keeps every one of them).
+    ``masks``: the mask flags of :func:`enumerate_hypotheses` (a forgotten mask's signature).
     """
     rows, margin, count = [], math.inf, 0
     for b in range(src.shape[0]):
-        hyps = enumerate_hypotheses(model, src[b : b + 1], src_mask[b : b + 1], max_len, bos_id, eos_id, allowed)
+        hyps = enumerate_hypotheses(model, src[b : b + 1], src_mask[b : b + 1], max_len, bos_id, eos_id, allowed,
+                                    **masks)
         scored = sorted(((gnmt_score(lp, n, alpha), seq) for seq, lp, n in hyps), key=lambda x: -x[0])
         rows.append(scored[0][1])
         if len(scored) > 1:
@@ -288,3 +369,16 @@ def two_context_toy(dtype: str = "float64"):
 
 TWO_CONTEXT_EVEN = [A, EOS]
 TWO_CONTEXT_ODD = [B, C, EOS]
+
+
+def mask_probe():
+    """A fixed input on which decoders that forget one of their masks all differ: ``(toy,
+    src, src_mask, max_len)`` with a two-layer ``AttentionToy`` and three padded sources; the
+    greedy outputs with the causal mask, the source mask in model.encode, in model.decode or in
+    both replaced by ``None`` differ from each other and from the correct one (and without the
+    causal mask every row differs). Checked in tests/selftest."""
+    from grader.runtime.toys import AttentionToy
+
+    toy = AttentionToy.random(236, 7, 9, d_model=6, num_layers=2, eos_bias=-1.0)
+    src = torch.tensor([[4, 7, 5, 3, 6], [8, 3, PAD, PAD, PAD], [5, 6, 4, PAD, PAD]])
+    return toy, src, (src != PAD).unsqueeze(1), 6

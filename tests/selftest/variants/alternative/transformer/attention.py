@@ -1,3 +1,6 @@
+"""Variant alternative — attention: ``torch.einsum`` for the scores and the weighted sum, Q scaled
+before the product, masking with ``masked_fill(mask.logical_not(), -inf)``, heads split with
+``reshape`` + ``permute(0, 2, 1, 3)``; ``attn_weights`` kept as they are (not detached)."""
 import math
 
 import torch

@@ -1,4 +1,12 @@
-"""Per-row decoding: the textbook formulation, one sentence at a time."""
+"""Variant alternative — per-row decoding, the textbook formulation: one sentence at a time and,
+in the beam search, one hypothesis at a time (Python lists of tokens, ``topk`` of each
+hypothesis's ``min(beam_size, V)`` best tokens).
+
+Its beam search moves ended hypotheses to a separate *finished pool* (roughly as fairseq and
+Hugging Face do) instead of keeping them in the beam, so their slots go to open hypotheses.
+The contract's beam keeps them; the two can return different hypotheses (on random models,
+the pool's answer had the higher score where they differed), and the suite accepts both.
+"""
 import torch
 
 from .masks import causal_mask

@@ -1,3 +1,4 @@
+"""Variant alternative — feed-forward with ``torch.relu``."""
 import torch
 from torch import nn
 

@@ -1,3 +1,6 @@
+"""Variant alternative — stacks of ``copy.deepcopy`` of one layer, positional-only arguments,
+and PyTorch's default initialisation (no Xavier: the contract asks for it, but only training
+notices, and the tests load their own weights)."""
 import copy
 
 from torch import nn

@@ -1,3 +1,5 @@
+"""Variant alternative — label smoothing on the kept rows only (``logits[kept]``), a dense target
+distribution built with ``scatter_add_``; ``noam_lr`` with ``1 / step ** 0.5``."""
 import torch
 from torch import nn
 
