@@ -16,6 +16,7 @@ the table; ``conftest.py`` wires the plugin in. Every test call runs under a tim
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import json
 import os
@@ -382,12 +383,14 @@ def _tokens(text: str):
         yield word
 
 
+@functools.lru_cache(maxsize=1)
 def rubric():
     from grader.rubric import load_rubric
 
     return load_rubric()
 
 
+@functools.lru_cache(maxsize=4)
 def banned_findings(impl_root: Path | None) -> dict[str, list[str]]:
     """The grader's static scan: ``{part: [what it uses, where]}`` for banned building blocks."""
     if impl_root is None:
