@@ -48,12 +48,13 @@ venv: $(VENV)/.installed
 # next. `make check PART=attention [TEST=name] [PDB=1] [VERBOSE=1] [TIMEOUT=60]` shows one part.
 # LANG=ja (or a Japanese locale) prints it in Japanese. A failing check exits non-zero without
 # make's own "*** Error 1" line, which reads as a broken build: the recipe ends make with
-# SIGINT instead (exit status 130), the one way make stops without printing that line.
+# SIGINT instead (exit status 130), the one way make stops without printing that line. Where
+# SIGINT is ignored (a background job of a script) it exits with the check's status as usual.
 CHECK_LANG := $(if $(filter command line,$(origin LANG)),COURSE_LANGUAGE=$(LANG),)
 check: venv
 	@$(CHECK_LANG) $(PY) -m tests.support.feedback $(PART) --impl $(IMPL) $(if $(TEST),--test $(TEST),) \
 	  $(if $(TIMEOUT),--timeout $(TIMEOUT),) $(if $(VERBOSE),--verbose,) $(if $(PDB),--pdb,) \
-	  || { kill -INT $$PPID; sleep 0.2; exit 0; }
+	  || { status=$$?; [[ "$$(trap -p INT)" == *"''"* ]] && exit $$status; kill -INT $$PPID; sleep 0.2; exit 0; }
 
 train: venv
 	$(PY) -m grader train --impl solutions --task synthetic --out runs/synthetic $(if $(STEPS),--steps $(STEPS),)

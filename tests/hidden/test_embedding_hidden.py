@@ -268,7 +268,7 @@ def test_positional_dropout_rate_is_the_constructor_argument(impl, p):
     check(abs(fraction - p) < 0.05,
           _("in training mode, {fraction} of the outputs are zero, expected about {p}",
             fraction=f"{fraction:.1%}", p=f"{p:.0%}"),
-          _("self.dropout = nn.Dropout(dropout), applied to x + pe[:T]"), case=case)
+          _("keep an nn.Dropout(dropout) module and apply it to x + pe[:T]"), case=case)
     module.eval()
     check(bool((module(x) != 0).all()), _("in eval mode, some outputs are still zeroed"),
           _("dropout must be off in evaluation mode"), case=case)

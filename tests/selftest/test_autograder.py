@@ -177,10 +177,10 @@ def test_scripts_are_valid_bash_and_use_the_cpu_wheel(autograder_zip, tmp_path):
 
 
 def test_course_grade_args_reach_run_autograder(tmp_path):
-    course = release.Course(grade_args=("--part-timeout", "600"))
+    course = release.Course(grade_args=("--part-timeout", "600"), language="ja")
     archive = release.build_autograder(tmp_path / "a.zip", course, log=lambda message: None)
-    with zipfile.ZipFile(archive) as z:
-        assert z.read("grade_args.txt").decode().splitlines() == ["--part-timeout", "600"]
+    with zipfile.ZipFile(archive) as z:  # the course's language first: a --lang in grade_args wins
+        assert z.read("grade_args.txt").decode().splitlines() == ["--lang", "ja", "--part-timeout", "600"]
     with pytest.raises(release.ReleaseError, match="does not know"):
         release.build_autograder(tmp_path / "b.zip", release.Course(grade_args=("--part-timeot", "6")),
                                  log=lambda message: None)

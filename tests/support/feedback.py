@@ -220,9 +220,11 @@ def _diagnose(exc: BaseException, impl_root: Path | None) -> Diagnosis:
     message = (str(exc).strip().splitlines() or [""])[0][:300]
     if isinstance(exc, ImportError) and where:
         # an import inside the student's package failed (a missing name or module)
-        file = where.rsplit(":", 1)[0]
-        return Diagnosis("import", _("{error} in {where}: {message}", error=type(exc).__name__, where=where,
-                                     message=message), where=where, owner=Path(file).stem, trace=trace)
+        file, line = where.rsplit(":", 1)
+        code = _source_line(str(impl_root / file), int(line)) if impl_root else ""
+        return Diagnosis("import", _("{error} in {file}, line {line}: {code} ({message})", error=type(exc).__name__,
+                                     file=file, line=line, code=code, message=message),
+                         where=where, owner=Path(file).stem, trace=trace)
     if where:
         text = _("your code raised {error} at {where}: {message}", error=type(exc).__name__, where=where,
                  message=message)
