@@ -37,12 +37,12 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from grader.i18n import LOCALE_DIR, SOURCE_LANGUAGE, read_catalogue
+
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions" / "transformer"
 ASSIGNMENTS = ROOT / "assignments" / "transformer"
-LOCALE_DIR = ROOT / "grader" / "locale"
 DOMAIN = "stubs"
-SOURCE_LANGUAGE = "en"
 
 BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION(?::\s*(?P<hint>.*))?$")
 END = re.compile(r"^\s*# END SOLUTION\s*$")
@@ -297,10 +297,7 @@ def load_translations(lang: str) -> dict[str, str]:
     if not path.is_file():
         raise TranslationError(f"no catalogue {path} for language {lang!r} "
                                f"(create it with `python -m grader.catalogues update --lang {lang} --domain {DOMAIN}`)")
-    from babel.messages.pofile import read_po
-
-    with path.open("rb") as handle:
-        catalogue = read_po(handle, locale=lang, domain=DOMAIN)
+    catalogue = read_catalogue(path)
     return {m.id: m.string for m in catalogue if m.id and isinstance(m.id, str) and m.string and not m.fuzzy}
 
 

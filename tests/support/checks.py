@@ -43,13 +43,18 @@ class CheckFailure(AssertionError):
         return f"{self.what}: {self.problem}" if self.what else self.problem
 
     def render(self) -> str:
-        lines = [self.diagnosis]
-        if self.case:
-            lines.append("  " + _("input: {case}", case=self.case))
-        lines += self.details
-        if self.hint:
-            lines.append("  " + _("hint: {hint}", hint=self.hint))
-        return "\n".join(lines)
+        return "\n".join(failure_lines(self.diagnosis, self.case, self.details, self.hint))
+
+
+def failure_lines(diagnosis: str, case: str = "", details=(), hint: str = "") -> list[str]:
+    """The layout of every failure message: the diagnosis, the input, the details, the hint."""
+    lines = [diagnosis]
+    if case:
+        lines.append("  " + _("input: {case}", case=case))
+    lines += details
+    if hint:
+        lines.append("  " + _("hint: {hint}", hint=hint))
+    return lines
 
 
 def _fmt_index(index) -> str:

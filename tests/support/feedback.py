@@ -73,16 +73,10 @@ class Record:
     @property
     def message(self) -> str:
         """The whole failure message (diagnosis, input, details, hint)."""
-        if self.diagnosis is None:
-            return ""
+        from tests.support.checks import failure_lines
+
         d = self.diagnosis
-        lines = [d.text]
-        if d.case:
-            lines.append("  " + _("input: {case}", case=d.case))
-        lines += d.details
-        if d.hint:
-            lines.append("  " + _("hint: {hint}", hint=d.hint))
-        return "\n".join(lines)
+        return "\n".join(failure_lines(d.text, d.case, d.details, d.hint)) if d else ""
 
 
 # --- diagnosing one failure ---------------------------------------------------------------------
@@ -513,13 +507,7 @@ def part_view(records: dict[str, list[Record]], part: str | None, impl_root: Pat
         d = first.diagnosis
         lines += ["", "=" * 78, _("{part}: {failed} of {total} tests fail. The first one:",
                                   part=name, failed=len(failed), total=len(recs)), "=" * 78, ""]
-        lines.append(first.nodeid)
-        lines += ["", d.text]
-        if d.case:
-            lines.append("  " + _("input: {case}", case=d.case))
-        lines += d.details
-        if d.hint:
-            lines.append("  " + _("hint: {hint}", hint=d.hint))
+        lines += [first.nodeid, "", first.message]
         if d.example:
             lines += ["", _("The input that fails (hypothesis):")] + ["  " + x for x in d.example.splitlines()[:25]]
         if d.trace:
