@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.i18n import _
-from tests.support.checks import assert_close, check, tolerance
+from tests.support.checks import assert_close, check, raised_by, tolerance
 from tests.support.oracles import embedding as oracle
 from tests.support.strategies import dtypes, int_tensor, seeds, tensor
 
@@ -21,18 +21,6 @@ def pe_buffer(module) -> torch.Tensor:
     check("pe" in buffers, _("PositionalEncoding has no buffer called pe (its buffers: {buffers})", buffers=sorted(buffers)),
           _("register the table with self.register_buffer('pe', table)"))
     return buffers["pe"]
-
-
-def raised_by(call):
-    """The exception ``call()`` raises (None if none); an unfinished stub's NotImplementedError
-    is raised on."""
-    try:
-        call()
-    except NotImplementedError:
-        raise
-    except Exception as error:  # noqa: BLE001 - any other exception is the wrong answer
-        return error
-    return None
 
 
 def pe_likely_bugs(max_len, d_model):

@@ -178,6 +178,18 @@ def check(condition: bool, message: str, hint: str = "", *, case: str = "", like
         raise CheckFailure("", message, hint=hint, case=case, likely_bug=likely_bug)
 
 
+def raised_by(call):
+    """The exception ``call()`` raises (None if none), to check for a *kind* of error with a
+    student-readable message; an unfinished stub's NotImplementedError is raised on."""
+    try:
+        call()
+    except NotImplementedError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any other exception is the wrong answer
+        return error
+    return None
+
+
 def tolerance(dtype: torch.dtype) -> dict:
     """Default (rtol, atol) for comparing a computation in ``dtype`` with a float64 oracle."""
     if dtype == torch.float64:
