@@ -71,6 +71,19 @@ def _log_table(probs: torch.Tensor) -> torch.Tensor:
     return table
 
 
+def _load_generator_rules(toy, state: dict, vocab_size: int, pad_id: int, bos_id: int, eos_id: int,
+                          eos_bias: float, allowed):
+    """Bias the generator towards ``eos_id``, silence the tokens outside ``allowed``, and load
+    ``state`` into ``toy`` in its dtype (the neural toys' last step)."""
+    state["generator.bias"][eos_id] += eos_bias
+    for token in _forbidden(vocab_size, pad_id, bos_id, allowed):
+        state["generator.weight"][token] = 0.0
+        state["generator.bias"][token] = FORBIDDEN_LOGIT
+    dt = _dtype(toy.init_kwargs["dtype"])
+    toy.load_state_dict({k: v.to(dt) for k, v in state.items()}, strict=True)
+    return toy
+
+
 def _forbidden(vocab_size: int, pad_id: int, bos_id: int, allowed) -> list[int]:
     if allowed is None:
         return sorted({pad_id, bos_id})
@@ -326,13 +339,7 @@ class PrefixToy(_Toy):
             "generator.weight": randn(vocab_size, d_model, std=2.0 * scale * d_model**-0.5),
             "generator.bias": randn(vocab_size, std=0.5 * scale),
         }
-        state["generator.bias"][eos_id] += eos_bias
-        for token in _forbidden(vocab_size, pad_id, bos_id, allowed):
-            state["generator.weight"][token] = 0.0
-            state["generator.bias"][token] = FORBIDDEN_LOGIT
-        dt = _dtype(toy.init_kwargs["dtype"])
-        toy.load_state_dict({k: v.to(dt) for k, v in state.items()}, strict=True)
-        return toy
+        return _load_generator_rules(toy, state, vocab_size, pad_id, bos_id, eos_id, eos_bias, allowed)
 
     def encode(self, src, src_mask):
         batch, length = src.shape
@@ -457,13 +464,7 @@ class AttentionToy(_Toy):
             "generator.weight": randn(vocab_size, d_model, std=2.0 * scale * square),
             "generator.bias": randn(vocab_size, std=0.5 * scale),
         }
-        state["generator.bias"][eos_id] += eos_bias
-        for token in _forbidden(vocab_size, pad_id, bos_id, allowed):
-            state["generator.weight"][token] = 0.0
-            state["generator.bias"][token] = FORBIDDEN_LOGIT
-        dt = _dtype(toy.init_kwargs["dtype"])
-        toy.load_state_dict({k: v.to(dt) for k, v in state.items()}, strict=True)
-        return toy
+        return _load_generator_rules(toy, state, vocab_size, pad_id, bos_id, eos_id, eos_bias, allowed)
 
     def encode(self, src, src_mask):
         batch, length = src.shape
