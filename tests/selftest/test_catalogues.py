@@ -167,3 +167,25 @@ def test_the_override_and_set_language(monkeypatch):
         i18n.set_language(None)
         monkeypatch.delenv(i18n.OVERRIDE_VARIABLE, raising=False)
     assert i18n._("wrong result") == "wrong result"
+
+
+def test_an_edited_message_keeps_its_old_translation_as_fuzzy(tmp_path, monkeypatch):
+    """`update` carries the translation of a reworded message over, marked fuzzy, and the
+    check refuses it until a translator confirms it."""
+    from babel.messages.catalog import Catalog
+    from babel.messages.pofile import write_po
+
+    monkeypatch.setattr(catalogues, "LOCALE_DIR", tmp_path)
+    monkeypatch.setattr(catalogues, "ROOT", tmp_path)
+    path = tmp_path / "ja" / "LC_MESSAGES" / "feedback.po"
+    path.parent.mkdir(parents=True)
+    old = Catalog(locale="ja", domain="feedback")
+    old.add("expected shape {expected}, got shape {actual}", "期待される形状は {expected}、実際は {actual}")
+    with path.open("wb") as handle:
+        write_po(handle, old)
+    monkeypatch.setattr(catalogues, "extract", lambda: {"feedback": {
+        "expected shape {expected}, but got shape {actual}": ["tests/support/checks.py:1"]}})
+    catalogues.update(["ja"])
+    entry = i18n.read_catalogue(path).get("expected shape {expected}, but got shape {actual}")
+    assert entry.string == "期待される形状は {expected}、実際は {actual}" and entry.fuzzy
+    assert any("fuzzy" in p for p in catalogues.problems(["ja"]))
