@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from grader.i18n import _
 from grader.runtime.toys import FORBIDDEN_LOGIT, AttentionToy, MarkovToy, PrefixToy, SourceMarkovToy
 from tests.public.test_decoding import (
+    check_wide_beam_agrees_with_teacher_forcing,
     BEAM_OUTPUT,
     DTYPE_NAMES,
     GREEDY_OUTPUT,
@@ -322,20 +323,5 @@ def test_wide_beam_agrees_with_teacher_forcing_larger(impl, settings_, batch, sr
     allowed = [EOS] + list(range(3, 3 + real_tokens))
     toy = AttentionToy.random(seed + 5, 48, 12, d_model=8, num_layers=3, allowed=allowed, scale=1.5, dtype=dtype)
     src, mask = padded_source(batch, src_len, seed + 2, vocab=12)
-    count = oracle.hypothesis_count(max_len, real_tokens)
-    beam_size = -(-count // batch) * batch  # a multiple of B: repeat instead of repeat_interleave shows at once
-    rows, margin, _count = oracle.brute_force_best(toy, src, mask, max_len, BOS, EOS, alpha, allowed)
-    assume(margin > MARGIN)
-    options = dict(beam_size=beam_size, length_penalty=alpha)
-    actual = run_beam_search(impl, toy, src, mask, max_len, BOS, EOS, **options)
-    check_beam_rows(
-        impl, actual, toy, src, mask, max_len, rows, options,
-        what=_("beam_search output vs the best hypothesis under teacher forcing"),
-        case=_("beam_search(beam_size={beam_size} >= {count} hypotheses, length_penalty={alpha}, max_len={max_len}) "
-               "on a random three-layer {dtype} model whose self-attention uses tgt_mask (B={batch}, "
-               "T_src={src_len}, padded sources)", beam_size=beam_size, count=count, alpha=alpha, max_len=max_len,
-               dtype=dtype, batch=batch, src_len=src_len),
-        hint=_("score = log P / ((5 + |y|) / 6) ** alpha with log P summed over the steps, each step decoding its "
-               "prefix under causal_mask(t); src_mask goes to model.encode and model.decode"),
-        likely_bugs=lambda: wide_beam_bugs(toy, src, mask, max_len, alpha, allowed, beam_one_decoder(impl)),
-    )
+    check_wide_beam_agrees_with_teacher_forcing(impl, toy, src, mask, max_len, alpha, allowed, real_tokens,
+                                                layers=3, dtype=dtype)

@@ -348,6 +348,31 @@ def rows_right_alone(impl, toy, src, mask, max_len, rows, options) -> bool:
     return True
 
 
+def check_wide_beam_agrees_with_teacher_forcing(impl, toy, src, mask, max_len, alpha, allowed, real_tokens, *,
+                                                layers, dtype):
+    """A beam wide enough to keep every hypothesis (a multiple of B, so that hypotheses expanded
+    with repeat instead of repeat_interleave read another row's source mask from the first step)
+    must return the best hypothesis scored under the causal mask, row by row."""
+    batch, src_len = src.shape
+    count = oracle.hypothesis_count(max_len, real_tokens)
+    beam_size = -(-count // batch) * batch
+    rows, margin, _count = oracle.brute_force_best(toy, src, mask, max_len, BOS, EOS, alpha, allowed)
+    assume(margin > MARGIN)
+    options = dict(beam_size=beam_size, length_penalty=alpha)
+    actual = run_beam_search(impl, toy, src, mask, max_len, BOS, EOS, **options)
+    check_beam_rows(
+        impl, actual, toy, src, mask, max_len, rows, options,
+        what=_("beam_search output vs the best hypothesis under teacher forcing"),
+        case=_("beam_search(beam_size={beam_size} >= {count} hypotheses, length_penalty={alpha}, max_len={max_len}) "
+               "on a random {layers}-layer {dtype} model whose self-attention uses tgt_mask (B={batch}, T_src={src_len}, "
+               "padded sources)", beam_size=beam_size, count=count, alpha=alpha, max_len=max_len, layers=layers,
+               dtype=dtype, batch=batch, src_len=src_len),
+        hint=_("score = log P / ((5 + |y|) / 6) ** alpha with log P summed over the steps, each step decoding its "
+               "prefix under causal_mask(t); src_mask goes to model.encode and model.decode"),
+        likely_bugs=lambda: wide_beam_bugs(toy, src, mask, max_len, alpha, allowed, beam_one_decoder(impl)),
+    )
+
+
 def check_beam_rows(impl, actual, toy, src, mask, max_len, rows, options, *, what, case, hint, likely_bugs=None):
     """``check_decoded`` for the ``beam_search(**options)`` output of a batch; when its tokens
     up to ``</s>`` are wrong while every row decoded alone is right, the bug is that the rows
@@ -510,20 +535,5 @@ def test_wide_beam_agrees_with_teacher_forcing(impl, settings, batch, src_len, s
     allowed = [EOS] + list(range(3, 3 + real_tokens))
     toy = AttentionToy.random(seed, 32, 9, d_model=6, num_layers=2, allowed=allowed, scale=1.5, dtype=dtype)
     src, mask = padded_source(batch, src_len, seed)
-    count = oracle.hypothesis_count(max_len, real_tokens)
-    beam_size = -(-count // batch) * batch
-    rows, margin, _count = oracle.brute_force_best(toy, src, mask, max_len, BOS, EOS, alpha, allowed)
-    assume(margin > MARGIN)
-    options = dict(beam_size=beam_size, length_penalty=alpha)
-    actual = run_beam_search(impl, toy, src, mask, max_len, BOS, EOS, **options)
-    check_beam_rows(
-        impl, actual, toy, src, mask, max_len, rows, options,
-        what=_("beam_search output vs the best hypothesis under teacher forcing"),
-        case=_("beam_search(beam_size={beam_size} >= {count} hypotheses, length_penalty={alpha}, max_len={max_len}) "
-               "on a random two-layer {dtype} model whose self-attention uses tgt_mask (B={batch}, T_src={src_len}, "
-               "padded sources)", beam_size=beam_size, count=count, alpha=alpha, max_len=max_len, dtype=dtype,
-               batch=batch, src_len=src_len),
-        hint=_("score = log P / ((5 + |y|) / 6) ** alpha with log P summed over the steps, each step decoding its "
-               "prefix under causal_mask(t); src_mask goes to model.encode and model.decode"),
-        likely_bugs=lambda: wide_beam_bugs(toy, src, mask, max_len, alpha, allowed, beam_one_decoder(impl)),
-    )
+    check_wide_beam_agrees_with_teacher_forcing(impl, toy, src, mask, max_len, alpha, allowed, real_tokens,
+                                                layers=2, dtype=dtype)

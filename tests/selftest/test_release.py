@@ -11,18 +11,24 @@ release (notebooks: their cells' sources).
 """
 from __future__ import annotations
 
+import ast
 import json
+import re
 import shutil
 import subprocess
 import sys
 import tomllib
+import unicodedata
 import zipfile
 from pathlib import Path
 
 import pytest
+from babel.messages.pofile import read_po, write_po
 
 from grader import release
+from grader import stubs as stub_builder
 from grader.rubric import load_rubric
+from tests.selftest.test_stubs import code_without_texts
 
 ROOT = Path(__file__).resolve().parents[2]
 MIN_CHARS = 20
@@ -236,14 +242,6 @@ def test_release_make_check_reports_zero_points_on_the_stubs(built):
 
 # -- the Japanese hand-out (`make release LANG=ja`) --------------------------------------------
 
-import ast  # noqa: E402
-import re  # noqa: E402
-import unicodedata  # noqa: E402
-
-from babel.messages.pofile import read_po, write_po  # noqa: E402
-
-from grader import stubs as stub_builder  # noqa: E402
-
 BANNED = ("nn.MultiheadAttention", "F.multi_head_attention_forward", "F.scaled_dot_product_attention",
           "nn.Transformer", "nn.LayerNorm", "F.layer_norm", "F.cross_entropy", "nn.CrossEntropyLoss")
 PARTS_IN_ORDER = ("masks", "attention", "feed_forward", "normalization", "embedding", "layers", "model",
@@ -254,18 +252,6 @@ def japanese_share(text: str) -> float:
     letters = [ch for ch in text if ch.isalpha()]
     japanese = [ch for ch in letters if unicodedata.name(ch, "").startswith(("HIRAGANA", "KATAKANA", "CJK UNIFIED"))]
     return len(japanese) / max(1, len(letters))
-
-
-def without_texts(source: str) -> str:
-    """The AST with docstrings and NotImplementedError messages emptied: the code itself."""
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and ast.get_docstring(node, clean=False):
-            node.body[0].value.value = ""
-        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) \
-                and getattr(node.exc.func, "id", "") == "NotImplementedError":
-            node.exc.args = []
-    return ast.dump(tree)
 
 
 @pytest.fixture(scope="module")
@@ -282,7 +268,7 @@ def test_japanese_release_holds_the_japanese_stubs(built_ja):
         english = path.read_text(encoding="utf-8")
         japanese = (package / path.name).read_text(encoding="utf-8")
         assert japanese != english, f"transformer/{path.name} is the English stub"
-        assert without_texts(japanese) == without_texts(english), f"transformer/{path.name}: the code differs"
+        assert code_without_texts(japanese) == code_without_texts(english), f"transformer/{path.name}: the code differs"
         for node in ast.walk(ast.parse(japanese)):
             if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and ast.get_docstring(node):
                 doc = ast.get_docstring(node)

@@ -24,7 +24,6 @@ import re
 import shutil
 import signal
 import sys
-import textwrap
 import traceback
 import unicodedata
 from dataclasses import asdict, dataclass, field
