@@ -341,10 +341,20 @@ class WorkerProcess:
 
         protocol.write_message(self.request_fd, payload, deadline)
 
-    def receive(self, deadline: float) -> bytes:
+    def receive(self, deadline: float, max_bytes: int | None = None) -> bytearray:
+        """One message as bytes (the hello), refused unread when it announces more than
+        ``max_bytes`` (default: the cap of a reply to a test's call, ``protocol.REPLIES``)."""
         from grader.sandbox import protocol
 
-        return protocol.read_message(self.response_fd, deadline)
+        if max_bytes is None:
+            max_bytes = protocol.REPLIES.message_bytes
+        return protocol.read_message(self.response_fd, deadline, max_bytes)
+
+    def receive_reply(self, deadline: float, limits, tag_hook=None):
+        """One reply, checked and decoded while it is read (``protocol.read_value``)."""
+        from grader.sandbox import protocol
+
+        return protocol.read_value(self.response_fd, deadline, limits, tag_hook)
 
     # --- ending ----------------------------------------------------------------------------
 

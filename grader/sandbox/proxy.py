@@ -337,10 +337,11 @@ class SandboxedImplementation:
         worker = self._worker
         if not worker.greeted:
             try:
-                hello = protocol.unpack(worker.wait_ready(self._deadline))
+                hello = protocol.unpack(worker.wait_ready(self._deadline), limits=protocol.REPLIES,
+                                        deadline=self._deadline)
                 if not (isinstance(hello, dict) and hello.get("ok")):
                     raise protocol.ProtocolError("bad hello")
-            except (TimeoutError, EOFError, OSError, protocol.ProtocolError) as error:
+            except Exception as error:  # time-out, EOF, a refused or malformed hello: it did not start
                 tail = worker.output_tail("stderr", 2000).strip()
                 worker.cleanup()
                 self._worker = None
@@ -373,27 +374,46 @@ class SandboxedImplementation:
         worker = self._ensure_worker()
         self.requests += 1
         deadline = min(time.monotonic() + self._limits.call_s, self._deadline)
+        limits = protocol.reply_limits(op)
         try:
             worker.send(payload, deadline)
-            data = worker.receive(deadline)
-            response = protocol.unpack(data, self._decode_tag)
+            del payload
+            # The reply is capped before it is read and checked before anything big is
+            # allocated (protocol.py); decoding counts against the same deadline as the call.
+            response = worker.receive_reply(deadline, limits, self._decode_tag)
             if not (isinstance(response, dict) and isinstance(response.get("ok"), bool)):
                 raise protocol.CodecError("a reply without a status")
         except TimeoutError:
             self._crash(worker, "timeout")
         except (EOFError, OSError):
             self._crash(worker, None)
-        except protocol.ProtocolError as error:
-            self._crash(worker, "protocol", Text(N_("your code sent back data the grader refuses ({error}) in part "
-                                                    "`{part}`"), error=str(error), part=self._part))
-        self._collect_violations(response.get("violations"))
+        except Exception as error:  # ProtocolError, and whatever else a forged reply provokes (MemoryError, ...)
+            self._refused(worker, error)
+        try:
+            self._collect_violations(response.get("violations"))
+        except Exception as error:  # a forged violations list
+            self._refused(worker, error)
         if response["ok"]:
             return response.get("value")
         error = response.get("error")
         if not isinstance(error, dict):
             self._crash(worker, "protocol", Text(N_("your code sent back a malformed error in part `{part}`"),
                                                  part=self._part))
-        raise student_error(error, self._limits.memory_bytes)
+        try:
+            raised = student_error(error, self._limits.memory_bytes)
+        except Exception:  # fields of the wrong types
+            self._crash(worker, "protocol", Text(N_("your code sent back a malformed error in part `{part}`"),
+                                                 part=self._part))
+        raise raised
+
+    def _refused(self, worker: WorkerProcess, error: Exception):
+        """A reply the judge cannot accept: the part is charged with a protocol error naming it."""
+        if isinstance(error, protocol.ProtocolError):
+            detail = str(error)
+        else:
+            detail = f"{type(error).__name__}: {error}"
+        self._crash(worker, "protocol", Text(N_("your code sent back data the grader refuses ({error}) in part "
+                                                "`{part}`"), error=detail[:300], part=self._part))
 
     def _collect_violations(self, violations) -> None:
         if not isinstance(violations, list):

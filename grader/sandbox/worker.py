@@ -216,18 +216,22 @@ class Worker:
                 data = protocol.read_message(request_fd)
             except EOFError:
                 return
+            op = None
             try:
                 request = protocol.unpack(data, self.decode_tag)
+                del data
+                op = request.get("op") if isinstance(request, dict) else None
                 response = {"ok": True, "value": self.dispatch(request)}
             except BaseException as error:  # noqa: BLE001 — student code may raise anything, even SystemExit
                 response = {"ok": False, "error": self.describe(error)}
             self.check_tripwires()
             response["violations"], self.violations = self.violations, []
-            self.send(response_fd, response)
+            self.send(response_fd, response, op)
 
-    def send(self, fd: int, response: dict) -> None:
+    def send(self, fd: int, response: dict, op: str | None = None) -> None:
+        """Reply within the limits the judge reads with: a reply it would refuse becomes an error."""
         try:
-            data = self.protocol.pack(response, self.encode_other)
+            data = self.protocol.pack(response, self.encode_other, self.protocol.reply_limits(op))
         except BaseException as error:  # noqa: BLE001 — encoding may run student __getattr__ & co
             data = self.protocol.pack({
                 "ok": False,
