@@ -48,9 +48,16 @@ RULE_IMPORTLIB = N_("imports modules by name at run time")
 RULE_INTERNALS = N_("reaches PyTorch's internals directly")
 RULE_DYNAMIC = N_("runs or imports code chosen at run time")
 RULE_COMPUTED_NAME = N_("looks up a torch attribute by a computed name")
+RULE_COMPUTED_MODULE = N_("looks up an attribute of a module or of the builtins by a computed name")
+RULE_UNWATCHED = N_("runs code where the grader's run-time checks do not look (threads, TorchScript, "
+                    "custom operators)")
+# Reached through which the run-time operator watch (tripwires.py) sees nothing.
+UNWATCHED_MODULES = {"threading", "_thread", "multiprocessing", "concurrent"}
+UNWATCHED_PATHS = ("torch.jit", "torch.library", "torch.compile", "torch._dynamo", "torch.multiprocessing")
+INTERNAL_ATTRIBUTES = {"ops", "aten", "_C"}  # torch.ops.aten.*, torch._C.*: below the public API
 RULE_MONKEYPATCH = N_("monkeypatches torch — {rule}")
 KNOWN_RULES = {RULE_TAMPER, RULE_STACK, RULE_IMPORTLIB, RULE_INTERNALS, RULE_DYNAMIC, RULE_COMPUTED_NAME,
-               *SUSPICIOUS_PATHS.values()}
+               RULE_COMPUTED_MODULE, RULE_UNWATCHED, *SUSPICIOUS_PATHS.values()}
 
 # The tripwires' rules (tripwires.py imports nothing from the grader, so their translations are
 # marked here; tests/selftest/test_grader.py checks that the two lists agree).
@@ -62,6 +69,8 @@ TRIPWIRE_RULES = (
        "and nn.TransformerDecoder(Layer) are off limits"),
     N_("build LabelSmoothingLoss from log_softmax (§5.4): F.cross_entropy and nn.CrossEntropyLoss "
        "are off limits inside it"),
+    N_("the grader watches PyTorch's operators for the banned building blocks (layer normalisation, "
+       "attention, cross-entropy); switching that watch off is tampering"),
 )
 SEVERITIES = {"banned": N_("banned"), "suspicious": N_("suspicious")}
 # How the worker words a removed tripwire (grader/sandbox/worker.py).
@@ -156,6 +165,8 @@ class _FileScanner(ast.NodeVisitor):
 
     def resolve(self, node) -> str | None:
         if isinstance(node, ast.Name):
+            if node.id == "__builtins__" and node.id not in self.aliases:
+                return "builtins"
             return self.aliases.get(node.id)
         if isinstance(node, ast.Attribute):
             base = self.resolve(node.value)
@@ -180,10 +191,19 @@ class _FileScanner(ast.NodeVisitor):
                 return fold(node.args[0])
             return None
         if isinstance(node, ast.Subscript):
+            if isinstance(node.value, (ast.List, ast.Tuple)) and isinstance(node.slice, ast.Constant) \
+                    and type(node.slice.value) is int and -len(node.value.elts) <= node.slice.value < len(node.value.elts):
+                return self.resolve(node.value.elts[node.slice.value])  # [torch][0]
+            if isinstance(node.value, ast.Dict) and fold(node.slice) is not None:
+                for key_node, value in zip(node.value.keys, node.value.values):
+                    if key_node is not None and fold(key_node) == fold(node.slice):
+                        return self.resolve(value)  # {"t": torch}["t"]
             base = self.resolve(node.value)
             key = fold(node.slice)
             if base and base.endswith(".__dict__") and key:
                 return f"{base.removesuffix('.__dict__')}.{key}"
+            if base == "builtins" and key:
+                return f"builtins.{key}"  # __builtins__["exec"]
         return None
 
     # imports and aliases ------------------------------------------------------------------
@@ -204,7 +224,7 @@ class _FileScanner(ast.NodeVisitor):
                             self.aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
                 elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
                     target = self.resolve(node.value)
-                    if target and target.split(".")[0] in ("torch", "importlib"):
+                    if target and target.split(".")[0] in ("torch", "importlib", "builtins"):
                         self.aliases[node.targets[0].id] = target
 
     # findings -----------------------------------------------------------------------------
@@ -227,6 +247,13 @@ class _FileScanner(ast.NodeVisitor):
                 self.add(node, ban.label, ban.rule, "banned")
             return
         first = path.split(".")
+        if first[0] == "builtins" and len(first) >= 2:
+            if first[1] in DYNAMIC_CALLS:
+                self.add(node, f"{first[1]}()", RULE_DYNAMIC, "suspicious")
+            elif first[1] == "__dict__":
+                self.add(node, "builtins.__dict__", RULE_COMPUTED_MODULE, "suspicious")
+        if any(path == p or path.startswith(p + ".") for p in UNWATCHED_PATHS):
+            self.add(node, ".".join(first[:2]), RULE_UNWATCHED, "suspicious")
         if first[:2] in (["torch", "ops"], ["torch", "_C"]) and len(first) >= 3:
             self.add(node, ".".join(first[:3]), RULE_INTERNALS, "suspicious")
         if path in TAMPER_CALLS:
@@ -271,9 +298,13 @@ class _FileScanner(ast.NodeVisitor):
                 self.check_path(node, f"{node.module}.{alias.name}", imported=True)
             if node.module.split(".")[0] == "importlib":
                 self.add(node, "importlib", RULE_IMPORTLIB, "suspicious")
+            if node.module.split(".")[0] in UNWATCHED_MODULES:
+                self.add(node, node.module.split(".")[0], RULE_UNWATCHED, "suspicious")
 
     def visit_Import(self, node):
         for alias in node.names:
+            if alias.name.split(".")[0] in UNWATCHED_MODULES:
+                self.add(node, alias.name.split(".")[0], RULE_UNWATCHED, "suspicious")
             if alias.name.split(".")[0] == "importlib":
                 self.add(node, "importlib", RULE_IMPORTLIB, "suspicious")
             if alias.name.split(".")[0] == "ctypes":
@@ -292,20 +323,32 @@ class _FileScanner(ast.NodeVisitor):
                 self.add(node, f"{func.id}({target}, ...)", Text(RULE_MONKEYPATCH, rule=Text(RULE_TAMPER)), "banned")
         if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2:
             base = self.resolve(node.args[0])
-            if base and base.startswith("torch") and fold(node.args[1]) is None:
+            name = fold(node.args[1])
+            if base and base.startswith("torch") and name is None:
                 self.add(node, f"getattr({base}, ...)", RULE_COMPUTED_NAME, "suspicious")
+            elif base and name is None:  # a module (anything imported) or the builtins
+                self.add(node, f"getattr({base}, ...)", RULE_COMPUTED_MODULE, "suspicious")
+            if name in INTERNAL_ATTRIBUTES:
+                self.add(node, f"getattr(..., {name!r})", RULE_INTERNALS, "suspicious")
         self.check_path(node, self.resolve(node))
         self.generic_visit(node)
 
     def visit_Attribute(self, node):
         if node.attr in TAMPER_ATTRIBUTES:
             self.add(node, node.attr, RULE_TAMPER, "banned")
+        if node.attr in INTERNAL_ATTRIBUTES and self.resolve(node) is None and not (
+                node.attr == "ops" and isinstance(node.value, ast.Name)):
+            # torch.ops/torch._C reached through something the pass cannot name ([torch][0].ops.aten);
+            # a plain ``x.ops`` may be the student's own attribute, ``x.ops.aten``/``x._C`` are not
+            self.add(node, f"<expression>.{node.attr}", RULE_INTERNALS, "suspicious")
         self.check_path(node, self.resolve(node))
         self.generic_visit(node)
 
     def visit_Name(self, node):
         if isinstance(node.ctx, ast.Load):
             self.check_path(node, self.aliases.get(node.id))
+            if node.id in DYNAMIC_CALLS and node.id not in self.aliases:  # run = exec; f(compile)
+                self.add(node, f"{node.id}()", RULE_DYNAMIC, "suspicious")
 
     def visit_Subscript(self, node):
         self.check_path(node, self.resolve(node))
