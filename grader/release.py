@@ -8,7 +8,9 @@ Usage:
 ``transformer/`` package, the public tests, the grader without hidden tests, solutions or
 instructor-only modules (its rubric lists the public test files only), a student Makefile,
 READMEs (``README.md`` in English and ``README.ja.md`` in Japanese, whatever the language),
-GitHub Actions workflow and the companion notebooks. ``--lang ja`` gives the stubs' docstrings
+GitHub Actions workflow and the companion notebooks, and the built-in task's public splits
+(``grader/data/synthetic_data``: train, valid, length — never the held-out test split, nor
+the grammar's translator and generator ``grader/data/synthetic.py``). ``--lang ja`` gives the stubs' docstrings
 and hints in Japanese (``grader.stubs``, catalogue ``grader/locale/ja/LC_MESSAGES/stubs.po``;
 a missing translation fails the build); the code is the same. It then verifies itself: the
 release's own ``make check`` (run with this interpreter, so no virtual environment is
@@ -52,6 +54,11 @@ RUBRIC = ROOT / "grader" / "rubric.toml"
 BUILDERS = {"release.py", "notebooks.py", "stubs.py", "bench.py"}
 # The autograder needs everything else of grader/ (sandbox, translation, data, schemas...).
 AUTOGRADER_EXCLUDE = {"release.py", "notebooks.py", "bench.py"}
+# Grading-side only (paths under grader/): the grammar's translator and the generator of the
+# held-out test split. The student release ships the generated public splits instead
+# (grader/data/synthetic_data/*.tsv, read by grader/data/corpus.py), written at build time.
+GRADING_ONLY = {"data/synthetic.py"}
+GENERATED_DATA = "data/synthetic_data"  # never copied from a checkout: written fresh (student) or not at all
 
 # The order a student implements the parts in (also the order of the README table).
 PART_ORDER = (
@@ -317,7 +324,7 @@ def _module_imports(path: Path, root: Path) -> set[str]:
 
 def check_no_excluded_imports(folder: Path, excluded: set[str]) -> None:
     """No copied grader module may import a module the release leaves out."""
-    banned = {f"grader.{Path(name).stem}" for name in excluded}
+    banned = {"grader." + name.removesuffix(".py").replace("/", ".") for name in excluded}
     for path in sorted((folder / "grader").rglob("*.py")):
         imports = _module_imports(path, folder)
         bad = sorted(i for i in imports if any(i == b or i.startswith(b + ".") for b in banned))
@@ -462,6 +469,36 @@ def check_no_leaks(folder: Path, *, hidden_tests_allowed: bool) -> None:
         raise ReleaseError("the hand-out contains what it must not:\n  - " + "\n  - ".join(leaks[:30]))
 
 
+def write_public_data(folder: Path) -> list[Path]:
+    """The built-in task's train/valid/length splits as data files in the hand-out's grader
+    (``grader/data/synthetic_data``); the test split stays on the grading side."""
+    from grader.data.corpus import write_public_splits
+    from grader.data.synthetic import generate_corpus
+
+    return write_public_splits(generate_corpus(seed=0), folder / "grader" / GENERATED_DATA)
+
+
+def check_no_test_split(folder: Path) -> None:
+    """No held-out test sentence (English side) and no grading-only module in the hand-out."""
+    from grader.data.synthetic import generate_corpus
+
+    leaks = [f"grader/{name} is in the hand-out" for name in sorted(GRADING_ONLY) if (folder / "grader" / name).exists()]
+    test = {en for en, _ in generate_corpus(seed=0).test}
+    for path in sorted(Path(folder).rglob("*")):
+        rel = path.relative_to(folder)
+        if not path.is_file() or path.suffix == ".zip":
+            continue
+        if path.suffix == ".tsv":  # a data file: a test pair as a line of it
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            found = sorted({line.split("\t")[0] for line in lines} & test)
+        else:  # code, docs, notebooks: a test sentence quoted
+            text = searchable_text(path)
+            found = [en for en in sorted(test) if f'"{en}"' in text or f"'{en}'" in text]
+        leaks += [f"{rel.as_posix()}: {en!r} (a sentence of the test split)" for en in found]
+    if leaks:
+        raise ReleaseError("the hand-out contains held-out test data:\n  - " + "\n  - ".join(leaks[:30]))
+
+
 # -- the student release ----------------------------------------------------------------------
 
 
@@ -571,9 +608,13 @@ def build_student(out: Path, course: Course, *, lang: str = "en", verify: bool =
     copy_file(ROOT / "tests" / "conftest.py", out / "tests" / "conftest.py")
     copy_tree(ROOT / "tests" / "support", out / "tests" / "support")
     copy_tree(ROOT / "tests" / "public", out / "tests" / "public")
-    # The grader, without the builders; its rubric lists public test files only.
-    copy_tree(ROOT / "grader", out / "grader", skip=lambda rel: rel.parts[0] in BUILDERS or rel.name == "rubric.toml")
-    check_no_excluded_imports(out, BUILDERS)
+    # The grader, without the builders and the grading-only corpus generator; its rubric lists
+    # public test files only; the built-in task's public splits as data files.
+    copy_tree(ROOT / "grader", out / "grader",
+              skip=lambda rel: rel.parts[0] in BUILDERS or rel.name == "rubric.toml"
+              or rel.as_posix() in GRADING_ONLY or rel.as_posix().startswith(GENERATED_DATA + "/"))
+    check_no_excluded_imports(out, BUILDERS | GRADING_ONLY)
+    write_public_data(out)
     strip_hidden_messages(out)
     rubric_text = render_rubric(
         course,
@@ -601,6 +642,7 @@ def build_student(out: Path, course: Course, *, lang: str = "en", verify: bool =
         build_notebooks(lang=notebook_lang, out=out / "notebooks" / notebook_lang, default_impl=".")
 
     check_no_leaks(out, hidden_tests_allowed=False)
+    check_no_test_split(out)
     if verify:
         started = time.monotonic()
         table = verify_student_release(out, python=python)
@@ -723,7 +765,8 @@ def build_autograder(zip_path: Path, course: Course, *, log=print) -> Path:
         for name in ("requirements.txt", "pyproject.toml"):
             copy_file(ROOT / name, stage / name)
         copy_tree(ROOT / "grader", stage / "grader",
-                  skip=lambda rel: rel.parts[0] in AUTOGRADER_EXCLUDE or rel.name == "rubric.toml")
+                  skip=lambda rel: rel.parts[0] in AUTOGRADER_EXCLUDE or rel.name == "rubric.toml"
+                  or rel.as_posix().startswith(GENERATED_DATA + "/"))
         check_no_excluded_imports(stage, AUTOGRADER_EXCLUDE)
         rubric_text = render_rubric(
             course,

@@ -115,6 +115,7 @@ class PartResult:
     seconds: float = 0.0
     grader_error: str = ""  # for the instructor (flags), not shown on the checks
     requests: int = 0  # calls into the sandbox (for the timings)
+    flags: list[str] = field(default_factory=list)  # Texts for a human (the grade's flags)
 
     @property
     def score(self) -> float:

@@ -29,6 +29,10 @@ sentences that are outside the grammar or have two readings with different trans
 
 Tokenisation: both sides are space-separated tokens; see docs/synthetic_grammar.md.
 Splits: see `generate_corpus`.
+
+Grading side only: the student hand-out does not ship this file (it would hand out the grammar's
+translator and the held-out test split); it ships the generated train/valid/length splits read by
+`grader/data/corpus.py` instead (see `grader.release`).
 """
 from __future__ import annotations
 
@@ -1020,12 +1024,9 @@ MAX_LEN = 20  # tokens, on each side, for train/valid/test
 MIN_LEN = 3
 
 
-@dataclass(frozen=True)
-class Corpus:
-    train: list[tuple[str, str]]  # (english, japanese)
-    valid: list[tuple[str, str]]
-    test: list[tuple[str, str]]
-    length: list[tuple[str, str]]  # length-generalisation split (not graded)
+# The Corpus type lives in grader/data/corpus.py, which the student hand-out ships (this file,
+# the grammar's translator and the generator of the held-out test split, it does not).
+from .corpus import Corpus  # noqa: E402
 
 
 def held_out_combinations(seed: int = 0) -> list[tuple[str, str, str]]:

@@ -1,6 +1,7 @@
 """``python -m grader train | translate | evaluate`` (also ``python -m grader.translation.cli ...``).
 
-    train      train the implementation's Transformer on the built-in task (or small_parallel_enja)
+    train      train the implementation's Transformer on the built-in task (or small_parallel_enja;
+               in the student hand-out the built-in task has no test split: the validation split is used)
                with the trusted loop; save runs/NAME/checkpoint.pt; print BLEU, samples and the
                path of the attention picture
     translate  translate sentences with a checkpoint (--attention out.png draws the map)
@@ -29,9 +30,9 @@ DEFAULT_CHECKPOINT = "runs/synthetic/checkpoint.pt"
 def load_corpus(task: str, data_dir: str | None = None, corpus_seed: int = 0):
     """The corpus of a task: ``synthetic`` (grader.data.synthetic) or ``enja`` (small_parallel_enja)."""
     if task == "synthetic":
-        from grader.data.synthetic import generate_corpus
+        from grader.data.corpus import load_synthetic
 
-        return generate_corpus(seed=corpus_seed)
+        return load_synthetic(seed=corpus_seed)  # the hand-out: the shipped splits, no test split
     if task == "enja":
         from .enja import load_enja
 
@@ -40,7 +41,18 @@ def load_corpus(task: str, data_dir: str | None = None, corpus_seed: int = 0):
 
 
 def attention_example(task: str, corpus) -> str:
-    return DEFAULT_ATTENTION_EXAMPLE if task == "synthetic" else corpus.test[0][0]
+    return DEFAULT_ATTENTION_EXAMPLE if task == "synthetic" else (corpus.test or corpus.valid)[0][0]
+
+
+def available_split(corpus, split: str) -> str:
+    """``split``, or ``valid`` when the corpus has no test split (the student hand-out)."""
+    if split == "test" and not corpus.test and corpus.valid:
+        from grader.i18n import _
+
+        print(_("(the hand-out has no test split: the held-out test sentences exist only where grading happens; "
+                "using the validation split)"), file=sys.stderr)
+        return "valid"
+    return split
 
 
 class Progress:
@@ -190,6 +202,7 @@ def train_run(*, impl_name: str, task: str = "synthetic", data_dir: str | None =
         say(f"checkpoint: {path}")
 
     if beams:
+        eval_split = available_split(corpus, eval_split)
         pairs = getattr(corpus, eval_split)
         evaluation = evaluate_model(model, impl, src_vocab, tgt_vocab, pairs, beams=beams, bf16=train_config.bf16)
         if not quiet:
@@ -286,7 +299,7 @@ def cmd_evaluate(args) -> int:
     meta = data.get("meta", {})
     task = meta.get("task", "synthetic")
     corpus = load_corpus(task, args.data_dir or meta.get("data_dir"), meta.get("corpus_seed", 0))
-    split = "valid" if args.split == "dev" else args.split
+    split = available_split(corpus, "valid" if args.split == "dev" else args.split)
     pairs = list(getattr(corpus, split))
     if not pairs:
         print(f"the {task} task has no {args.split} split", file=sys.stderr)
@@ -299,7 +312,7 @@ def cmd_evaluate(args) -> int:
     beams = (args.beam,) if args.beam and args.beam > 1 else (0,)
     results = evaluate_model(model, impl, src_vocab, tgt_vocab, pairs, beams=beams)
     print(f"checkpoint {args.checkpoint} ({task}, trained {meta.get('steps', '?')} steps)")
-    print_evaluation(results, pairs, args.split, n_samples=args.samples)
+    print_evaluation(results, pairs, split if args.split == "test" else args.split, n_samples=args.samples)
     if args.json:
         Path(args.json).write_text(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "hypotheses"}
                                                for k, v in results.items()}, indent=2) + "\n")

@@ -1,11 +1,16 @@
 """The ``translation`` part of the grade (runs in the judge).
 
 ``grade_translation(proxy, part, out_dir)`` generates the built-in corpus
-(``grader.data.synthetic.generate_corpus``), has the trusted job
-(``grader.translation.job:run``) train the student's model and translate the held-out test
-sources inside the sandbox (``proxy.call_trusted``), then scores the translations here with
-sacrebleu against the references (which never enter the sandbox), awards points from
-``part.bleu_thresholds``, and draws the attention picture into ``out_dir``.
+(``grader.data.synthetic.generate_corpus``; the student hand-out has only the shipped
+train/valid splits, see ``grader.data.corpus``), has the job (``grader.translation.job:run``)
+train the student's model inside the sandbox (``proxy.call_trusted``) and return the trained
+weights, then — here, in the judge, which never imports student code — checks those weights
+against the contract's state dict, loads them into the trusted built-in model
+(``trusted.py``), decodes the held-out test sources with the grader's own greedy decoder,
+scores the translations with sacrebleu against the references (which never enter the
+sandbox) and awards points from ``part.bleu_thresholds``. The worker's own translations (the
+student's ``greedy_decode``) are scored beside them: they earn nothing, and a large
+disagreement is flagged (``DISAGREEMENT_BLEU``). The attention picture is drawn into ``out_dir``.
 
 Budget: ``GRADING_STEPS`` optimiser steps (about 2.5 minutes on 2 idle CPU cores for the
 reference solution, plus decoding: about 3 minutes in all). The step count, not the clock,
@@ -33,6 +38,11 @@ ATTENTION_EXAMPLE = "this is a pen ."
 JOB_TARGET = "grader.translation.job:run"
 CHECK_NAME = "translation: BLEU on the held-out test set"
 PICTURE_NAME = "translation_attention.png"
+# A student BLEU this far above the grader's own decode of the same weights is flagged. Both
+# decode the same weights greedily, so an honest model differs only by float near-ties (the
+# reference: 0.00 BLEU apart); 5 BLEU is far above that and below the 20 BLEU between two
+# point thresholds.
+DISAGREEMENT_BLEU = 5.0
 
 
 def build_job(corpus, *, steps: int | None = GRADING_STEPS, seconds: float | None = GRADING_SECONDS,
@@ -98,41 +108,106 @@ def _thresholds_text(part) -> str:
     return ", ".join([first] + [f"≥ {b:g} → {p:g}" for b, p in thresholds[1:]])
 
 
-def grade_translation(proxy, part, out_dir, *, corpus=None, job_overrides: dict | None = None) -> list[dict]:
-    """Train, translate, score; -> ``[check dict]`` (name, score, max_score, output, visibility)."""
+def _failed(check: dict, error: Exception) -> list[dict]:
+    check["output"] = (
+        _("Training or translating with your model failed, so this part scores 0.") + "\n"
+        f"{type(error).__name__}: {error}\n\n{_tail(traceback.format_exc())}"
+    )
+    return [check]
+
+
+def _student_score(result: dict, references: list[str]):
+    """The student's own decode (the job's hypotheses) scored, or None when unusable."""
     from . import evaluate
+
+    try:
+        hypotheses = [str(h) for h in result["hypotheses"]]
+    except Exception:  # noqa: BLE001 - attacker-controlled data: anything may be wrong with it
+        return None, None
+    if len(hypotheses) != len(references):
+        return None, hypotheses
+    return evaluate.score(hypotheses, references), hypotheses
+
+
+def grade_translation(proxy, part, out_dir, *, corpus=None, job_overrides: dict | None = None) -> list[dict]:
+    """Train (in the worker), decode the returned weights here, score; -> ``[check dict]``
+    (name, score, max_score, output, visibility, extra_data).
+
+    The points come from the trusted decode (``trusted.py``) of the trained ``state_dict``
+    the job returns; the job's own ``hypotheses`` (the student's ``greedy_decode``) are scored
+    beside it, and a student BLEU more than ``DISAGREEMENT_BLEU`` above the trusted one is
+    flagged. Without the grading-side generator (the student hand-out) the validation split
+    stands in for the held-out test split."""
+    from . import evaluate, trusted
+    from .train import ModelConfig
+    from .vocab import Vocab
 
     max_score = float(_get(part, "points", 0.0))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     check = {"name": CHECK_NAME, "score": 0.0, "max_score": max_score, "visibility": "visible"}
     if corpus is None:
-        from grader.data.synthetic import generate_corpus
+        from grader.data.corpus import load_synthetic
 
-        corpus = generate_corpus(seed=0)
-    job = build_job(corpus)
+        corpus = load_synthetic(seed=0)
+    split = "test" if corpus.test else "valid"
+    job = build_job(corpus, split=split)
     job.update(job_overrides or {})
-    references = [ja for _, ja in corpus.test]
-    sources = [en for en, _ in corpus.test]
+    pairs = list(getattr(corpus, split))
+    references = [ja for _, ja in pairs]
+    sources = [en for en, _ in pairs]
 
     try:
         result = _run_job(proxy, job)
-        hypotheses = [str(h) for h in result["hypotheses"]]
-        if len(hypotheses) != len(references):
-            raise ValueError(_("the job returned {count} translations for {sources} sources",
-                               count=len(hypotheses), sources=len(references)))
+        if not isinstance(result, dict):
+            raise ValueError(_("the job returned {kind}, not a dict", kind=type(result).__name__))
     except Exception as error:
         if type(error).__name__ in ("StudentCodeError", "WorkerCrashed"):
             raise  # the grader reports these itself (grader/grade.py: run_translation)
-        check["output"] = (
-            _("Training or translating with your model failed, so this part scores 0.") + "\n"
-            f"{type(error).__name__}: {error}\n\n{_tail(traceback.format_exc())}"
-        )
+        return _failed(check, error)
+
+    student_scored, student_hypotheses = _student_score(result, references)
+    src_vocab = Vocab.build(en for en, _ in corpus.train)
+    tgt_vocab = Vocab.build(ja for _, ja in corpus.train)
+    config = trusted.oracle_config(len(src_vocab), len(tgt_vocab),
+                                   ModelConfig.from_dict({**GRADING_MODEL, **dict(job.get("model") or {})}))
+    from grader.i18n import N_
+    from grader.results import Text, english
+
+    flags: list[Text] = []  # for a human: the check's output, and results.json's flags (grade.py)
+    student_line = (_("Your own decoding (decoding.greedy_decode, in the sandbox) scored BLEU {bleu}.",
+                      bleu=f"{student_scored['bleu']:.2f}") if student_scored is not None else
+                    _("Your own decoding returned no usable translations (expected {count}).", count=len(references)))
+    try:
+        model, report = trusted.trusted_model(result.get("state_dict"), config)
+    except trusted.ContractMismatch as error:
+        if student_scored is not None and student_scored["bleu"] > DISAGREEMENT_BLEU:
+            flags.append(Text(N_("translation: no usable weights came back, yet the sandbox claims BLEU {bleu}"),
+                              bleu=f"{student_scored['bleu']:.2f}"))
+        check["output"] = "\n".join(
+            [_("The trained weights that came back do not fit the Transformer's state dict, so this part "
+               "scores 0 (the grader decodes your trained weights itself): {problems}.", problems=error.report.describe()),
+             student_line] + [_("Flag: {flag}", flag=f) for f in flags])
+        check["extra_data"] = {"bleu": 0.0, "student_bleu": student_scored and student_scored["bleu"],
+                               "split": split, "missing_keys": error.report.missing,
+                               "mismatched_keys": error.report.mismatched, "extra_keys": error.report.extra,
+                               "flags": [english(f) for f in flags], "attention_png": None}
+        check["flag_texts"] = flags
         return [check]
+    try:
+        hypotheses = trusted.translate(model, src_vocab, tgt_vocab, sources)
+    except Exception as error:  # weights that fit but break the built-in modules (never seen)
+        return _failed(check, error)
 
     scored = evaluate.score(hypotheses, references)
     points = points_for(scored["bleu"], part)
     check["score"] = points
+    difference = None if student_scored is None else round(student_scored["bleu"] - scored["bleu"], 2)
+    if difference is None or difference > DISAGREEMENT_BLEU:
+        flags.append(Text(N_("translation: the sandbox's decoding claims BLEU {student}, the grader's decoding of "
+                             "the returned weights gives {trusted}"),
+                          student="?" if student_scored is None else f"{student_scored['bleu']:.2f}",
+                          trusted=f"{scored['bleu']:.2f}"))
 
     picture = None
     attention = result.get("attention")
@@ -145,35 +220,74 @@ def grade_translation(proxy, part, out_dir, *, corpus=None, job_overrides: dict 
             picture = None
             attention = {"error": _("could not draw the attention picture: {error}", error=str(error))}
 
-    tokens_per_second = float(result.get("tokens_per_second", 0.0))
+    try:
+        tokens_per_second = float(result.get("tokens_per_second", 0.0))
+    except (TypeError, ValueError):
+        tokens_per_second = 0.0
+    if split == "test":
+        headline = _("BLEU {bleu} on {sentences} held-out test sentences (sacrebleu {signature}); exact match {exact}%.",
+                     bleu=f"{scored['bleu']:.2f}", sentences=scored["sentences"], signature=scored["signature"],
+                     exact=f"{100 * scored['exact_match']:.1f}")
+    else:
+        headline = _("BLEU {bleu} on {sentences} validation sentences (sacrebleu {signature}); exact match {exact}%. "
+                     "The hand-out has no test split: the real grade uses held-out test sentences.",
+                     bleu=f"{scored['bleu']:.2f}", sentences=scored["sentences"], signature=scored["signature"],
+                     exact=f"{100 * scored['exact_match']:.1f}")
     lines = [
-        _("BLEU {bleu} on {sentences} held-out test sentences (sacrebleu {signature}); exact match {exact}%.",
-          bleu=f"{scored['bleu']:.2f}", sentences=scored["sentences"], signature=scored["signature"],
-          exact=f"{100 * scored['exact_match']:.1f}"),
+        headline,
         _("Points: {points}/{max_score}  ({thresholds}).", points=f"{points:g}", max_score=f"{max_score:g}",
           thresholds=_thresholds_text(part)),
+        _("The grader translated with your trained weights itself (its own greedy decoder and a model built "
+          "from PyTorch modules); these translations earn the points.") + " " + student_line,
         _("Training (trusted loop, your Transformer and masks): {steps} steps in {seconds} s, {epochs} epochs, "
           "{speed} tokens/s; {losses}.", steps=result.get("steps", "?"),
-          seconds=f"{float(result.get('seconds', 0)):.0f}", epochs=f"{float(result.get('epochs', 0) or 0):.1f}",
-          speed=f"{tokens_per_second:,.0f}", losses=loss_summary(result.get("losses") or [])),
+          seconds=_number(result.get("seconds"), "{:.0f}"), epochs=_number(result.get("epochs"), "{:.1f}"),
+          speed=f"{tokens_per_second:,.0f}", losses=_losses(result.get("losses"))),
+    ]
+    if report.extra:
+        lines.append(_("Extra keys in your state dict (not used): {keys}.", keys=", ".join(report.extra[:20])))
+    if difference is not None and difference < -DISAGREEMENT_BLEU:
+        lines.append(_("Your decoding.greedy_decode scores {difference} BLEU below the grader's decoding of the same "
+                       "weights: check it against the decoding tests.", difference=f"{-difference:.2f}"))
+    lines += [_("Flag: {flag}", flag=f) for f in flags]
+    lines += [
         "",
         _("First translations (out) beside the references (ref):"),
         evaluate.format_samples(sources, hypotheses, references, n=5),
     ]
     if picture is not None:
         lines += ["", _("Attention picture ({source} → {target}): {picture}", source=repr(ATTENTION_EXAMPLE),
-                        target=repr(" ".join(attention["target"][:-1])), picture=str(picture))]
+                        target=repr(" ".join(str(t) for t in attention["target"][:-1])), picture=str(picture))]
     elif isinstance(attention, dict) and attention.get("error"):
-        lines += ["", _("No attention picture: {error}", error=attention["error"])]
+        lines += ["", _("No attention picture: {error}", error=str(attention["error"]))]
     else:
         lines += ["", _("No attention picture: the model kept no attn_weights in decoder.layers[-1].cross_attn.")]
     check["output"] = "\n".join(lines)
     check["extra_data"] = {
         "bleu": scored["bleu"], "signature": scored["signature"], "exact_match": scored["exact_match"],
+        "split": split, "student_bleu": None if student_scored is None else student_scored["bleu"],
+        "bleu_difference": difference, "disagreement_threshold": DISAGREEMENT_BLEU,
+        "flags": [english(f) for f in flags],
+        "extra_keys": report.extra,
         "tokens_per_second": tokens_per_second, "steps": result.get("steps"),
         "attention_png": str(picture) if picture else None,
     }
+    check["flag_texts"] = flags
     return [check]
+
+
+def _number(value, fmt: str) -> str:
+    try:
+        return fmt.format(float(value or 0))
+    except (TypeError, ValueError):
+        return "?"
+
+
+def _losses(losses) -> str:
+    try:
+        return loss_summary([[int(step), float(loss)] for step, loss in (losses or [])])
+    except (TypeError, ValueError):
+        return _("no loss recorded")
 
 
 def _tail(text: str, lines: int = 25) -> str:

@@ -4,7 +4,10 @@ the test sources, and read one attention map. Plain data in, plain data out.
 
 Imports: the standard library, torch, and ``grader.translation`` (worker-safe modules only);
 the student's package is imported as ``transformer`` (already importable in the worker).
-Scoring (sacrebleu) and drawing (matplotlib) happen in the judge (``grading.py``).
+Scoring (sacrebleu) and drawing (matplotlib) happen in the judge (``grading.py``). Nothing
+this returns is trusted: once the student's package is imported, this module and its callees
+can be replaced. The points come from the judge's own decode of ``state_dict``; the
+``hypotheses`` are only compared with it.
 
 ``run(job)`` takes::
 
@@ -20,7 +23,9 @@ Scoring (sacrebleu) and drawing (matplotlib) happen in the judge (``grading.py``
 
 and returns::
 
-    {"hypotheses": [japanese, ...],          # one per source, in order
+    {"hypotheses": [japanese, ...],          # one per source, in order (the student's decoder)
+     "state_dict": {key: tensor, ...},       # the trained weights, plain CPU tensors: the judge
+                                             # decodes them itself (grader/translation/trusted.py)
      "losses": [[step, loss], ...],
      "tokens_per_second": float,
      "attention": {"source": [...], "target": [...],
@@ -74,8 +79,10 @@ def run(job: dict) -> dict:
         except Exception as error:  # a picture is a bonus; never lose the grade over it
             attention = {"error": f"{type(error).__name__}: {error}"}
 
+    state_dict = {str(k): v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     return {
         "hypotheses": hypotheses,
+        "state_dict": state_dict,
         "losses": result.losses,
         "tokens_per_second": result.tokens_per_second,
         "attention": attention,

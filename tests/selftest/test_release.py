@@ -395,3 +395,49 @@ def test_make_release_takes_the_language_from_the_command_line():
 def test_japanese_release_make_check_reports_zero_points_on_the_stubs(built_ja):
     table = release.verify_student_release(built_ja)
     assert table and all(row[2] == 0 for row in table.values())
+
+
+# -- the built-in task's data: public splits only (issue #14) ------------------------------------
+
+
+def test_the_release_ships_the_public_splits_and_not_the_test_split(built):
+    """No grammar translator or test-split generator, and no held-out test sentence: the
+    train/valid/length splits come as data files that read back as the grader's own."""
+    from grader.data.corpus import read_public_splits
+    from grader.data.synthetic import generate_corpus
+
+    assert not (built / "grader" / "data" / "synthetic.py").exists()
+    for path in built.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "def translate_english" not in text and "def generate_corpus" not in text, path
+    shipped, corpus = read_public_splits(built / "grader" / "data" / "synthetic_data"), generate_corpus(seed=0)
+    assert (shipped.train, shipped.valid, shipped.length) == (corpus.train, corpus.valid, corpus.length)
+    assert shipped.test == []
+    shipped_sources = {line.split("\t")[0] for p in (built / "grader" / "data").rglob("*.tsv")
+                       for line in p.read_text(encoding="utf-8").splitlines()}
+    assert len(shipped_sources) > 20000 and not shipped_sources & {en for en, _ in corpus.test}
+    release.check_no_test_split(built)  # what the build runs
+
+
+def test_a_test_sentence_in_the_hand_out_fails_the_build(tmp_path):
+    from grader.data.synthetic import generate_corpus
+
+    (tmp_path / "notes.py").write_text(f"EXAMPLE = {generate_corpus(seed=0).test[7][0]!r}\n", encoding="utf-8")
+    with pytest.raises(release.ReleaseError, match="test split"):
+        release.check_no_test_split(tmp_path)
+
+
+def test_the_hand_out_trains_and_translates_from_the_shipped_data(built, tmp_path):
+    """`make train` / `make translate` of the hand-out: the grader there reads the shipped
+    splits (no generator) and evaluates on the validation split."""
+    run = tmp_path / "run"
+    tiny = ["--d-model", "16", "--heads", "2", "--layers", "1", "--d-ff", "32", "--threads", "1"]
+    trained = subprocess.run([sys.executable, "-m", "grader", "train", "--impl", str(ROOT / "solutions"), "--steps", "2",
+                              "--beam", "0", "--no-progress", "--out", str(run), *tiny],
+                             cwd=built, capture_output=True, text=True, timeout=600, env=release.clean_make_env())
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "no test split" in trained.stderr and "valid (greedy)" in trained.stdout
+    translated = subprocess.run([sys.executable, "-m", "grader", "translate", "--checkpoint", str(run / "checkpoint.pt"),
+                                 "--impl", str(ROOT / "solutions"), "this is a pen ."],
+                                cwd=built, capture_output=True, text=True, timeout=300, env=release.clean_make_env())
+    assert translated.returncode == 0 and translated.stdout.strip(), translated.stderr[-3000:]

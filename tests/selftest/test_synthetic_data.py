@@ -201,3 +201,24 @@ def test_grammar_table_is_a_markdown_table():
     lines = GRAMMAR_TABLE.splitlines()
     assert lines[0].startswith("| rule |") and len(lines) > 20, f"GRAMMAR_TABLE starts {lines[:2]}"
     assert all(line.count("|") == 5 for line in lines), "every GRAMMAR_TABLE row must have 4 cells"
+
+
+# -- the hand-out's copy: public splits as data files ---------------------------------------------
+
+
+def test_public_splits_round_trip_without_the_generator(tmp_path, monkeypatch):
+    """Where the grading-side generator is missing (the student hand-out), the corpus comes
+    from the shipped files: the same train/valid/length pairs, and no test split."""
+    from grader.data import corpus as public
+
+    generated = small(0)
+    written = public.write_public_splits(generated, tmp_path)
+    assert sorted(p.name for p in written) == ["length.tsv", "train.tsv", "valid.tsv"]
+    monkeypatch.setattr(public, "has_generator", lambda: False)
+    monkeypatch.setattr(public, "DATA_DIR", tmp_path)
+    loaded = public.load_synthetic()
+    assert (loaded.train, loaded.valid, loaded.length) == (generated.train, generated.valid, generated.length)
+    assert loaded.test == []
+    (tmp_path / "valid.tsv").unlink()
+    with pytest.raises(FileNotFoundError, match="valid.tsv"):
+        public.load_synthetic()

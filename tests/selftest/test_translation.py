@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from grader.translation import attention_plot, batching, cli, decode, enja, evaluate, grading, job, train
+from grader.translation import attention_plot, batching, cli, decode, enja, evaluate, grading, job, train, trusted
 from grader.translation.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -325,7 +325,13 @@ def test_job_run_returns_the_documented_keys(reference):
     assert attention["source"] == ["this", "is", "a", "pen", ".", "</s>"]
     cross = torch.tensor(attention["cross"])
     assert cross.shape == (2, len(attention["target"]), len(attention["source"]))
-    json.dumps(result)  # plain data all the way down
+    state = result.pop("state_dict")  # the trained weights, for the judge's own decode
+    assert state and all(type(v) is torch.Tensor and v.device.type == "cpu" for v in state.values())
+    src_vocab, tgt_vocab = vocabs(pairs)
+    config = trusted.oracle_config(len(src_vocab), len(tgt_vocab), train.ModelConfig(
+        d_model=32, num_heads=2, num_layers=1, d_ff=64, max_len=64))
+    assert trusted.check_state(state, config).fits
+    json.dumps(result)  # the rest: plain data all the way down
 
 
 def test_job_imports_only_worker_safe_modules():
@@ -365,6 +371,79 @@ def test_grade_translation_in_process(reference, tmp_path):
     assert check["max_score"] == 20 and 0 <= check["score"] <= 20
     assert "BLEU" in check["output"] and "tok:none" in check["output"] and "ref:" in check["output"]
     assert (tmp_path / grading.PICTURE_NAME).is_file()
+    extra = check["extra_data"]
+    # the points come from the judge's own decode; the sandbox's decode of the same weights agrees
+    assert extra["student_bleu"] is not None and abs(extra["bleu_difference"]) <= grading.DISAGREEMENT_BLEU
+    assert extra["flags"] == [] and extra["extra_keys"] == []
+
+
+# --- the trusted decode (the judge decodes the returned weights itself) ----------------------------
+
+def test_trusted_model_decodes_like_the_reference(reference):
+    """The built-in model with the trained weights, and the grader's greedy decoder, translate
+    as the reference's own model and greedy_decode do."""
+    model, src_vocab, tgt_vocab, _ = tiny_train(reference, steps=60)
+    config = trusted.oracle_config(len(src_vocab), len(tgt_vocab), TINY_MODEL)
+    built, report = trusted.trusted_model(model.state_dict(), config)
+    assert report.fits and not report.extra
+    sources = [en for en, _ in tiny_corpus()]
+    ours = trusted.translate(built, src_vocab, tgt_vocab, sources, batch_size=7)
+    theirs = decode.translate(model, reference, src_vocab, tgt_vocab, sources)
+    assert sum(a == b for a, b in zip(ours, theirs)) >= len(sources) - 1, list(zip(ours, theirs))
+    assert evaluate.score(ours, [ja for _, ja in tiny_corpus()])["bleu"] > 15  # trained, not noise (untrained: about 0)
+
+
+def test_check_state_names_missing_wrong_and_extra_keys():
+    config = trusted.oracle_config(11, 9, TINY_MODEL)
+    state = {k: torch.zeros(shape) for k, shape in trusted.expected_shapes(config).items()}
+    assert trusted.check_state(state, config).fits
+    del state["generator.bias"]
+    state["src_embed.embedding.weight"] = torch.zeros(12, 32)
+    state["encoder.layers.0.self_attn.w_q.weight"] = [[0.0]]
+    state["my_cache"] = torch.zeros(3)
+    report = trusted.check_state(state, config)
+    assert not report.fits
+    assert report.missing == ["generator.bias"] and report.extra == ["my_cache"]
+    assert report.mismatched == ["src_embed.embedding.weight: (12, 32) ≠ (11, 32)"]
+    assert report.not_tensors == ["encoder.layers.0.self_attn.w_q.weight (list)"]
+    text = report.describe()
+    assert "generator.bias" in text and "src_embed.embedding.weight" in text and "my_cache" in text
+    with pytest.raises(trusted.ContractMismatch, match="generator.bias"):
+        trusted.trusted_model(state, config)
+    assert not trusted.check_state("not a dict", config).fits
+
+
+class ForgingProxy:
+    """A compromised worker: the job's answer claims perfect translations."""
+
+    def __init__(self, corpus, state):
+        self.corpus, self.state = corpus, state
+
+    def call_trusted(self, name, payload):
+        assert "references" not in payload
+        return {"hypotheses": [ja for _, ja in self.corpus.test], "state_dict": self.state,
+                "losses": [[1, 0.0]], "tokens_per_second": 1e9, "attention": None, "steps": 1}
+
+
+@pytest.mark.parametrize("weights", ["none", "dummy", "untrained"])
+def test_a_forged_job_answer_earns_nothing_and_is_flagged(tmp_path, weights):
+    """Perfect hypotheses from the sandbox earn nothing: the points come from the judge's
+    decode of the returned weights (none, a dummy dict, or untrained weights that fit)."""
+    corpus = tiny_corpus_object()
+    src_vocab, tgt_vocab = vocabs(corpus.train)
+    model = {"d_model": 32, "num_heads": 2, "num_layers": 1, "d_ff": 64, "max_len": 64}
+    config = trusted.oracle_config(len(src_vocab), len(tgt_vocab), train.ModelConfig(**model))
+    state = {"none": None, "dummy": {"weight": torch.zeros(1)},
+             "untrained": {k: torch.randn(shape) * 0.02 for k, shape in trusted.expected_shapes(config).items()}}[weights]
+    part = {"points": 20, "bleu_thresholds": [[80.0, 20], [60.0, 15], [40.0, 10], [20.0, 5]]}
+    (check,) = grading.grade_translation(ForgingProxy(corpus, state), part, tmp_path, corpus=corpus,
+                                         job_overrides={"model": model})
+    assert check["score"] == 0, check["output"]
+    extra = check["extra_data"]
+    assert extra["student_bleu"] == pytest.approx(100.0) and extra["bleu"] < 20
+    assert extra["flags"] and "100.00" in extra["flags"][0] and "Flag:" in check["output"]
+    if weights != "untrained":
+        assert "generator.weight" in extra["missing_keys"] and "decoder.layers.0." in check["output"]
 
 
 def test_grade_translation_reports_a_failing_job(tmp_path):
