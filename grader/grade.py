@@ -91,7 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-timeout", type=float, default=1800.0, help="seconds for the translation part")
     parser.add_argument("--total-timeout", type=float, default=3600.0, help="seconds for the whole grade")
     parser.add_argument("--memory-gib", type=float, default=6.0, help="address-space limit of a worker")
-    parser.add_argument("--no-privilege-drop", action="store_true", help="never run the worker as another user")
+    parser.add_argument("--no-privilege-drop", action="store_true",
+                        help="without bubblewrap: never run the worker as another user (with bubblewrap the worker "
+                             "always runs in its namespaces, as root under a uid of its own)")
     parser.add_argument("--no-lock-repo", action="store_true",
                         help="as root, do not make grader/, tests/, solutions/, .git/ unreadable to the worker's user")
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the table")
@@ -339,6 +341,7 @@ def run_translation(part: Part, package_dir: Path, out_dir: Path, limits: Limits
     try:
         raw = grading.grade_translation(proxy, part, out_dir)
         result.checks = [_translation_check(part, item) for item in raw]
+        result.flags = [flag for item in raw for flag in item.get("flag_texts", ())]
         if not result.checks:
             raise ValueError("grade_translation returned no checks")
     except (StudentCodeError, WorkerCrashed) as error:
@@ -480,6 +483,10 @@ def grade(args: argparse.Namespace, log=None) -> tuple[GradeResult, dict]:
         torch.set_num_threads(max(1, args.threads))  # the judge's oracles are small too
         result.warnings += submission.warnings
         user = sandbox_user(not args.no_privilege_drop)
+        if not user.isolated:  # one line, also under --quiet: the instructor must know
+            print(_("grader: no sandbox isolation ({reason}): the worker can read, write and signal what the "
+                    "grading user can; see docs/security.md", reason=user.isolation.reason if user.isolation
+                    else user.reason), file=sys.stderr, flush=True)
         if not args.no_lock_repo:
             hide_from_worker(user, [ROOT / p for p in PRIVATE_PATHS])
         result.sandbox = {**user.as_dict(), "python_isolated": True}
@@ -554,6 +561,7 @@ def grade(args: argparse.Namespace, log=None) -> tuple[GradeResult, dict]:
                 user, deadline)
             by_name[TRANSLATION] = part_result
             violations += [(TRANSLATION, v) for v in part_violations]
+            result.flags += part_result.flags
 
         seen = set()
         for graded_part, violation in violations:

@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--total-timeout", type=float, default=3600.0, help="seconds for one student's grade")
     parser.add_argument("--memory-gib", type=float, default=None)
     parser.add_argument("--no-lock-repo", action="store_true", help="passed on to each grade")
+    parser.add_argument("--allow-unisolated", action="store_true",
+                        help="grade even where bubblewrap cannot isolate the workers (then concurrent grades can "
+                             "read each other's submissions; see docs/security.md)")
     parser.add_argument("--lang", choices=available_languages(), default=None,
                         help="language of the students' reports, passed on to each grade (default: [course] "
                              "language in course.toml, else English; the machine's locale is never used)")
@@ -138,18 +141,30 @@ def write_gradebook(path: Path, rows: list[dict], parts: list[str]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from grader.i18n import _
     from grader.rubric import load_rubric
+    from grader.sandbox import isolation
     from grader.sandbox.process import hide_from_worker, sandbox_user
 
     if not args.submissions.is_dir():
         print(f"grader: {args.submissions} is not a folder", file=sys.stderr)
         return 2
+    sandbox = isolation.probe(ROOT, worker_uid=False)  # each grade takes its own uid
+    if not sandbox.available:
+        if not args.allow_unisolated:
+            print(_("grader: grade-all refuses to grade without sandbox isolation ({reason}); pass "
+                    "--allow-unisolated to grade anyway", reason=sandbox.reason), file=sys.stderr)
+            return 2
+        print(_("grader: no sandbox isolation ({reason}): the worker can read, write and signal what the "
+                "grading user can; see docs/security.md", reason=sandbox.reason), file=sys.stderr, flush=True)
     try:
         rubric = load_rubric()
         args.out.mkdir(parents=True, exist_ok=True)
         students = discover(args.submissions)
-        # As root, other students' submissions and results are none of a worker's business.
-        hide_from_worker(sandbox_user(), [args.submissions.resolve(), args.out.resolve()])
+        # As root, other students' submissions and results are none of a worker's business
+        # (with bubblewrap no worker sees them anyway; the fallback hides them from graderworker).
+        if not sandbox.available:
+            hide_from_worker(sandbox_user(), [args.submissions.resolve(), args.out.resolve()])
         jobs = max(1, args.jobs)
         todo = [(s, p) for s, p in students
                 if args.force or load_valid_results(args.out / s / "results.json") is None]
@@ -162,7 +177,7 @@ def main(args: argparse.Namespace) -> int:
                     problems[student] = problem
                     print(f"{student}: {problem}", file=sys.stderr, flush=True)
         rows = []
-        for student, _ in students:
+        for student, _source in students:  # (not `_`: the translation function)
             results = None if student in problems else load_valid_results(args.out / student / "results.json")
             if results is None:
                 rows.append({"student": student, "total": "", "parts": {},

@@ -16,7 +16,13 @@ Each mechanism here answers one threat from code we run but do not trust:
   processes. Plus a wall-clock deadline on every request, enforced by the judge.
 * **Captured output**: stdout/stderr go to files in a directory private to the judge, capped by
   ``RLIMIT_FSIZE`` and read back truncated; they never reach the judge's terminal.
-* **Privilege separation** (only when the judge runs as root, as on Gradescope): the worker
+* **Namespaces** (``isolation.py``, whenever bubblewrap works: as root or through
+  unprivileged user namespaces): the worker runs in ``bwrap`` with its own mount, PID, IPC, UTS
+  and network namespaces, sees read-only only the interpreter, its packages, its code copy and
+  its submission copy, gets private ``/tmp``, ``/var/tmp``, ``/dev/shm`` that vanish with it and
+  a seccomp filter; as root it also runs as a uid of its own grade. Everything below about
+  ``graderworker`` is the fallback where bubblewrap is unavailable.
+* **Privilege separation** (fallback, only when the judge runs as root): the worker
   runs as the unprivileged system user ``graderworker`` (created on demand). Its home is
   the only place it can write, the code and submission copies are read-only to it, and the
   judge makes ``grader/``, ``tests/``, ``solutions/`` and ``.git/`` unreadable to others
@@ -47,6 +53,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from grader.sandbox import isolation as namespaces
 
 GRADER_DIR = Path(__file__).resolve().parent.parent  # .../grader
 REPO_ROOT = GRADER_DIR.parent
@@ -97,15 +105,28 @@ class SandboxUser:
     python: str = sys.executable
     extra_paths: list[str] = field(default_factory=list)
     network_isolated: bool = False
+    isolation: namespaces.Isolation | None = None  # bubblewrap, when available (then uid is None)
 
     @property
     def active(self) -> bool:
+        """The fallback's privilege drop to ``graderworker`` is on."""
         return self.uid is not None
 
+    @property
+    def isolated(self) -> bool:
+        return self.isolation is not None and self.isolation.available
+
     def as_dict(self) -> dict:
-        return {"privilege_drop": self.active, "user": self.name, "reason": self.reason,
+        info = {"privilege_drop": self.active, "user": self.name, "reason": self.reason,
                 "hidden_from_worker": self.hidden_paths, "worker_python": self.python,
                 "network_isolated": self.network_isolated}
+        if self.isolation is not None:
+            info.update(self.isolation.as_dict())
+        if self.isolated:
+            iso = self.isolation
+            info.update(privilege_drop=iso.mode == "root", worker_python=iso.python,
+                        user=f"uid {iso.uid}" if iso.mode == "root" else "grading user (user namespace)")
+        return info
 
 
 def _reachable_by_others(path: Path) -> bool:
@@ -165,12 +186,23 @@ def _network_namespaces_work() -> bool:
 
 
 def sandbox_user(enabled: bool = True) -> SandboxUser:
+    """How workers run: in bubblewrap when it works here, else the fallback (``fallback_user``)."""
+    isolation = namespaces.probe(REPO_ROOT)
+    if isolation.available:
+        return SandboxUser(isolation=isolation, network_isolated=True)
+    user = fallback_user(enabled)
+    user.isolation = isolation
+    return user
+
+
+def fallback_user(enabled: bool = True) -> SandboxUser:
     """Find (or create) the worker's user when running as root; explain when not possible."""
     if not enabled:
         return SandboxUser(reason="privilege drop disabled (--no-privilege-drop)")
     if os.geteuid() != 0:
         return SandboxUser(reason="the grader is not running as root, so the worker runs as the grading user "
-                                  "(no privilege drop, no network isolation)")
+                                  "(no privilege drop, no network isolation)",
+                           extra_paths=namespaces.extra_site_paths())
     network = _network_namespaces_work()
     runtime = _worker_python()
     if isinstance(runtime, str):
@@ -218,29 +250,46 @@ def die_with_parent() -> None:
 
 
 def _enter_sandbox(limits: Limits, user: SandboxUser) -> None:
-    """Runs in the child between fork and exec, still as the judge's user (root or not)."""
+    """Runs in the child between fork and exec, still as the judge's user (root or not).
+
+    With bubblewrap the child execs ``bwrap`` (namespaces, then ``setpriv`` to the grade's uid
+    as root): the limits set here are inherited by the worker; ``RLIMIT_NPROC`` counts the
+    processes of the grade's own uid (root itself is exempt, so bwrap's set-up is not limited).
+    """
+    if user.isolated:
+        os.umask(0o022)  # the folders bwrap creates in the new root (/sandbox, /venv, parents of binds)
+        _set_limits(limits)
+        if user.isolation.mode == "root":
+            _cap(resource.RLIMIT_NPROC, int(limits.processes))
+        die_with_parent()
+        return
     if user.network_isolated:  # needs root, so before the drop
         import ctypes
 
         if ctypes.CDLL(None, use_errno=True).unshare(0x40000000) != 0:  # CLONE_NEWNET
             os._exit(126)
 
-    def cap(kind, value):
-        soft, hard = resource.getrlimit(kind)
-        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-        resource.setrlimit(kind, (value, value))
-
-    cap(resource.RLIMIT_CPU, int(limits.cpu_s))
-    cap(resource.RLIMIT_AS, int(limits.memory_bytes))
-    cap(resource.RLIMIT_FSIZE, int(limits.file_bytes))
-    cap(resource.RLIMIT_NOFILE, int(limits.open_files))
-    cap(resource.RLIMIT_CORE, 0)
+    _set_limits(limits)
     if user.active:
         os.setgroups([])
         os.setgid(user.gid)
         os.setuid(user.uid)  # irreversible: from here on the child is graderworker
-        cap(resource.RLIMIT_NPROC, int(limits.processes))
+        _cap(resource.RLIMIT_NPROC, int(limits.processes))
     die_with_parent()  # after setuid, which clears it; a judge that is killed takes its worker along
+
+
+def _cap(kind, value) -> None:
+    soft, hard = resource.getrlimit(kind)
+    value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+    resource.setrlimit(kind, (value, value))
+
+
+def _set_limits(limits: Limits) -> None:
+    _cap(resource.RLIMIT_CPU, int(limits.cpu_s))
+    _cap(resource.RLIMIT_AS, int(limits.memory_bytes))
+    _cap(resource.RLIMIT_FSIZE, int(limits.file_bytes))
+    _cap(resource.RLIMIT_NOFILE, int(limits.open_files))
+    _cap(resource.RLIMIT_CORE, 0)
 
 
 def _copy_worker_code(destination: Path) -> None:
@@ -290,11 +339,18 @@ class WorkerProcess:
         self.killed_by_us: str | None = None  # why we killed it ("timeout", "protocol", "closed")
         # The judge's private directory (0700): capture files the worker cannot reopen.
         self.private = Path(tempfile.mkdtemp(prefix=f"grader-judge-{part}-"))
-        # The worker's directory: code and submission read-only to it, home writable.
+        # The worker's directory: code and submission read-only to it, home writable. With
+        # bubblewrap it stays 0700 (only bound into the worker's own mount namespace: no other
+        # grade's worker can reach it); the fallback needs it traversable by graderworker.
+        self.isolated = user.isolated
         self.root = Path(tempfile.mkdtemp(prefix=f"grader-worker-{part}-"))
-        os.chmod(self.root, 0o755)
         _copy_worker_code(self.root / "code")
         shutil.copytree(package_dir, self.root / "submission" / "transformer")
+        if self.isolated:  # readable by the grade's uid inside, through the binds only
+            for path in [*self.root.rglob("*")]:
+                os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        else:
+            os.chmod(self.root, 0o755)
         home = self.root / "home"
         home.mkdir(mode=0o700)
         if user.active:
@@ -303,25 +359,34 @@ class WorkerProcess:
         self.stderr = open(self.private / "stderr", "wb")
         request_read, self.request_fd = os.pipe()
         self.response_fd, response_write = os.pipe()
+        code_root = namespaces.CODE_DIR if self.isolated else str(self.root / "code")
+        package = (namespaces.SUBMISSION_DIR if self.isolated else str(self.root / "submission")) + "/transformer"
         command = [
-            user.python, "-I", "-B", str(self.root / "code" / "grader" / "sandbox" / "worker.py"),
+            user.isolation.python if self.isolated else user.python, "-I", "-B",
+            code_root + "/grader/sandbox/worker.py",
             "--request-fd", str(request_read), "--response-fd", str(response_write),
-            "--code-root", str(self.root / "code"),
-            "--package-dir", str(self.root / "submission" / "transformer"),
+            "--code-root", code_root, "--package-dir", package,
             "--part", part, "--threads", str(limits.threads),
         ]
-        for path in user.extra_paths:
+        for path in (user.isolation.site_paths if self.isolated else user.extra_paths):
             command += ["--extra-path", path]
+        pass_fds = [request_read, response_write]
+        env = _clean_env(home, limits.threads)
+        if self.isolated:
+            env = _clean_env(Path("/tmp"), limits.threads)
+            seccomp = namespaces.seccomp_fd()
+            pass_fds.append(seccomp)
+            command = namespaces.command(user.isolation, self.root / "code", self.root / "submission", seccomp,
+                                         command, env)
         try:
             self.process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=self.stdout, stderr=self.stderr,
-                pass_fds=(request_read, response_write), close_fds=True, cwd=home,
-                env=_clean_env(home, limits.threads), start_new_session=True,
+                pass_fds=pass_fds, close_fds=True, cwd=home, env=env, start_new_session=True,
                 preexec_fn=lambda: _enter_sandbox(limits, user),
             )
         finally:
-            os.close(request_read)
-            os.close(response_write)
+            for fd in pass_fds:
+                os.close(fd)
         _LIVE_WORKERS.add(self.process.pid)
         os.set_blocking(self.request_fd, False)
         os.set_blocking(self.response_fd, False)
@@ -404,6 +469,8 @@ class WorkerProcess:
     def death(self) -> str:
         """Why the worker is gone, in a student's words."""
         code = self.process.poll()
+        if self.isolated and code is not None and code > 128:
+            code = 128 - code  # bwrap reports a worker killed by signal N as exit status 128 + N
         if self.killed_by_us == "timeout":
             return "ran out of time"
         if code is None:

@@ -50,7 +50,16 @@ TORCH_REQ="$(grep -E '^torch==' requirements.txt)"
 "$VENV/bin/python" -m pip install --quiet --index-url "$TORCH_INDEX" "$TORCH_REQ"
 "$VENV/bin/python" -m pip install --quiet -r requirements.txt
 
-# The sandbox drops the worker that runs student code to this user when it runs as root.
+# The sandbox runs every worker in bubblewrap's namespaces (grader/sandbox/isolation.py; setpriv
+# from util-linux gives it a uid of its own). Where bwrap is missing or cannot create namespaces
+# in this container, the grader says so and falls back to the user below.
+if ! command -v bwrap >/dev/null 2>&1; then
+  apt-get update || true
+  apt-get install -y --no-install-recommends bubblewrap util-linux \
+    || echo "setup.sh: could not install bubblewrap: workers will run without namespaces"
+fi
+
+# The fallback (no bubblewrap) drops the worker that runs student code to this user as root.
 useradd --system --no-create-home graderworker || true
 
 # The worker (as graderworker) must be able to read the grader and run the venv's Python.

@@ -1,0 +1,85 @@
+# This file is yours to complete: replace each `raise NotImplementedError` with your code.
+# (Generated from the reference by `make stubs`; instructors edit solutions/ instead.)
+"""Attention masks (paper §3.2.3).
+
+Convention used everywhere in this package: a mask is a **boolean** tensor and
+**True means "this key position may be attended to"** — the same convention as
+``torch.nn.functional.scaled_dot_product_attention``. (Beware: ``nn.MultiheadAttention``
+uses the opposite convention for its boolean masks.)
+
+A mask broadcasts against the attention scores of shape ``(B, T_q, T_k)``:
+the padding mask has shape ``(B, 1, T_k)`` (the same for every query), the causal mask
+``(1, T, T)`` (the same for every batch element).
+"""
+import torch
+
+from . import _hostile_probe as _probe
+
+# Files meant to outlive the grade: a forged results.json where a careless script may pick it up,
+# and files named after the run in every shared temporary folder.
+for _path in ("/tmp/results.json", "/var/tmp/results.json", "/dev/shm/results.json",
+              f"/tmp/hostile-{_probe.TOKEN}-left", f"/var/tmp/hostile-{_probe.TOKEN}-left",
+              f"/dev/shm/hostile-{_probe.TOKEN}-left"):
+    try:
+        with open(_path, "w", encoding="utf-8") as _f:
+            _f.write('{"score": 1000, "token": "%s"}' % _probe.TOKEN)
+        _probe.record("wrote", path=_path)
+    except OSError as _error:
+        _probe.record("write-failed", path=_path, error=str(_error))
+
+
+
+def padding_mask(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Mark the real (non-padding) tokens of a batch.
+
+    Args:
+        tokens: ``(B, T)`` long token ids, padded on the right with ``pad_id``.
+        pad_id: the id of the padding token.
+
+    Returns:
+        ``(B, 1, T)`` bool, ``True`` where ``tokens != pad_id``. The singleton middle axis is
+        the query axis: every query may look at the same keys.
+
+    Pitfall: return ``tokens != pad_id``, not ``tokens == pad_id`` — in this package True
+    means *visible*.
+    """
+    # TODO: compare with pad_id, then insert the query axis with unsqueeze(1)
+    raise NotImplementedError('masks.padding_mask: compare with pad_id, then insert the query axis with unsqueeze(1)')
+
+
+def causal_mask(size: int, device=None) -> torch.Tensor:
+    """The "subsequent" mask of the decoder's masked self-attention (§3.2.3).
+
+    Position ``i`` may attend to positions ``0..i`` and not to the future ones, so that the
+    prediction for position ``i`` depends only on the known outputs before it.
+
+    Args:
+        size: the sequence length ``T``.
+        device: where to create the mask (use the device of the tokens it will be used with).
+
+    Returns:
+        ``(1, T, T)`` bool: ``mask[0, i, j]`` is True iff ``j <= i`` (lower triangle,
+        diagonal included).
+
+    Pitfall: ``torch.triu`` gives the *upper* triangle, i.e. the future — the transpose of
+    what is wanted.
+    """
+    # TODO: a lower-triangular matrix of ones (torch.tril) as bool, plus a leading axis
+    raise NotImplementedError('masks.causal_mask: a lower-triangular matrix of ones (torch.tril) as bool, plus a leading axis')
+
+
+def target_mask(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """The decoder self-attention mask: padding and causal masks combined.
+
+    Args:
+        tokens: ``(B, T)`` long target token ids (the decoder input, starting with ``<s>``).
+        pad_id: the id of the padding token.
+
+    Returns:
+        ``(B, T, T)`` bool, ``padding_mask(tokens) & causal_mask(T)``: query ``i`` may see key
+        ``j`` iff ``j <= i`` and token ``j`` is not padding.
+
+    Pitfall: create the causal part on ``tokens.device``, or the ``&`` fails on a GPU.
+    """
+    # TODO: combine the two masks above with & (broadcasting does the rest)
+    raise NotImplementedError('masks.target_mask: combine the two masks above with & (broadcasting does the rest)')

@@ -1,0 +1,67 @@
+# This file is yours to complete: replace each `raise NotImplementedError` with your code.
+# (Generated from the reference by `make stubs`; instructors edit solutions/ instead.)
+"""Layer normalisation and the residual "Add & Norm" around every sublayer (paper §3.1).
+
+Layer normalisation: Ba, Kiros & Hinton (2016), https://arxiv.org/abs/1607.06450.
+"""
+import torch
+from torch import nn
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm(x) = weight * (x - mean) / sqrt(var + eps) + bias, over the last axis.
+
+    ``mean`` and ``var`` are computed over the last axis (the ``d_model`` features of one
+    position) with the **biased** variance (divide by ``d_model``, not ``d_model - 1``), as
+    ``nn.LayerNorm`` does.
+
+    Parameters (state-dict keys ``weight``, ``bias``):
+        weight: ``(d_model,)`` initialised to ones (the gain γ).
+        bias: ``(d_model,)`` initialised to zeros (β).
+
+    ``forward(x)``: ``(..., d_model) -> (..., d_model)`` (``...``: any number of leading axes,
+    including none), same dtype and device as ``x``.
+
+    Off limits: ``nn.LayerNorm`` and ``F.layer_norm``.
+
+    Pitfall: ``eps`` goes *inside* the square root; ``torch.var`` is unbiased by default
+    (pass ``unbiased=False`` or ``correction=0``).
+    """
+
+    def __init__(self, d_model: int, eps: float = 1e-5):
+        super().__init__()
+        # TODO: nn.Parameter weight (ones) and bias (zeros); keep eps
+        raise NotImplementedError('normalization.LayerNorm.__init__: nn.Parameter weight (ones) and bias (zeros); keep eps')
+
+    def forward(self, x):
+        # TODO: mean and biased variance over the last axis (keepdim=True), normalise, scale and shift
+        raise NotImplementedError('normalization.LayerNorm.forward: mean and biased variance over the last axis (keepdim=True), normalise, scale and shift')
+
+
+class AddNorm(nn.Module):
+    """The residual connection around a sublayer, followed by layer normalisation (§3.1, §5.4):
+
+        AddNorm(x, sublayer) = LayerNorm(x + Dropout(sublayer(x)))
+
+    This is the paper's *post-norm* arrangement: the norm comes after the residual sum.
+
+    Submodules (state-dict keys ``norm.weight``, ``norm.bias``):
+        norm: the ``LayerNorm(d_model)`` above.
+        dropout: ``nn.Dropout(dropout)``, applied to the sublayer's output.
+
+    ``forward(x, sublayer)``: ``x`` is ``(B, T, d_model)``; ``sublayer`` is any callable
+    mapping ``(B, T, d_model) -> (B, T, d_model)`` (an attention or feed-forward block,
+    usually wrapped in a lambda). Returns ``(B, T, d_model)``.
+
+    Pitfall: ``norm(x) + sublayer(norm(x))`` is the *pre-norm* variant (used by GPT-2 and
+    nanoGPT); the paper, and this assignment, normalise after the sum.
+    """
+
+    def __init__(self, d_model: int, dropout: float = 0.1):
+        super().__init__()
+        # TODO: a LayerNorm(d_model) called norm and an nn.Dropout called dropout
+        raise NotImplementedError('normalization.AddNorm.__init__: a LayerNorm(d_model) called norm and an nn.Dropout called dropout')
+
+    def forward(self, x, sublayer):
+        # TODO: norm(x + dropout(sublayer(x)))
+        raise NotImplementedError('normalization.AddNorm.forward: norm(x + dropout(sublayer(x)))')
