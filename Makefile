@@ -20,12 +20,12 @@ STEPS ?=
 # The self-tests that `make test` (and so CI) runs; `make test-integration` runs them all.
 SELFTESTS := tests/selftest/test_stubs.py tests/selftest/test_catalogues.py tests/selftest/test_rubric.py tests/selftest/test_fonts.py tests/selftest/test_oracles_attention_norm.py \
 	tests/selftest/test_oracles_embedding_layers.py tests/selftest/test_oracles_decoding_training.py \
-	tests/selftest/test_synthetic_data.py
+	tests/selftest/test_synthetic_data.py tests/selftest/test_protocol.py tests/selftest/test_banned_ops.py
 # Self-tests that grade, train or build hand-outs in subprocesses (minutes, not seconds).
 INTEGRATION := tests/selftest/test_sandbox.py tests/selftest/test_grader.py tests/selftest/test_autograder.py \
 	tests/selftest/test_release.py tests/selftest/test_notebooks.py tests/selftest/test_translation.py \
 	tests/selftest/test_variants.py tests/selftest/test_mutants.py tests/selftest/test_hostile.py \
-	tests/selftest/test_feedback.py
+	tests/selftest/test_feedback.py tests/selftest/test_isolation.py
 
 .PHONY: help venv check test test-deep stubs catalogues grade demo grade-all train translate bench mutants clean
 

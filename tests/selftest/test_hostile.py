@@ -37,14 +37,14 @@ starts them all as soon as the first test of this module runs, and each test wai
 own. Attacks that need the wall-clock time-out run with a short per-call limit
 (``--call-timeout``, when the grader has that option).
 
-Privilege: as root the grader runs the worker as the unprivileged ``graderworker`` and hides
-``grader/``, ``tests/`` and ``solutions/`` from it. The checks that rely on that (reading the
-hidden tests, changing the repository, keeping files out of the worker's reach) are
-``xfail(strict=True)`` when the worker is *not* unprivileged — not root, or root but the drop
-skipped (``extra_data.sandbox.privilege_drop`` false, with its reason) — because then the
-worker runs as the user who owns and reads everything; see docs/security.md. One test,
-``test_privilege_drop_is_active_when_root``, fails when the grader runs as root but skipped the
-drop. The network check (no network for the worker) applies whenever the grade runs as root.
+Modes: every attack is graded twice, with the judge as root (Gradescope: each grade's workers
+get a uid of their own) and with the judge as an ordinary user (user namespaces); run as root,
+the suite plays that user itself (see ``MODES`` and ``_judge_command``). In both, bubblewrap
+gives each worker its own namespaces (``grader/sandbox/isolation.py``) and
+``test_workers_are_isolated`` fails if it did not. ``GRADER_NO_BWRAP=1`` grades in the
+fallback instead: the checks that need namespaces (or, without root, a separate uid) are then
+``xfail(strict=True)`` with the reason, so that a grader that closes a gap turns its test into
+an unexpected pass; see docs/security.md.
 """
 from __future__ import annotations
 
@@ -74,6 +74,14 @@ ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 SCHEMA = ROOT / "grader" / "schemas" / "gradescope_results.schema.json"
 IS_ROOT = os.geteuid() == 0
+# The suite grades every attack in each mode: "root" (the judge as root, as on Gradescope: each
+# grade's workers get a uid of their own) and "unprivileged" (the judge as an ordinary user, as
+# on a laptop or a cluster node: user namespaces instead of uids). Run as root, the suite plays
+# the ordinary user itself (HOSTILE_UNPRIVILEGED_UID, default nobody); run as an ordinary user,
+# only that mode exists. HOSTILE_MODES=root (or unprivileged) runs one.
+UNPRIVILEGED_UID = int(os.environ.get("HOSTILE_UNPRIVILEGED_UID", "65534"))
+MODES = tuple(m for m in os.environ.get("HOSTILE_MODES", "root,unprivileged").split(",")
+              if m in ("root", "unprivileged") and (IS_ROOT or m == "unprivileged"))
 JOBS = int(os.environ.get("HOSTILE_JOBS", "2"))
 # What is not copied into a run's repository copy (and not checksummed).
 NOT_COPIED = {".venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis", "out", "runs", "dist",
@@ -104,6 +112,11 @@ class Attack:
     short_timeout: bool = False  # run with a short per-call time-out (loops, sleeps)
     banned: str | None = None  # the call the verdict must name
     needs_unprivileged_worker: str | None = None  # xfail(strict) reason when the worker is not unprivileged
+    # ... in these modes only (the modes in which the grading user can do the harm at all)
+    same_user_modes: tuple[str, ...] = ("root", "unprivileged")
+    needs_namespaces: str | None = None  # xfail(strict) reason when the worker runs without bubblewrap
+    concurrent: bool = False  # grade the reference solution at the same time (something to find)
+    train: bool = False  # grade with training (the translation part), not --no-train
     extra: Callable | None = None  # attack-specific checks: extra(run)
 
     @property
@@ -146,7 +159,7 @@ def _check_output_flood(run):
 
 def _check_secrets(run):
     secrets = run.secret_hashes()
-    if run.worker_unprivileged:
+    if run.worker_unprivileged or run.worker_isolated:
         read = [e for e in run.events if e.get("event") == "read" and e.get("sha256") in secrets]
         assert not read, f"the unprivileged worker read protected files: {[e['path'] for e in read][:5]}"
         leaked = run.out_text_contains(secrets)
@@ -158,7 +171,7 @@ def _check_secrets(run):
 
 def _check_edit_harness(run):
     writable = [e for e in run.events if e.get("event") == "real-repo-writable"]
-    if run.worker_unprivileged:
+    if run.worker_unprivileged or run.worker_isolated:
         assert not writable, f"the worker may write to the developer's checkout: {writable[:3]}"
 
 
@@ -190,12 +203,58 @@ def _check_zip(run):
 
 def _check_network(run):
     sent = [e for e in run.events if e.get("event") in ("tcp-sent", "udp-sent")]
-    if IS_ROOT:
+    if run.worker_isolated:
+        # bubblewrap's network namespace has a loopback of its own (up): a UDP datagram to
+        # 127.0.0.1 "leaves" without an error and reaches nobody. What counts: the host's
+        # listener received nothing and no TCP connection was made.
+        tcp = [e for e in sent if e["event"] == "tcp-sent"]
+        assert not run.network and not tcp, (
+            f"the isolated worker reached the host's network: the listener received {run.network[:3]}, "
+            f"the worker reports {[e['event'] for e in tcp][:4]}")
+        run.note(f"{len(sent)} UDP datagrams went to the sandbox's own loopback")
+    elif IS_ROOT and run.mode == "root":
         assert not run.network and not sent, (
             f"as root the worker must have no network (a network namespace): the listener on the host "
             f"received {run.network[:3]}, the worker reports {[e['event'] for e in sent][:4]}")
     else:
         run.note(f"not root: no network isolation (documented); the listener received {len(run.network)} messages")
+
+
+def _check_other_submission(run):
+    found = [e for e in run.events if e.get("event") == "found-other"]
+    assert not found, f"the worker found and ran another grade's submission: {found[:3]}"
+    assert run.other_rc == 0, f"the concurrent honest grade failed (exit status {run.other_rc})"
+    run.note(f"events: {sorted({e.get('event') for e in run.events})}")
+
+
+def _check_left_files(run):
+    wrote = [e.get("path") for e in run.events if e.get("event") == "wrote"]
+    assert wrote, f"the attack wrote nothing (vacuous): {run.events[:5]}"
+    # what outlived the grade (results.json with the run's token included) is in run.stray_files,
+    # which assert_grader_in_charge already found empty
+    run.note(f"the worker wrote {len(wrote)} files, all gone")
+
+
+def _check_forge_translation(run):
+    info = run.results["extra_data"]["parts"]["translation"]
+    assert info["score"] == 0, f"the forged translation scored {info['score']}"
+    assert any(e.get("event") == "translation-forged" for e in run.events), "the fakes never ran (vacuous)"
+    text = " ".join(t.get("output", "") for t in run.results["tests"] if "translation" in t.get("tags", []))
+    assert "BLEU 100.00" in text and "missing keys" in text, text[:600]
+    flags = run.results["extra_data"].get("flags", [])
+    assert any("claims BLEU" in flag for flag in flags), f"the disagreement is not among the flags: {flags}"
+
+
+# The words protocol.py uses when it refuses a reply (a limit, a lying header, nesting).
+_REFUSAL = re.compile(r"exceeds the|more than the limit|do not match|overlaps or leaves gaps|nested too deeply")
+
+
+def _check_replies_refused(run):
+    forged = [e.get("variant") for e in run.events if e.get("event") == "reply-forged"]
+    assert len(forged) >= 3, f"the forged replies were not sent (vacuous): {run.events[:5]}"
+    messages = " ".join(t.get("output", "") for t in run.results["tests"] if "masks" in t.get("tags", []))
+    assert _REFUSAL.search(messages), f"no protocol error names the problem: {messages[:300]}"
+    run.note(f"forged replies: {forged}")
 
 
 def _check_twin(run):
@@ -207,6 +266,8 @@ def _banned(part: str, call: str) -> Attack:
     return Attack(parts=(part,), bound=0.0, part_timeout=BANNED_PART_TIMEOUT, banned=call, extra=_check_banned)
 
 
+NO_NAMESPACES = ("the worker runs without bubblewrap (extra_data.sandbox.isolation is not 'bubblewrap'): "
+                 "it can {what}; see docs/security.md")
 SAME_USER = ("the worker runs as the grading user (not root, or root but the privilege drop was skipped): "
              "it can {what}; only a separate user (or namespaces) prevents it — see docs/security.md")
 
@@ -214,7 +275,7 @@ ATTACKS: dict[str, Attack] = {
     "exit-at-import": Attack(bound=0.0),
     "exit-in-forward": Attack(bound=0.0),
     "prewrite-results": Attack(bound=0.0, extra=_check_prewrite, needs_unprivileged_worker=SAME_USER.format(
-        what="write wherever that user can, /autograder included")),
+        what="write wherever that user can, /autograder included"), same_user_modes=("root",)),
     "monkeypatch-asserts": Attack(),
     "tensor-subclass-eq": Attack(),
     "object-eq-true": Attack(),
@@ -252,6 +313,17 @@ ATTACKS: dict[str, Attack] = {
     "banned-cross-entropy": _banned("training", "cross_entropy"),
     "banned-aten-alias": _banned("normalization", "layer_norm"),
     "banned-tripwire-disarm": _banned("normalization", "layer_norm"),
+    "banned-aten-ops": _banned("normalization", "native_layer_norm"),
+    "banned-aten-sdpa": _banned("attention", "scaled_dot_product"),
+    "banned-compiled-loss": _banned("training", "cross_entropy"),
+    "forge-translation": Attack(parts=("translation",), bound=0.0, train=True, extra=_check_forge_translation),
+    "reply-fake-view": Attack(bound=0.0, extra=_check_replies_refused),
+    "reply-flood": Attack(bound=0.0, extra=_check_replies_refused),
+    "read-other-submission": Attack(bound=0.0, concurrent=True, extra=_check_other_submission,
+                                    needs_namespaces=NO_NAMESPACES.format(
+                                        what="read the submission copies of grades running at the same time")),
+    "leave-files": Attack(bound=0.0, extra=_check_left_files, needs_namespaces=NO_NAMESPACES.format(
+        what="leave files in the shared /tmp, /var/tmp and /dev/shm")),
 }
 
 
@@ -520,6 +592,8 @@ class Run:
     notes: list = dataclasses.field(default_factory=list)
     network: list = dataclasses.field(default_factory=list)
     error: str = ""
+    mode: str = "root"  # who runs the judge: "root" or "unprivileged" (see MODES)
+    other_rc: int | None = None  # exit status of the concurrent honest grade (Attack.concurrent)
 
     @property
     def repo(self) -> Path:
@@ -543,7 +617,13 @@ class Run:
 
     @property
     def worker_unprivileged(self) -> bool:
-        return IS_ROOT and bool(self.sandbox.get("privilege_drop"))
+        """The worker ran as a uid other than the judge's (root mode with a privilege drop)."""
+        return IS_ROOT and self.mode == "root" and bool(self.sandbox.get("privilege_drop"))
+
+    @property
+    def worker_isolated(self) -> bool:
+        """The worker ran in bubblewrap's namespaces: it sees only its own copies, no network."""
+        return self.sandbox.get("isolation") == "bubblewrap"
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -603,12 +683,49 @@ class _Listener:
         return self.received
 
 
+# Run as root, the unprivileged mode starts the judge as UNPRIVILEGED_UID with `setpriv`. That
+# user may not reach this virtual environment's interpreter (pyenv lives under /root, 0700), so
+# it runs a python3.X of the same minor version it can reach, with the virtual environment's
+# site-packages bound read-only at a path it can reach (`bwrap --dev-bind / /`: the whole
+# machine as it is, plus that one mount), the way a course installs Python for its TAs.
+UNPRIVILEGED_LAUNCHER = ("import runpy, site, sys; site.addsitedir(sys.argv[1]); sys.path.insert(0, sys.argv[2]); "
+                         "sys.argv = ['grader', *sys.argv[3:]]; runpy.run_module('grader', run_name='__main__', "
+                         "alter_sys=True)")
+
+
+def _unprivileged_python() -> str | None:
+    """An interpreter of this minor version that UNPRIVILEGED_UID can run, or None."""
+    from grader.sandbox.process import _reachable_by_others
+
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in (os.path.realpath(sys.executable), f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"):
+        if os.path.isfile(candidate) and _reachable_by_others(Path(candidate)):
+            return candidate
+    return None
+
+
+def _judge_command(run: "Run", base: Path, grader_args: list[str]) -> list[str]:
+    """`python -m grader ARGS` as the run's mode wants it (see MODES)."""
+    if not (run.mode == "unprivileged" and IS_ROOT):
+        return [_python_of(run.repo), "-m", "grader", *grader_args]
+    import sysconfig
+
+    python = _unprivileged_python()
+    assert python, f"no python{sys.version_info.major}.{sys.version_info.minor} that uid {UNPRIVILEGED_UID} can run"
+    mount = base / "site-packages"
+    mount.mkdir(parents=True, exist_ok=True)
+    return [shutil.which("bwrap") or "bwrap", "--dev-bind", "/", "/", "--ro-bind", sysconfig.get_paths()["purelib"],
+            str(mount), "--", shutil.which("setpriv") or "setpriv", f"--reuid={UNPRIVILEGED_UID}",
+            f"--regid={UNPRIVILEGED_UID}", "--clear-groups", "--inh-caps=-all", python, "-I", "-c",
+            UNPRIVILEGED_LAUNCHER, str(mount), str(run.repo), *grader_args]
+
+
 def grade_in_sandbox(name: str, attack: Attack, submission_source: Path | None = None,
-                     transform: Callable[[str], str] | None = None) -> Run:
+                     transform: Callable[[str], str] | None = None, mode: str = "root") -> Run:
     """Grade one submission in a fresh /tmp/hostile-<token>/ (see the module docstring)."""
     token = uuid.uuid4().hex[:12]
     base = Path(f"/tmp/hostile-{token}")
-    run = Run(name=name, attack=attack, base=base, token=token)
+    run = Run(name=name, attack=attack, base=base, token=token, mode=mode)
     base.mkdir(mode=0o755)
     os.chmod(base, 0o755)
     run.markers.mkdir()
@@ -640,8 +757,9 @@ def grade_in_sandbox(name: str, attack: Attack, submission_source: Path | None =
     else:
         graded = submission
 
-    command = [_python_of(run.repo), "-m", "grader", "grade", str(graded), "--out", str(run.out),
-               "--parts", ",".join(attack.parts), "--no-train"]
+    command = ["grade", str(graded), "--out", str(run.out), "--parts", ",".join(attack.parts)]
+    if not attack.train:
+        command.append("--no-train")
     options = _grader_options()
     if "--threads" in options:
         command += ["--threads", "1"]
@@ -650,20 +768,52 @@ def grade_in_sandbox(name: str, attack: Attack, submission_source: Path | None =
     if "--part-timeout" in options:
         command += ["--part-timeout", str(SHORT_PART_TIMEOUT if attack.short_timeout else attack.part_timeout)]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(base / "home"), "LANG": "C.UTF-8",
-           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+           # the worker's namespaces hide /tmp: bind the marker folder in so the attack can record
+           "GRADER_WORKER_EXTRA_BIND": str(run.markers)}
+    if os.environ.get("GRADER_NO_BWRAP"):  # the fallback run (no bubblewrap)
+        env["GRADER_NO_BWRAP"] = os.environ["GRADER_NO_BWRAP"]
+    command = _judge_command(run, base, command)
     spec = {"command": command, "cwd": str(run.repo), "env": env, "hard_limit": attack.time_limit + 60,
             "grace": attack.grace, "needle": str(base), "report": str(base / "report.json")}
     (base / "spec.json").write_text(json.dumps(spec))
 
     skip = {"out", "markers", "report.json", "spec.json"}
+    other = None
+    # Attack.concurrent: an honest grade of the reference at the same time, for the attack to find
+    # (in a folder of its own, so that neither the checksums nor the leftover search mix them up).
+    other_base = Path(f"/tmp/hostile-other-{uuid.uuid4().hex[:12]}")
+    if attack.concurrent:
+        honest = other_base / "submission" / "transformer"
+        honest.mkdir(parents=True)
+        for path in (ROOT / "solutions" / "transformer").glob("*.py"):
+            shutil.copyfile(path, honest / path.name)
+        other_command = _judge_command(run, other_base, [
+            "grade", str(honest.parent), "--out", str(other_base / "out"), "--parts", "masks,attention,feed_forward",
+            "--no-train", "--quiet"])
+    if mode == "unprivileged" and IS_ROOT:  # the ordinary user owns its grade's folders
+        for folder in (base, other_base):
+            for path in [folder, *folder.rglob("*")] if folder.exists() else []:
+                os.lchown(path, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
     run.before = _tree_digest(base, skip)
     home_marker_paths = [Path(p) / f".hostile-{token}" for p in {"/root", os.path.expanduser("~")}]
 
     try:
+        if attack.concurrent:
+            with open(other_base / "grade.log", "w") as log:
+                other = subprocess.Popen(other_command, cwd=run.repo, env=env, stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT)
         subprocess.run([sys.executable, "-c", WRAPPER, str(base / "spec.json")], cwd=base, check=False,
                        timeout=attack.time_limit + 120, stdin=subprocess.DEVNULL)
     finally:
         run.network = listener.close()
+        if other is not None:
+            try:
+                run.other_rc = other.wait(timeout=300)
+            except subprocess.TimeoutExpired:
+                other.kill()
+                run.other_rc = other.wait()
+            shutil.rmtree(other_base, ignore_errors=True)
 
     run.report = json.loads((base / "report.json").read_text())
     run.after = _tree_digest(base, skip)
@@ -685,6 +835,16 @@ def grade_in_sandbox(name: str, attack: Attack, submission_source: Path | None =
             depth = len(Path(directory).relative_to(top).parts)
             dirs[:] = [d for d in dirs if depth < 3 and Path(directory, d) != base]
             run.stray_files += [str(Path(directory, n)) for n in files + dirs if token in n]
+        try:  # a results.json carrying the run's token (leave-files)
+            if token in (top / "results.json").read_text(errors="replace"):
+                run.stray_files.append(str(top / "results.json"))
+        except OSError:
+            pass
+    for path in run.stray_files:  # reported; not left for the next run
+        try:
+            os.unlink(path) if not os.path.isdir(path) or os.path.islink(path) else shutil.rmtree(path)
+        except OSError:
+            pass
     return run
 
 
@@ -769,9 +929,9 @@ def assert_grader_in_charge(run: Run) -> None:
     judge = str(report["judge_pid"])
     in_judge = [e for e in run.events if str(e.get("pid")) == judge]
     assert not in_judge, f"student code ran inside the judge's process: {in_judge[:3]}"
-    if run.worker_unprivileged:
+    if run.worker_unprivileged or run.mode == "unprivileged":
         as_root = [e for e in run.events if str(e.get("euid")) == "0"]
-        assert not as_root, f"student code ran as root although the privilege drop is on: {as_root[:3]}"
+        assert not as_root, f"student code ran as root although the judge did not give it root: {as_root[:3]}"
 
 
 # --- running the grades in a pool --------------------------------------------------------------
@@ -781,7 +941,9 @@ _futures: dict[str, Future] = {}
 _lock = threading.Lock()
 
 
-def _job(key: str) -> Run:
+def _job(job: str) -> Run:
+    """Grade one job, "MODE/NAME": an attack, "control:WHICH" or "twin:ATTACK"."""
+    mode, _, key = job.partition("/")
     if key.startswith("control:"):
         which = key.removeprefix("control:")
         source = ROOT / ("solutions" if which == "solutions" else "assignments") / "transformer"
@@ -797,16 +959,16 @@ def _job(key: str) -> Run:
                 assert count == 1, f"the masks stub changed: cannot make {function} return zeros"
             masks.write_text(text, encoding="utf-8")
         try:
-            run = grade_in_sandbox(key, Attack(bound=1e9), submission_source=staging)
+            run = grade_in_sandbox(key, Attack(bound=1e9), submission_source=staging, mode=mode)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return run
     if key.startswith("twin:"):
         name = key.removeprefix("twin:")
         return grade_in_sandbox(key, dataclasses.replace(ATTACKS[name], bound=1e9, extra=None),
-                                submission_source=HOSTILE / name,
+                                submission_source=HOSTILE / name, mode=mode,
                                 transform=lambda text: text.replace("float('nan')", "0.0"))
-    return grade_in_sandbox(key, ATTACKS[key])
+    return grade_in_sandbox(key, ATTACKS[key], mode=mode)
 
 
 ZERO_MASKS = {
@@ -820,19 +982,27 @@ def _jobs_for(items) -> list[str]:
     keys = []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if callspec is not None and "attack" in callspec.params and item.module.__name__ == __name__:
+        if callspec is None or item.module.__name__ != __name__ or "mode" not in callspec.params:
+            continue
+        mode = callspec.params["mode"]
+        if "attack" in callspec.params:
             name = callspec.params["attack"]
             if name in ATTACKS:
                 if ATTACKS[name].bound == "twin":
-                    keys.append(f"twin:{name}")
-                if ATTACKS[name].bound == "zeros" and "control:zeros" not in keys:
-                    keys.insert(0, "control:zeros")
-                keys.append(name)
-        elif getattr(item, "originalname", "") == "test_control" and callspec is not None:
-            keys.append(f"control:{callspec.params['which']}")
+                    keys.append(f"{mode}/twin:{name}")
+                if ATTACKS[name].bound == "zeros" and f"{mode}/control:zeros" not in keys:
+                    keys.insert(0, f"{mode}/control:zeros")
+                keys.append(f"{mode}/{name}")
+        elif getattr(item, "originalname", "") in ("test_control", "test_workers_are_isolated"):
+            keys.append(f"{mode}/control:{callspec.params.get('which', 'stubs')}")
     keys = list(dict.fromkeys(keys))
+
+    def length(key: str) -> float:
+        name = key.partition("/")[2]
+        return ATTACKS[name].time_limit if name in ATTACKS else 0
+
     # The longest grades first (several parts, the time-outs), so that the pool ends evenly.
-    return sorted(keys, key=lambda k: -(ATTACKS[k].time_limit if k in ATTACKS else 0))
+    return sorted(keys, key=lambda k: -length(k))
 
 
 @pytest.fixture(scope="session")
@@ -895,12 +1065,13 @@ def test_at_least_twenty_attacks_each_with_a_note_and_a_verdict():
         assert not stray, f"{name}: store {stray} as *.hostile (this repository's pytest/Python would load it)"
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("which", ["solutions", "stubs", "zeros"])
-def test_control(graded, which):
+def test_control(graded, which, mode):
     """The harness has teeth: the reference earns full marks on `masks` through the same
     machinery, the stubs earn nothing, all-False masks (the honest bound of the attacks that
     return them) earn less than full marks, and none of them trips a single check."""
-    run = _result(graded, f"control:{which}")
+    run = _result(graded, f"{mode}/control:{which}")
     try:
         run.bound = 1e9
         assert_grader_in_charge(run)
@@ -921,9 +1092,9 @@ def test_privilege_drop_is_active_when_root(graded):
     steal-solution, edit-harness, kill-parent, forge-and-kill, prewrite-results and
     read-secrets rest on it. The grader skips the drop (and says why in
     extra_data.sandbox.reason) when that user cannot reach the interpreter or torch."""
-    if not IS_ROOT:
-        pytest.skip("not root: the worker runs as the grading user (documented in docs/security.md)")
-    run = _result(graded, "control:stubs")
+    if "root" not in MODES:
+        pytest.skip("not root (or HOSTILE_MODES without root): no privilege drop to check")
+    run = _result(graded, "root/control:stubs")
     assert run.results is not None
     sandbox = run.sandbox
     reason = str(sandbox.get("reason", ""))
@@ -937,28 +1108,50 @@ def test_privilege_drop_is_active_when_root(graded):
         "e.g. not under /root)")
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_workers_are_isolated(graded, mode):
+    """Every attack below is meant to meet bubblewrap's namespaces in both modes: a machine
+    where they do not work (no bwrap, user namespaces off) fails here, loudly, instead of
+    turning the attacks that need them into expected failures. GRADER_NO_BWRAP=1 (the
+    fallback's own run) skips it."""
+    if os.environ.get("GRADER_NO_BWRAP"):
+        pytest.skip("GRADER_NO_BWRAP: the run of the fallback without namespaces")
+    run = _result(graded, f"{mode}/control:stubs")
+    assert run.results is not None, run.error
+    sandbox = run.sandbox
+    assert sandbox.get("isolation") == "bubblewrap", (
+        f"{mode} mode: the workers ran without namespaces: {sandbox.get('isolation_reason')}")
+    assert sandbox.get("mode") == mode, sandbox
+    assert (sandbox.get("worker_uid") is not None) == (mode == "root"), sandbox
+
+
 @pytest.mark.parametrize("attack", attack_dirs())
-def test_hostile_submission(graded, attack, request):
+@pytest.mark.parametrize("mode", MODES)
+def test_hostile_submission(graded, attack, mode, request):
     spec = ATTACKS[attack]
-    run = _result(graded, attack)
+    run = _result(graded, f"{mode}/{attack}")
     try:
         if spec.bound == "twin":
-            twin = _result(graded, f"twin:{attack}")
+            twin = _result(graded, f"{mode}/twin:{attack}")
             try:
                 assert twin.results is not None, "the zeros-twin produced no results.json"
                 run.bound = float(twin.results["score"])
             finally:
                 cleanup(twin)
         elif spec.bound == "zeros":
-            zeros = _result(graded, "control:zeros")
+            zeros = _result(graded, f"{mode}/control:zeros")
             assert zeros.results is not None, "the all-False-masks control produced no results.json"
             run.bound = float(zeros.results["score"])
         else:
             run.bound = float(spec.bound)
-        if spec.needs_unprivileged_worker and not run.worker_unprivileged:
+        if (spec.needs_unprivileged_worker and mode in spec.same_user_modes
+                and not (run.worker_unprivileged or run.worker_isolated)):
             reason = spec.needs_unprivileged_worker
             if IS_ROOT:
                 reason += f" [sandbox: {run.sandbox.get('reason', '?')}]"
+            request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+        if spec.needs_namespaces and not run.worker_isolated:
+            reason = spec.needs_namespaces + f" [sandbox: {run.sandbox.get('isolation_reason', '?')}]"
             request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
         assert_grader_in_charge(run)
         if spec.extra is not None:
@@ -978,6 +1171,7 @@ def _summarise(run: Run) -> None:
     kinds = sorted({e.get("event", "?") for e in run.events})
     line = {
         "attack": run.name,
+        "mode": run.mode,
         "rc": run.report.get("rc"),
         "elapsed": round(run.report.get("elapsed", 0), 1),
         "cpu_s": round(run.report.get("cpu_s", 0), 1),
