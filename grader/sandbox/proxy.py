@@ -320,6 +320,13 @@ class SandboxedImplementation:
             raise ValueError(f"{name!r} is not an allowed trusted call ({', '.join(TRUSTED_CALLS)})")
         return self._request("trusted", name=name, payload=payload)
 
+    def stderr_tail(self, limit: int = 4096) -> str:
+        """The last bytes of the running worker's stderr ("" when none runs); attacker-controlled,
+        for display only (the translation job's progress, ``grader/translation/progress.py``).
+        Safe to call from another thread while a request waits."""
+        worker = self._worker
+        return worker.output_tail("stderr", limit) if worker is not None else ""
+
     def __repr__(self) -> str:
         return f"<sandboxed implementation of {self._package_dir} for part {self._part}>"
 

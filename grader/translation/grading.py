@@ -92,9 +92,109 @@ def loss_summary(losses) -> str:
     return _("loss {values}", values=" → ".join(values))
 
 
-def _run_job(proxy, job: dict) -> dict:
+def format_duration(seconds: float) -> str:
+    """``0:42``, ``12:05``, ``1:02:05``."""
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def progress_text(info: dict, steps: int | None, cap: float | None) -> str:
+    """One line for the terminal from a parsed progress line (``progress.parse``): steps, loss,
+    time spent and an estimate of the time left (from the job's own step budget and time cap)."""
+    step, elapsed = int(info.get("step", 0)), float(info.get("elapsed", 0.0))
+    if info.get("phase") == "decode":
+        return _("translation: trained {step} steps in {elapsed}; translating the test sentences ...",
+                 step=step, elapsed=format_duration(elapsed))
+    left = None
+    if steps and step > 0:
+        left = elapsed / step * max(0, steps - step)
+    if cap:
+        left = max(0.0, cap - elapsed) if left is None else min(left, max(0.0, cap - elapsed))
+    fields = {"step": step, "steps": steps or "?", "elapsed": format_duration(elapsed),
+              "left": "?" if left is None else format_duration(left)}
+    if info.get("loss") is None:
+        return _("translation: step {step}/{steps}, {elapsed} elapsed, about {left} left", **fields)
+    return _("translation: step {step}/{steps}, loss {loss}, {elapsed} elapsed, about {left} left",
+             loss=f"{info['loss']:.3f}", **fields)
+
+
+class ProgressDisplay:
+    """Shows progress lines on ``stream``: rewritten in place on a terminal, otherwise (a log, a
+    pipe) one line at most every ``every`` seconds and at each change of phase."""
+
+    def __init__(self, stream, interactive: bool | None = None, every: float = 15.0, clock=None):
+        import time
+
+        self.stream = stream
+        self.interactive = stream.isatty() if interactive is None else interactive
+        self.every = every
+        self.clock = clock or time.monotonic
+        self.width = 0
+        self.last: tuple[float, str] | None = None  # (time, phase) of the last line written
+
+    def __call__(self, text: str, phase: str = "train") -> None:
+        try:
+            if self.interactive:
+                self.stream.write("\r" + text.ljust(self.width))
+                self.width = len(text)
+            else:
+                now = self.clock()
+                if self.last is not None and self.last[1] == phase and now - self.last[0] < self.every:
+                    return
+                self.last = (now, phase)
+                self.stream.write(text + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def close(self) -> None:
+        if self.interactive and self.width:
+            try:
+                self.stream.write("\n")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
+        self.width = 0
+
+
+PROGRESS_POLL_SECONDS = 1.0
+
+
+def _run_job(proxy, job: dict, progress=None) -> dict:
+    """The job's reply. With ``progress`` (a ``ProgressDisplay`` or any ``(text, phase)``
+    callable) and a sandboxed worker, a thread tails the worker's stderr while the judge waits and
+    shows the last progress line the job wrote (display only: the student can write such lines
+    too; only bounded numbers are shown)."""
     if proxy is not None and hasattr(proxy, "call_trusted"):
-        return proxy.call_trusted(JOB_TARGET, job)
+        if progress is None or not hasattr(proxy, "stderr_tail"):
+            return proxy.call_trusted(JOB_TARGET, job)
+        import threading
+
+        from .progress import parse
+
+        stop = threading.Event()
+
+        def watch() -> None:
+            last = None
+            while not stop.wait(PROGRESS_POLL_SECONDS):
+                try:
+                    info = parse(proxy.stderr_tail())
+                    if info is not None and info != last:
+                        last = info
+                        progress(progress_text(info, job.get("steps"), job.get("seconds")), info["phase"])
+                except Exception:  # noqa: BLE001 - a display never disturbs the grade
+                    pass
+
+        watcher = threading.Thread(target=watch, name="translation-progress", daemon=True)
+        watcher.start()
+        try:
+            return proxy.call_trusted(JOB_TARGET, {**job, "progress": True})
+        finally:
+            stop.set()
+            watcher.join(timeout=5)
+            if hasattr(progress, "close"):
+                progress.close()
     from . import job as job_module  # in-process (make demo without a sandbox, tests)
 
     return job_module.run(job)
@@ -129,14 +229,16 @@ def _student_score(result: dict, references: list[str]):
     return evaluate.score(hypotheses, references), hypotheses
 
 
-def grade_translation(proxy, part, out_dir, *, corpus=None, job_overrides: dict | None = None) -> list[dict]:
+def grade_translation(proxy, part, out_dir, *, corpus=None, job_overrides: dict | None = None,
+                      progress=None) -> list[dict]:
     """Train (in the worker), decode the returned weights here, score; -> ``[check dict]``
     (name, score, max_score, output, visibility, extra_data).
 
     The points come from the trusted decode (``trusted.py``) of the trained ``state_dict``
     the job returns; the job's own ``hypotheses`` (the student's ``greedy_decode``) are scored
     beside it, and a student BLEU more than ``DISAGREEMENT_BLEU`` above the trusted one is
-    flagged. Without the grading-side generator (the student hand-out) the validation split
+    flagged. ``progress``: see ``_run_job`` (the training's progress while the judge waits).
+    Without the grading-side generator (the student hand-out) the validation split
     stands in for the held-out test split."""
     from . import evaluate, trusted
     from .train import ModelConfig
@@ -158,7 +260,7 @@ def grade_translation(proxy, part, out_dir, *, corpus=None, job_overrides: dict 
     sources = [en for en, _ in pairs]
 
     try:
-        result = _run_job(proxy, job)
+        result = _run_job(proxy, job, progress)
         if not isinstance(result, dict):
             raise ValueError(_("the job returned {kind}, not a dict", kind=type(result).__name__))
     except Exception as error:

@@ -4,7 +4,9 @@ the test sources, and read one attention map. Plain data in, plain data out.
 
 Imports: the standard library, torch, and ``grader.translation`` (worker-safe modules only);
 the student's package is imported as ``transformer`` (already importable in the worker).
-Scoring (sacrebleu) and drawing (matplotlib) happen in the judge (``grading.py``). Nothing
+Scoring (sacrebleu) and drawing (matplotlib) happen in the judge (``grading.py``). While it
+trains, it writes a progress line to stderr every few seconds (``progress.py``), which the judge
+shows while it waits (display only). Nothing
 this returns is trusted: once the student's package is imported, this module and its callees
 can be replaced. The points come from the judge's own decode of ``state_dict``; the
 ``hypotheses`` are only compared with it.
@@ -18,6 +20,7 @@ can be replaced. The points come from the judge's own decode of ``state_dict``; 
      "threads": 2,                           # torch.set_num_threads (None: leave it)
      "model": {"d_model": 128, ...},         # ModelConfig fields; missing ones: defaults
      "attention_example": "this is a pen .",
+     "progress": True,                       # optional: progress lines on stderr (progress.py)
      # optional: "training": {TrainConfig fields: max_tokens, warmup, lr_factor, ...},
      #           "beam": 0 (greedy) or a beam size, "device": "auto" | "cpu" | "cuda"}
 
@@ -39,6 +42,7 @@ import time
 
 from .batching import encode_pairs
 from .decode import attention_maps, translate
+from .progress import StderrProgress
 from .train import ImportedImplementation, ModelConfig, TrainConfig, build_model, count_parameters, train_model
 from .vocab import Vocab
 
@@ -64,7 +68,11 @@ def run(job: dict) -> dict:
     tgt_vocab = Vocab.build(ja for _, ja in pairs)
     examples = encode_pairs(pairs, src_vocab, tgt_vocab)
     model = build_model(impl, len(src_vocab), len(tgt_vocab), model_config, seed=seed)
-    result = train_model(model, impl, examples, config)
+    # Progress lines on stderr for the judge's display only (progress.py); never scored.
+    progress = StderrProgress() if job.get("progress") else None
+    result = train_model(model, impl, examples, config, progress=progress)
+    if progress is not None:
+        progress.decoding(result.steps, result.seconds)
 
     start = time.perf_counter()
     hypotheses = translate(model, impl, src_vocab, tgt_vocab, sources, beam=int(job.get("beam", 0) or 0),
