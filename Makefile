@@ -1,6 +1,7 @@
 # Every target sets up its own virtual environment (.venv) on first use: a fresh clone needs
 # no manual step. Students: `make check`, `make check PART=attention`, `make train`.
-# Instructors: `make demo`, `make grade SUBMISSION=path OUT=dir`, `make test`.
+# Instructors: `make demo`, `make grade SUBMISSION=path OUT=dir [TRAIN=0] [PARTS=a,b]`,
+# `make grade-all SUBMISSIONS=dir OUT=dir [JOBS=N] [TRAIN=0] [PARTS=a,b]`, `make test`.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -15,12 +16,20 @@ TIMEOUT ?=
 VERBOSE ?=
 PDB ?=
 SUBMISSION ?= assignments
+SUBMISSIONS ?=
 OUT ?= out/grade
+# make grade / grade-all: TRAIN=0 leaves the translation (training) part out; PARTS=a,b grades
+# only those parts (PART=a works too); JOBS=N grades N students at once (default: one per core).
+TRAIN ?= 1
+PARTS ?= $(PART)
+JOBS ?=
+GRADE_OPTIONS = $(if $(filter 0 no false,$(TRAIN)),--no-train,) $(if $(PARTS),--parts $(PARTS),)
 STEPS ?=
 # The self-tests that `make test` (and so CI) runs; `make test-integration` runs them all.
 SELFTESTS := tests/selftest/test_stubs.py tests/selftest/test_catalogues.py tests/selftest/test_rubric.py tests/selftest/test_fonts.py tests/selftest/test_oracles_attention_norm.py \
 	tests/selftest/test_oracles_embedding_layers.py tests/selftest/test_oracles_decoding_training.py \
-	tests/selftest/test_synthetic_data.py tests/selftest/test_protocol.py tests/selftest/test_banned_ops.py
+	tests/selftest/test_synthetic_data.py tests/selftest/test_protocol.py tests/selftest/test_banned_ops.py \
+	tests/selftest/test_cli.py
 # Self-tests that grade, train or build hand-outs in subprocesses (minutes, not seconds).
 INTEGRATION := tests/selftest/test_sandbox.py tests/selftest/test_grader.py tests/selftest/test_autograder.py \
 	tests/selftest/test_release.py tests/selftest/test_notebooks.py tests/selftest/test_translation.py \
@@ -32,6 +41,7 @@ INTEGRATION := tests/selftest/test_sandbox.py tests/selftest/test_grader.py test
 help:
 	@echo "Students:     make check [PART=attention]   make train   make translate"
 	@echo "Instructors:  make demo   make grade SUBMISSION=path OUT=dir   make grade-all SUBMISSIONS=dir OUT=dir"
+	@echo "              (grade, grade-all: TRAIN=0 no training, PARTS=a,b some parts; grade-all: JOBS=N at once)"
 	@echo "Hand-outs:    make release   make autograder   make notebooks [LANG=en|ja]"
 	@echo "Maintainers:  make test   make test-deep   make stubs   make catalogues   make bench   make mutants"
 
@@ -69,10 +79,11 @@ demo: venv
 	$(PY) -m grader grade solutions --out out/demo
 
 grade: venv
-	$(PY) -m grader grade $(SUBMISSION) --out $(OUT)
+	$(PY) -m grader grade $(SUBMISSION) --out $(OUT) $(GRADE_OPTIONS)
 
 grade-all: venv
-	$(PY) -m grader grade-all $(SUBMISSIONS) --out $(OUT)
+	@$(if $(SUBMISSIONS),,echo "make grade-all: give SUBMISSIONS=folder (one sub-folder or .zip per student)"; exit 2)
+	$(PY) -m grader grade-all $(SUBMISSIONS) --out $(OUT) $(GRADE_OPTIONS) $(if $(JOBS),--jobs $(JOBS),)
 
 ## Maintainers ------------------------------------------------------------------------------
 

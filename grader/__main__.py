@@ -5,10 +5,14 @@
     grade-all SUBMISSIONS --out DIR [--jobs N] [--force] [--lang en|ja]
                                                              grade a folder of them (grader/grade_all.py)
     stubs [--check]                                          regenerate assignments/ (grader/stubs.py)
+    --version                                                pyproject.toml's version (+ git describe)
     train / translate / evaluate                             from grader.translation.cli, when present
 
 ``--lang``: the language of what the student reads (report.md, the checks' messages); default:
 ``[course] language`` in course.toml, else English (never the machine's locale).
+
+Help (grader/cli.py): plain text, every option's default shown; the subcommands' parsers get
+that formatter here, the translation engineer's included.
 
 Extension point for the translation engineer: ``grader/translation/cli.py`` defines
 
@@ -23,6 +27,19 @@ from __future__ import annotations
 import argparse
 import sys
 
+from grader.cli import HelpFormatter, add_version
+
+DESCRIPTION = "The grader's command line: grade one submission or a class, regenerate the stubs, train."
+EPILOG = """\
+Each command has its own help: python -m grader COMMAND --help.
+  python -m grader grade SUBMISSION --out DIR [--parts masks,attention] [--no-train]
+  python -m grader grade-all SUBMISSIONS --out DIR [--jobs N] [--no-train]
+  python -m grader stubs [--check]
+
+--lang (grade, grade-all): the language of what the student reads (report.md, the checks'
+messages); default: [course] language in course.toml, else English (never the machine's locale).
+"""
+
 
 def _unavailable(reason: str):
     def run(args) -> int:
@@ -35,19 +52,32 @@ def _unavailable(reason: str):
 def build_parser() -> argparse.ArgumentParser:
     from grader import grade, grade_all
 
-    parser = argparse.ArgumentParser(prog="python -m grader", description=__doc__.split("\n\n")[0])
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="python -m grader", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=HelpFormatter)
+    add_version(parser)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    grade_parser = subparsers.add_parser("grade", help="grade one submission")
+    grade_parser = subparsers.add_parser("grade", help="grade one submission", formatter_class=HelpFormatter,
+                                         description="Grade one submission: results.json and report.md in --out.")
     grade.add_arguments(grade_parser)
     grade_parser.set_defaults(func=grade.main)
 
-    all_parser = subparsers.add_parser("grade-all", help="grade every submission in a folder")
+    all_parser = subparsers.add_parser("grade-all", help="grade every submission in a folder",
+                                       formatter_class=HelpFormatter,
+                                       description="Grade every submission in a folder (one sub-folder or .zip per "
+                                                   "student):\nOUT/<student>/ and OUT/gradebook.csv.")
     grade_all.add_arguments(all_parser)
     all_parser.set_defaults(func=grade_all.main)
 
+    from grader import export
+
+    export_parser = subparsers.add_parser("export", help="grade a Moodle or Canvas download, write what it imports")
+    export.add_arguments(export_parser)
+    export_parser.set_defaults(func=export.main)
+
     # `stubs` is dispatched in main() before parsing, so that its own options pass through untouched.
-    subparsers.add_parser("stubs", help="generate assignments/ from solutions/ (see python -m grader.stubs -h)")
+    subparsers.add_parser("stubs", help="generate assignments/ from solutions/ (python -m grader stubs --help)",
+                          add_help=False)
 
     try:
         from grader.translation import cli
@@ -55,11 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
         reason = ("grader/translation is not part of this installation" if getattr(error, "name", "")
                   in ("grader.translation", "grader.translation.cli") else f"{type(error).__name__}: {error}")
         for name in ("train", "translate", "evaluate"):
-            sub = subparsers.add_parser(name, help=f"(unavailable: {reason})")
+            sub = subparsers.add_parser(name, help=f"(unavailable: {reason})", formatter_class=HelpFormatter)
             sub.add_argument("rest", nargs=argparse.REMAINDER)
             sub.set_defaults(func=_unavailable(reason))
     else:
         cli.add_subcommands(subparsers)
+    # Every subcommand's help (the translation engineer's included) shows the defaults, in plain text.
+    for sub in subparsers.choices.values():
+        if sub.formatter_class is argparse.HelpFormatter:
+            sub.formatter_class = HelpFormatter
     return parser
 
 
@@ -68,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["stubs"]:
         from grader import stubs
 
-        return int(stubs.main(argv[1:]) or 0)
+        return int(stubs.main(argv[1:], prog="python -m grader stubs") or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)

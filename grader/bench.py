@@ -518,18 +518,22 @@ def print_table(results: dict) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grader.bench", description=__doc__.split("\n\n")[0])
+    from grader.cli import HelpFormatter, add_version
+
+    parser = argparse.ArgumentParser(prog="python -m grader.bench", description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
+    add_version(parser)
     parser.add_argument("--quick", action="store_true", help="1 seed instead of 3, shorter peer and enja runs")
-    parser.add_argument("--out", default="bench/results.json")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", default="bench/results.json", help="where the JSON results go")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads of every training run")
+    parser.add_argument("--device", default="auto", help="torch device: auto (CUDA when present), cpu, cuda")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")
     parser.add_argument("--minutes", type=float, default=3.0, help="training budget of the built-in task runs")
     parser.add_argument("--seeds", help="comma-separated seeds (default 0 in --quick, else 0,1,2)")
     parser.add_argument("--peer-steps", type=int, help="steps of the peer comparison (default 300 quick, 600 full)")
     parser.add_argument("--enja-minutes", type=float, help="small_parallel_enja budget (default 5 quick, 10 full)")
     parser.add_argument("--enja-data-dir", help="small_parallel_enja files (default: cache or ../shared copy)")
-    parser.add_argument("--determinism-steps", type=int, default=60)
+    parser.add_argument("--determinism-steps", type=int, default=60, help="training steps of each determinism run")
     parser.add_argument("--skip", help="comma-separated: synthetic, ablations, peer, enja, determinism")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)

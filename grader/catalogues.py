@@ -191,9 +191,14 @@ def conflicts(lang: str) -> list[str]:
 
 
 def main(argv=None) -> int:
+    from grader.cli import HelpFormatter, add_version
+
     parser = argparse.ArgumentParser(prog="python -m grader.catalogues", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("update", "check"))
+                                     formatter_class=HelpFormatter)
+    add_version(parser)
+    parser.add_argument("command", choices=("update", "check"),
+                        help="update: extract every _() message into the .po files; check: exit 1 when a "
+                             "message lacks a translation")
     parser.add_argument("--lang", action="append", help="only this language (repeatable)")
     parser.add_argument("--domain", action="append", help="update: only this domain (repeatable)")
     args = parser.parse_args(argv)

@@ -432,7 +432,11 @@ def execute_notebooks(paths, *, cwd: Path = ROOT, env: dict | None = None, timeo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from grader.cli import HelpFormatter, add_version
+
+    parser = argparse.ArgumentParser(prog="python -m grader.notebooks", description=__doc__,
+                                     formatter_class=HelpFormatter)
+    add_version(parser)
     parser.add_argument("--lang", choices=LANGS, help="one language (default: both)")
     parser.add_argument("--out", type=Path, default=ROOT / "notebooks" / "build",
                         help="output folder; the notebooks go to OUT/<lang>/ (default: notebooks/build)")

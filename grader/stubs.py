@@ -362,9 +362,11 @@ def write_stubs(solutions: Path = SOLUTIONS, assignments: Path = ASSIGNMENTS, la
     return sorted(expected)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grader.stubs", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None, prog: str = "python -m grader.stubs") -> int:
+    from grader.cli import HelpFormatter, add_version
+
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
+    add_version(parser)
     parser.add_argument("--check", action="store_true",
                         help="only check that assignments/ is up to date (with --lang: that every text is translated)")
     parser.add_argument("--lang", default=SOURCE_LANGUAGE,
