@@ -97,6 +97,7 @@ class Course:
     points: dict[str, float] = field(default_factory=dict)
     grade_args: tuple[str, ...] = ()  # extra options of `python -m grader grade` on Gradescope
     language: str = "en"  # what students read when graded: report.md, results.json (en, ja)
+    leaderboard: bool = False  # [gradescope] leaderboard: the translation's BLEU on Gradescope's leaderboard
 
 
 def load_course(path: Path | None = DEFAULT_CONFIG) -> Course:
@@ -110,7 +111,7 @@ def load_course(path: Path | None = DEFAULT_CONFIG) -> Course:
     course = raw.get("course", {})
     points = raw.get("rubric", {}).get("points", {})
     grade_args = raw.get("autograder", {}).get("grade_args", [])
-    known = {f for f in Course.__dataclass_fields__ if f not in ("points", "grade_args")}
+    known = {f for f in Course.__dataclass_fields__ if f not in ("points", "grade_args", "leaderboard")}
     unknown = sorted(set(course) - known)
     if unknown:
         raise ReleaseError(f"{path}: unknown [course] keys {unknown} (known: {sorted(known)})")
@@ -121,8 +122,11 @@ def load_course(path: Path | None = DEFAULT_CONFIG) -> Course:
         raise ReleaseError(f"{path}: [autograder] grade_args must be a list of strings")
     if "language" in course and course["language"] not in available_languages():
         raise ReleaseError(f"{path}: [course] language = {course['language']!r} (known: {available_languages()})")
+    leaderboard = raw.get("gradescope", {}).get("leaderboard", False)
+    if not isinstance(leaderboard, bool):
+        raise ReleaseError(f"{path}: [gradescope] leaderboard must be true or false")
     return Course(**{k: str(v) for k, v in course.items()}, points={k: float(v) for k, v in points.items()},
-                  grade_args=tuple(grade_args))
+                  grade_args=tuple(grade_args), leaderboard=leaderboard)
 
 
 def check_grade_args(args: tuple[str, ...]) -> None:
@@ -225,6 +229,8 @@ def render_rubric(course: Course, *, keep_test=lambda path: True, header: str = 
             if spec.get("bleu_thresholds") and old > 0:
                 spec["bleu_thresholds"] = [[bleu, round(points * new / old, 4)] for bleu, points in spec["bleu_thresholds"]]
     raw["total"] = sum(float(spec["points"]) for spec in parts.values())
+    if course.leaderboard:  # the autograder has no course.toml: its rubric carries the setting
+        raw.setdefault("gradescope", {})["leaderboard"] = True
     text = dump_toml(raw, header)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "rubric.toml").write_text(text, encoding="utf-8")
@@ -793,18 +799,26 @@ def build_autograder(zip_path: Path, course: Course, *, log=print) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    student = sub.add_parser("student", help="build dist/student/ and dist/student.zip")
+    from grader.cli import HelpFormatter, add_version
+
+    parser = argparse.ArgumentParser(prog="python -m grader.release", description=__doc__,
+                                     formatter_class=HelpFormatter)
+    add_version(parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    student = sub.add_parser("student", help="build dist/student/ and dist/student.zip", formatter_class=HelpFormatter,
+                             description="Build the student release: a folder and its zip.")
     student.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="course config (default: course.toml)")
     student.add_argument("--lang", choices=STUDENT_LANGUAGES, default="en",
                          help="language of the stubs' docstrings and hints (default: en); both READMEs are always included")
-    student.add_argument("--out", type=Path, default=ROOT / "dist" / "student")
+    student.add_argument("--out", type=Path, default=ROOT / "dist" / "student",
+                         help="the release folder; the zip is written beside it as OUT.zip")
     student.add_argument("--no-verify", action="store_true", help="skip running the release's `make check` on the stubs")
     student.add_argument("--no-zip", action="store_true", help="write the folder only")
-    autograder = sub.add_parser("autograder", help="build dist/autograder.zip for Gradescope")
+    autograder = sub.add_parser("autograder", help="build dist/autograder.zip for Gradescope",
+                                formatter_class=HelpFormatter, description="Build the Gradescope autograder zip.")
     autograder.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="course config (default: course.toml)")
-    autograder.add_argument("--out", type=Path, default=ROOT / "dist" / "autograder.zip")
+    autograder.add_argument("--out", type=Path, default=ROOT / "dist" / "autograder.zip",
+                            help="the zip to upload on Gradescope")
     args = parser.parse_args(argv)
     try:
         course = load_course(args.config)

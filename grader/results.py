@@ -29,9 +29,23 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.i18n import SOURCE_LANGUAGE, _, in_language, language, translate
+from grader.i18n import N_, SOURCE_LANGUAGE, _, in_language, language, translate
 
 MAX_OUTPUT_CHARS = 6000
+DECIMALS = 2  # points are whole cents: check shares, part scores and totals (results.json and report)
+MAX_NAMES_LISTED = 12  # a collapsed entry of report.md names at most this many checks
+
+# A part's verdict (report.md, the table, the live progress line), from its checks.
+VERDICTS = {
+    "complete": N_("complete"),
+    "not_attempted": N_("not attempted"),
+    "lost_points": N_("lost points"),
+    "banned": N_("banned"),
+    "not_graded": N_("not graded"),
+}
+# hypothesis's note on the input that fails (grader/grade.py HYPOTHESIS_NOTES): a per-check
+# detail, left out when identical failures are collapsed in report.md.
+EXAMPLE_HEADLINES = (N_("Falsifying example:"), N_("Failing test case:"))
 
 
 class Text(str):
@@ -100,6 +114,11 @@ class Check:
     score: float = 0.0
     report_md: str = ""  # extra markdown for report.md (training curves, samples, ...)
     picture: str = ""  # an image file in the output directory, shown in report.md
+    # Why it failed, when the grader can tell: "not_implemented" (the part's own stub raised
+    # NotImplementedError), "banned" (the run-time watch stopped a banned call).
+    kind: str = ""
+    voided: bool = False  # it passed, but the part uses a banned building block: not counted
+    data: dict = field(default_factory=dict)  # machine data from the check (the translation's BLEU)
 
 
 @dataclass
@@ -119,11 +138,44 @@ class PartResult:
 
     @property
     def score(self) -> float:
-        return sum(c.score for c in self.checks)
+        return round(sum(c.score for c in self.checks), DECIMALS)
 
     @property
     def max_score(self) -> float:
-        return sum(c.max_score for c in self.checks)
+        return round(sum(c.max_score for c in self.checks), DECIMALS)
+
+    @property
+    def counted(self) -> list[Check]:
+        """The checks that carry points (not the 0-point "uses only allowed building blocks")."""
+        return [c for c in self.checks if c.max_score > 0]
+
+    def verdict(self, banned: bool | None = None) -> str:
+        """``complete`` | ``not_attempted`` | ``lost_points`` | ``banned`` | ``not_graded`` (a key of
+        VERDICTS). ``not_attempted``: no check passes and every failure is the part's own stub
+        raising NotImplementedError. ``banned`` overrides the checks (``banned``: as known so far,
+        for the live progress line)."""
+        if self.violations if banned is None else banned:
+            return "banned"
+        if self.status in ("error", "not graded"):
+            return "not_graded"
+        counted = self.counted or self.checks
+        failed = [c for c in counted if not c.passed]
+        if not failed:
+            return "complete"
+        if len(failed) == len(counted) and all(c.kind == "not_implemented" for c in failed):
+            return "not_attempted"
+        return "lost_points"
+
+    def diagnosis(self) -> str:
+        """The first thing to look at, one line (in the current language), or ""."""
+        if self.violations:
+            return render(self.violations[0])
+        if self.message:
+            return render(self.message)
+        failed = [c for c in self.checks if not c.passed and not c.voided]
+        if not failed:
+            return ""
+        return headline(failed[0].output, self.note)
 
 
 @dataclass
@@ -140,15 +192,58 @@ class GradeResult:
 
     @property
     def score(self) -> float:
-        return sum(p.score for p in self.parts)
+        return round(sum(p.score for p in self.parts), DECIMALS)
 
     @property
     def max_score(self) -> float:
-        return sum(p.max_score for p in self.parts)
+        return round(sum(p.max_score for p in self.parts), DECIMALS)
+
+    @property
+    def leaderboard(self) -> list[dict]:
+        """Gradescope's leaderboard entries: the translation's BLEU (when it was measured)."""
+        for part in self.parts:
+            for check in part.checks:
+                bleu = check.data.get("bleu")
+                if isinstance(bleu, (int, float)) and not isinstance(bleu, bool) and bleu == bleu:
+                    return [{"name": "BLEU (translation)", "value": round(float(bleu), 2), "order": "desc"}]
+        return []
 
 
 def _r(x: float) -> float:
-    return round(float(x), 4)
+    return round(float(x), DECIMALS)
+
+
+def points(x: float) -> str:
+    """Points as shown to people: at most two decimals, no trailing zeros (``7.71``, ``2``, ``0.5``)."""
+    text = f"{float(x):.{DECIMALS}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def message_core(output: str, note: str = "") -> str:
+    """A check's message without what differs between identical failures: the part's
+    dependency note (shown once per part) and hypothesis's example (per check)."""
+    text = strip_note(output, note)
+    starts = tuple({translate(h) for h in EXAMPLE_HEADLINES} | set(EXAMPLE_HEADLINES))
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if index and line.startswith(starts):
+            lines = lines[:index]
+            break
+    return "\n".join(lines).strip()
+
+
+def strip_note(output: str, note: str = "") -> str:
+    """A check's message without the part's dependency note in front (report.md shows it once)."""
+    for prefix in filter(None, (render(note), english(note) if note else "")):
+        if output.startswith(prefix + "\n"):
+            return output[len(prefix) + 1:]
+    return output
+
+
+def headline(output: str, note: str = "") -> str:
+    """The first line of a check's message (without the dependency note)."""
+    core = message_core(output, note)
+    return core.splitlines()[0] if core else _("(no message)")
 
 
 def _clip(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
@@ -173,19 +268,38 @@ def _pad(text: str, width: int, right: bool = False) -> str:
 def parts_table(grade: GradeResult) -> str:
     """The per-part table (terminal and the top-level ``output``), in the current language."""
     part_, checks_, points_, status_, total_ = _("part"), _("checks"), _("points"), _("status"), _("total")
-    lines = [f"{_pad(part_, 14)} {_pad(checks_, 9, True)} {_pad(points_, 13, True)}   {status_}"]
+    lines = [f"{_pad(part_, 14)} {_pad(checks_, 9, True)} {_pad(points_, 15, True)}   {status_}"]
     for part in grade.parts:
-        checks = [c for c in part.checks if c.max_score > 0]
-        status = render(part.message) or (_("all checks pass") if part.score >= part.max_score - 1e-9
-                                          else _("lost points"))
-        if part.violations:
-            status = _("0 points: banned call (see flags)")
-        lines.append(f"{part.name:<14} {sum(c.passed for c in checks):>4}/{len(checks):<4} "
-                     f"{part.score:>6.1f}/{part.max_score:<6g}   {status}")
-    lines.append(f"{_pad(total_, 14)} {'':>9} {grade.score:>6.1f}/{grade.max_score:<6g}")
+        lines.append(f"{part.name:<14} {passed_fraction(part):>9} {points(part.score):>7}/{points(part.max_score):<7}   "
+                     f"{status_text(part)}")
+    lines.append(f"{_pad(total_, 14)} {'':>9} {points(grade.score):>7}/{points(grade.max_score):<7}")
     for name, why in grade.left_out.items():
         lines.append(_("(not in this grade: {part} — {reason})", part=name, reason=render(why)))
     return "\n".join(lines)
+
+
+def passed_fraction(part: PartResult) -> str:
+    """``3/9``: the checks that count and pass, out of those that count (a banned part: 0)."""
+    counted = part.counted
+    return f"{sum(c.passed for c in counted)}/{len(counted)}"
+
+
+def status_text(part: PartResult, banned: bool | None = None) -> str:
+    """The verdict in words; a part the grader could not grade says why."""
+    verdict = part.verdict(banned)
+    if verdict == "not_graded" and part.message:
+        return _("not graded: {reason}", reason=render(part.message))
+    if verdict == "banned":
+        return _("banned call: 0 points")
+    return _(VERDICTS[verdict])
+
+
+def progress_line(part: PartResult, banned: bool = False) -> str:
+    """The live line ``grade`` prints after a part: the same numbers and verdict as the table."""
+    return _("{part}: {passed} checks pass, {points} points — {status} ({seconds} s)",
+             part=part.name, passed="0/" + str(len(part.counted)) if banned else passed_fraction(part),
+             points=f"{points(0 if banned else part.score)}/{points(part.max_score)}",
+             status=status_text(part, banned or None), seconds=f"{part.seconds:.1f}")
 
 
 def summary_text(grade: GradeResult) -> str:
@@ -230,16 +344,24 @@ def verify(results: dict, nonce: str | None = None, sha256: str | None = None) -
             and (sha256 is None or sha256 == digest))
 
 
-def build_results(grade: GradeResult) -> dict:
+def build_results(grade: GradeResult, leaderboard: bool = False) -> dict:
+    """results.json; ``leaderboard``: add Gradescope's ``leaderboard`` (the translation's BLEU,
+    course.toml ``[gradescope] leaderboard``) when the BLEU was measured."""
     tests = []
     for part in grade.parts:
+        ban = next((c.name for c in part.checks if part.violations and c.max_score == 0 and c.kind == "banned"), "")
         for check in part.checks:
+            output = check.output
+            if ban and check.name != ban:  # the ban is told once, on its own check
+                pointer = _("Not counted: this part uses a banned building block (see the check \"{check}\").",
+                            check=ban)
+                output = pointer + ("\n\n" + output if output else "")
             tests.append({
                 "name": check.name,
                 "score": _r(check.score),
                 "max_score": _r(check.max_score),
                 "status": "passed" if check.passed else "failed",
-                "output": _clip(check.output),
+                "output": _clip(output),
                 "output_format": "text",
                 "tags": [part.name, "hidden" if check.hidden else "public"],
                 "visibility": "after_published" if check.hidden else "visible",
@@ -262,6 +384,7 @@ def build_results(grade: GradeResult) -> dict:
                     "passed": len([c for c in part.checks if c.max_score > 0 and c.passed]),
                     "message": english(part.message), "note": english(part.note),
                     "violations": [english(v) for v in part.violations],
+                    "verdict": part.verdict(), "diagnosis": english_diagnosis(part),
                 }
                 for part in grade.parts
             },
@@ -275,7 +398,20 @@ def build_results(grade: GradeResult) -> dict:
                         "sandbox_requests": {p.name: p.requests for p in grade.parts}},
         },
     }
+    if leaderboard and grade.leaderboard:
+        results["leaderboard"] = grade.leaderboard
     return seal(results, grade.nonce)
+
+
+def english_diagnosis(part: PartResult) -> str:
+    """``PartResult.diagnosis`` for extra_data, which does not depend on the grading language:
+    a banned call or the part's message, in English. A failed check's headline is left out: the
+    checks' output is written in the grading language (report.md and the check itself carry it)."""
+    if part.violations:
+        return english(part.violations[0])
+    if part.message:
+        return english(part.message)
+    return ""
 
 
 # --- report.md -------------------------------------------------------------------------------
@@ -300,49 +436,49 @@ def _md_cell(text: str) -> str:
 
 
 def render_report(grade: GradeResult) -> str:
-    """``report.md``, in the current language (check names as the tests give them)."""
+    """``report.md``, in the current language (check names as the tests give them).
+
+    Made to be read in a minute: the table gives each part's verdict (``complete``, ``not
+    attempted``, ``lost points``, ``banned``, ``not graded``); then, per part that lost points,
+    the first diagnosis and the failed checks, those failing with the same message collapsed into
+    one entry ("12 checks fail with the same message"). A banned call is named once, in its
+    part's section (with file:line), not on every check nor again under Flags.
+    """
     lines = ["# " + _("Grade report: {submission}", submission=_md_cell(grade.submission)), ""]
     if grade.rejected:
         lines += ["**" + _("Your submission could not be graded:") + "**", "", _fence(render(grade.rejected)), ""]
-    total = _("Total: {score} / {max_score}", score=f"{grade.score:.1f}", max_score=f"{grade.max_score:g}")
+    total = _("Total: {score} / {max_score}", score=points(grade.score), max_score=points(grade.max_score))
     lines += [f"**{total}**", ""]
-    part_, passed_, points_, total_ = _("part"), _("checks passed"), _("points"), _("total")
-    lines += [f"| {part_} | {passed_} | {points_} | |", "|---|---:|---:|---|"]
+    part_, passed_, points_, status_, total_ = _("part"), _("checks passed"), _("points"), _("status"), _("total")
+    lines += [f"| {part_} | {passed_} | {points_} | {status_} |", "|---|---:|---:|---|"]
     for part in grade.parts:
-        checks = [c for c in part.checks if c.max_score > 0]
-        status = _("banned call: 0 points") if part.violations else render(part.message)
-        lines.append(f"| {part.name} — {_md_cell(translate(part.title))} | {sum(c.passed for c in checks)}/{len(checks)} "
-                     f"| {part.score:.1f} / {part.max_score:g} | {_md_cell(status)} |")
-    lines.append(f"| **{total_}** | | **{grade.score:.1f} / {grade.max_score:g}** | |")
+        lines.append(f"| {part.name} — {_md_cell(translate(part.title))} | {passed_fraction(part)} "
+                     f"| {points(part.score)} / {points(part.max_score)} | {_md_cell(status_text(part))} |")
+    lines.append(f"| **{total_}** | | **{points(grade.score)} / {points(grade.max_score)}** | |")
     for name, why in grade.left_out.items():
         text = _("Not in this grade: `{part}` — {reason}.", part=name, reason=_md_cell(render(why)))
         lines.append(f"\n_{text}_")
     lines.append("")
-    if grade.flags:
-        lines += ["## " + _("Flags"), ""] + [f"- {_md_cell(render(f))}" for f in grade.flags] + [""]
+    bans = {str(v) for part in grade.parts for v in part.violations}
+    flags = [f for f in grade.flags if str(f) not in bans]  # a part's ban is shown in its section
+    if flags:
+        lines += ["## " + _("Flags"), ""] + [f"- {_md_cell(render(f))}" for f in flags] + [""]
     if grade.warnings:
         lines += ["## " + _("Notes on the submission"), ""]
         lines += [f"- {_md_cell(render(w))}" for w in grade.warnings] + [""]
-    no_message = _("(no message)")
-    failed = [p for p in grade.parts if p.name != "translation" and any(not c.passed for c in p.checks)]
+    failed = [p for p in grade.parts if p.name != "translation" and p.verdict() != "complete"]
     if failed:
         lines += ["## " + _("Failed checks"), ""]
         for part in failed:
-            lines += [f"### {part.name}", ""]
-            if part.note:
-                lines += [f"> {render(part.note)}", ""]
-            for check in part.checks:
-                if check.passed:
-                    continue
-                hidden = " _" + _("(hidden check)") + "_" if check.hidden else ""
-                lines += [f"#### {_md_cell(check.name)}{hidden}", "", _fence(_clip(check.output) or no_message), ""]
+            lines += _part_section(part)
     training = [(p, c) for p in grade.parts for c in p.checks if p.name == "translation" or c.report_md]
     if training:
+        no_message = _("(no message)")
         lines += ["## " + _("Training and translation"), ""]
         for part, check in training:
             if part.note and not check.passed:
                 lines += [f"> {render(part.note)}", ""]
-            lines += [f"#### {_md_cell(check.name)} — {check.score:g} / {check.max_score:g}", ""]
+            lines += [f"#### {_md_cell(check.name)} — {points(check.score)} / {points(check.max_score)}", ""]
             lines += [check.report_md or _fence(_clip(check.output) or no_message), ""]
             if check.picture:
                 alt = _("attention picture")
@@ -350,11 +486,49 @@ def render_report(grade: GradeResult) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(grade: GradeResult, out_dir: Path) -> dict:
+def _part_section(part: PartResult) -> list[str]:
+    """One part of "Failed checks": verdict, first diagnosis, collapsed failures."""
+    lines = [f"### {part.name} — {_md_cell(status_text(part))}", ""]
+    if part.note:
+        lines += [f"> {render(part.note)}", ""]
+    if part.violations:
+        lines += ["**" + _("Not counted: this part uses a building block the assignment bans:") + "**", ""]
+        lines += [f"- {_md_cell(render(v))}" for v in part.violations] + [""]
+    failed = [c for c in part.counted or part.checks if not c.passed and not c.voided]
+    if part.violations:
+        stopped = [c for c in failed if c.kind == "banned"]
+        voided = [c for c in part.checks if c.voided]
+        failed = [c for c in failed if c.kind != "banned"]
+        if stopped:
+            lines += [_("{count} checks stopped at the banned call.", count=len(stopped)), ""]
+        if voided:
+            lines += [_("{count} checks pass but do not count.", count=len(voided)), ""]
+    elif failed:
+        lines += ["**" + _("First diagnosis:") + "**", "", _fence(part.diagnosis()), ""]
+    groups: dict[str, list[Check]] = {}
+    for check in failed:  # a stub or a banned call: its first line says it all (the traceback varies)
+        core = message_core(check.output, part.note)
+        groups.setdefault(core.split("\n")[0] if check.kind else core, []).append(check)
+    hidden_ = " _" + _("(hidden check)") + "_"
+    for core, checks in groups.items():
+        first = checks[0]
+        shown = _clip(strip_note(first.output, part.note)) or _("(no message)")
+        if len(checks) == 1:
+            lines += [f"#### {_md_cell(first.name)}{hidden_ if first.hidden else ''}", "", _fence(shown), ""]
+            continue
+        lines += ["#### " + _("{count} checks fail with the same message", count=len(checks)), ""]
+        lines += [f"- {_md_cell(c.name)}{hidden_ if c.hidden else ''}" for c in checks[:MAX_NAMES_LISTED]]
+        if len(checks) > MAX_NAMES_LISTED:
+            lines.append("- " + _("… and {count} more", count=len(checks) - MAX_NAMES_LISTED))
+        lines += ["", _("The message (of the first one):"), "", _fence(shown), ""]
+    return lines
+
+
+def write_outputs(grade: GradeResult, out_dir: Path, leaderboard: bool = False) -> dict:
     """Write results.json and report.md; return the results dict."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = build_results(grade)
+    results = build_results(grade, leaderboard)
     temporary = out_dir / "results.json.tmp"
     temporary.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     temporary.replace(out_dir / "results.json")  # never a half-written results.json

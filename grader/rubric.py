@@ -26,6 +26,9 @@ class Part:
 class Rubric:
     total: float
     parts: dict[str, Part] = field(default_factory=dict)
+    # Gradescope's leaderboard shows the translation's BLEU (``[gradescope] leaderboard = true``;
+    # the autograder's rubric carries course.toml's setting, see grader/release.py).
+    leaderboard: bool = False
 
     def part_of_test_file(self, path: str) -> str | None:
         """The part a test file belongs to, from its path relative to the repository root."""
@@ -53,7 +56,10 @@ def load_rubric(path: Path = RUBRIC_PATH) -> Rubric:
             depends_on=tuple(spec.get("depends_on", ())),
             bleu_thresholds=tuple((float(b), float(p)) for b, p in spec.get("bleu_thresholds", ())),
         )
-    rubric = Rubric(total=float(raw["total"]), parts=parts)
+    leaderboard = raw.get("gradescope", {}).get("leaderboard", False)
+    if not isinstance(leaderboard, bool):
+        raise RubricError(f"[gradescope] leaderboard = {leaderboard!r} is not true or false")
+    rubric = Rubric(total=float(raw["total"]), parts=parts, leaderboard=leaderboard)
     for part in parts.values():
         unknown = [d for d in part.depends_on if d not in parts]
         if unknown:
