@@ -55,7 +55,9 @@ if str(ROOT) not in sys.path:
 import pytest  # noqa: E402
 
 from grader.i18n import N_, SOURCE_LANGUAGE, _, available_languages, set_language  # noqa: E402
-from grader.results import Check, GradeResult, PartResult, Text, parts_table, render, write_outputs  # noqa: E402
+from grader.results import (  # noqa: E402
+    Check, GradeResult, PartResult, Text, parts_table, progress_line, render, write_outputs,
+)
 from grader.rubric import Part, Rubric, load_rubric  # noqa: E402
 from grader.sandbox import intake, static_check  # noqa: E402
 from grader.sandbox.process import (  # noqa: E402
@@ -78,25 +80,48 @@ HYPOTHESIS_NOTES = {"Falsifying example": N_("Falsifying example:"), "Failing te
 # --- options -----------------------------------------------------------------------------------
 
 
+# The limits' defaults (also shown by `grade-all --help`, which passes only what it is given).
+DEFAULT_LIMITS = {"call_timeout": 60.0, "part_timeout": 600.0, "train_timeout": 1800.0, "total_timeout": 3600.0,
+                  "memory_gib": 6.0}
+LIMIT_HELP = {
+    "call_timeout": "seconds one call into student code may take",
+    "part_timeout": "seconds per tested part",
+    "train_timeout": "seconds for the translation part (training and evaluation)",
+    "total_timeout": "seconds for the whole grade",
+    "memory_gib": "address-space limit of a worker, GiB (the training worker gets at least 8)",
+}
+
+
+def part_names() -> str:
+    """The rubric's parts, for ``--parts``' help ("" when the rubric cannot be read)."""
+    try:
+        return ", ".join(load_rubric().parts)
+    except Exception:  # a broken rubric is reported when grading, not by --help
+        return ""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("submission", type=Path, help="folder holding transformer/ (or one level deeper), or a .zip")
     parser.add_argument("--out", type=Path, required=True, help="where results.json and report.md go")
-    parser.add_argument("--parts", default=None, help="comma-separated parts to grade (default: all)")
+    names = part_names()
+    parser.add_argument("--parts", default=None, metavar="PART[,PART...]",
+                        help="comma-separated parts to grade" + (f", of: {names}" if names else "") + " (default: all)")
     parser.add_argument("--no-train", action="store_true", help="leave the translation (training) part out")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=int, default=1, metavar="N",
                         help="torch threads in the judge and the workers (the tests use tiny tensors: more threads "
                              "only spin and compete; the training job chooses its own)")
-    parser.add_argument("--call-timeout", type=float, default=60.0, help="seconds one call into student code may take")
-    parser.add_argument("--part-timeout", type=float, default=600.0, help="seconds per tested part")
-    parser.add_argument("--train-timeout", type=float, default=1800.0, help="seconds for the translation part")
-    parser.add_argument("--total-timeout", type=float, default=3600.0, help="seconds for the whole grade")
-    parser.add_argument("--memory-gib", type=float, default=6.0, help="address-space limit of a worker")
+    for name, default in DEFAULT_LIMITS.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=default, help=LIMIT_HELP[name],
+                            metavar="GIB" if name == "memory_gib" else "SECONDS")
     parser.add_argument("--no-privilege-drop", action="store_true",
                         help="without bubblewrap: never run the worker as another user (with bubblewrap the worker "
                              "always runs in its namespaces, as root under a uid of its own)")
     parser.add_argument("--no-lock-repo", action="store_true",
                         help="as root, do not make grader/, tests/, solutions/, .git/ unreadable to the worker's user")
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the table")
+    parser.add_argument("--print-seal", action="store_true",
+                        help="print the authenticity line (the nonce and SHA-256 that seal results.json) on stdout; "
+                             "Gradescope's run_autograder and grade-all pass it to check the file they read")
     parser.add_argument("--lang", choices=available_languages(), default=None,
                         help="language of what the student reads: report.md, the checks' messages, the table "
                              "(default: [course] language in course.toml, else English; the machine's locale "
@@ -115,6 +140,21 @@ def course_language() -> str | None:
     except Exception as error:  # a broken course.toml is the instructor's to fix: a usage error
         raise ValueError(f"course.toml: {error}") from None
     return getattr(course, "language", None) or None
+
+
+def leaderboard_wanted(rubric: Rubric) -> bool:
+    """Gradescope's leaderboard (the translation's BLEU in results.json): ``[gradescope]
+    leaderboard`` of the rubric (the autograder's copy carries course.toml's) or of course.toml."""
+    if rubric.leaderboard:
+        return True
+    try:
+        from grader.release import load_course
+    except ImportError:
+        return False
+    try:
+        return bool(getattr(load_course(), "leaderboard", False))
+    except Exception as error:
+        raise ValueError(f"course.toml: {error}") from None
 
 
 def grading_language(args: argparse.Namespace) -> str:
@@ -197,6 +237,23 @@ def feedback(exc: BaseException) -> str:
     return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "\n" + _("… (shortened)")
 
 
+def failure_kind(exc: BaseException, part: str) -> str:
+    """``"not_implemented"``: the part's own stub raised NotImplementedError (its last frame is
+    in ``transformer/<part>.py``); ``"banned"``: the run-time watch stopped a banned call; else ""."""
+    from grader.sandbox.proxy import StudentCodeError
+
+    exc = _leaf(exc)
+    if not isinstance(exc, StudentCodeError):
+        return ""
+    if exc.type_name == "BannedCallError":
+        return "banned"
+    if exc.type_name == "NotImplementedError" and exc.frames:
+        frame = exc.frames[-1]
+        if isinstance(frame, (list, tuple)) and frame and Path(str(frame[0])).stem == part:
+            return "not_implemented"
+    return ""
+
+
 class GradingPlugin:
     """Puts the sandboxed ``impl`` behind the conftest's fixture and records each check."""
 
@@ -250,6 +307,7 @@ class GradingPlugin:
         report.grading_name = check_name(self.part, item)
         report.grading_hidden = self._hidden(item)
         report.grading_feedback = feedback(call.excinfo.value) if call.excinfo is not None else ""
+        report.grading_kind = failure_kind(call.excinfo.value, self.part) if call.excinfo is not None else ""
 
     def pytest_runtest_logreport(self, report):
         """One check per test: its call outcome, or a failed setup/teardown."""
@@ -268,6 +326,7 @@ class GradingPlugin:
             part=self.part, name=getattr(report, "grading_name", report.nodeid), passed=report.passed,
             output="" if report.passed else getattr(report, "grading_feedback", "") or _("the check failed"),
             hidden=getattr(report, "grading_hidden", False),
+            kind="" if report.passed else getattr(report, "grading_kind", ""),
         )
 
 
@@ -321,8 +380,9 @@ def run_tested_part(part: Part, files: list[Path], package_dir: Path, limits: Li
 
 
 def run_translation(part: Part, package_dir: Path, out_dir: Path, limits: Limits, user: SandboxUser,
-                    deadline: float) -> tuple[PartResult, list[dict]]:
-    """The translation part, through ``grader.translation.grading`` when it exists."""
+                    deadline: float, show_progress: bool = False) -> tuple[PartResult, list[dict]]:
+    """The translation part, through ``grader.translation.grading`` when it exists; with
+    ``show_progress``, the training's steps, loss and time left on stderr while it runs."""
     started = time.monotonic()
     result = PartResult(part.name, part.title, part.points)
     try:
@@ -339,7 +399,8 @@ def run_translation(part: Part, package_dir: Path, out_dir: Path, limits: Limits
 
     proxy = SandboxedImplementation(package_dir, part.name, limits, user, deadline=deadline, max_restarts=0)
     try:
-        raw = grading.grade_translation(proxy, part, out_dir)
+        progress = grading.ProgressDisplay(sys.stderr) if show_progress else None
+        raw = grading.grade_translation(proxy, part, out_dir, progress=progress)
         result.checks = [_translation_check(part, item) for item in raw]
         result.flags = [flag for item in raw for flag in item.get("flag_texts", ())]
         if not result.checks:
@@ -362,43 +423,58 @@ def _translation_check(part: Part, item: dict) -> Check:
     score = min(max_score, max(0.0, float(item.get("score", 0.0))))
     passed = item.get("status", "passed" if score >= max_score else "failed") == "passed"
     picture = (item.get("extra_data") or {}).get("attention_png") or item.get("picture") or ""
+    bleu = (item.get("extra_data") or {}).get("bleu")
     return Check(part.name, name, passed, str(item.get("output", ""))[:MAX_MESSAGE_CHARS],
                  hidden=item.get("visibility") in ("hidden", "after_published", "after_due_date"),
                  max_score=max_score, score=score, report_md=str(item.get("report_md", "")),
-                 picture=Path(str(picture)).name if picture else "")
+                 picture=Path(str(picture)).name if picture else "",
+                 data={"bleu": float(bleu)} if isinstance(bleu, (int, float)) and not isinstance(bleu, bool) else {})
 
 
 # --- scoring -----------------------------------------------------------------------------------
 
 
-POINT_UNIT = 10_000  # results.json gives points to 4 decimals: shares are whole multiples of 1e-4
+POINT_UNIT = 100  # points are whole cents: results.json and report.md show at most 2 decimals
 
 
 def share_points(part: PartResult) -> None:
-    """Points of a tested part are shared equally by its checks, in whole units of 1e-4 so
-    that the shares shown (4 decimals) add up to the part's points exactly: the first
-    ``remainder`` checks carry one unit more."""
+    """Points of a tested part are shared equally by its checks, in whole cents, so that the
+    shares add up to the part's points exactly and the checks that pass add up to the part's
+    points times the fraction that passes, rounded to the cent (3 of 9 checks of 6 points: 2,
+    not 2.01). The ``remainder`` cents that do not divide evenly go one each to as many passing
+    checks as that rounding needs, the rest to failing ones."""
     if part.name == TRANSLATION or not part.checks:
         return
     units = round(part.points * POINT_UNIT)
-    each, remainder = divmod(units, len(part.checks))
-    for index, check in enumerate(part.checks):
-        check.max_score = (each + (index < remainder)) / POINT_UNIT
+    count = len(part.checks)
+    passing = sum(c.passed for c in part.checks)
+    each, remainder = divmod(units, count)
+    earned = (2 * units * passing + count) // (2 * count)  # round(units * passing / count), halves up
+    extra = {True: earned - passing * each, False: remainder - (earned - passing * each)}
+    for check in part.checks:
+        cents = each + (extra[check.passed] > 0)
+        extra[check.passed] -= 1
+        check.max_score = cents / POINT_UNIT
         check.score = check.max_score if check.passed else 0.0
 
 
+BANNED_CHECK = "uses only allowed building blocks"  # the check that tells a part's ban (results.py)
+
+
 def apply_violations(part: PartResult, descriptions: list[str]) -> None:
-    """A part that uses a banned building block scores 0, and says why on every check."""
+    """A part that uses a banned building block scores 0. The ban is told once, in full, on an
+    extra check ("uses only allowed building blocks"); every other check says in one line that
+    it does not count (a check that passed is marked ``voided``)."""
     if not descriptions:
         return
     part.violations = descriptions
     reason = (_("Not counted: this part uses a building block the assignment bans:") + "\n  "
               + "\n  ".join(render(d) for d in descriptions))
     for check in part.checks:
+        check.voided = check.passed
         check.score = 0.0
         check.passed = False
-        check.output = reason + ("\n\n" + check.output if check.output else "")
-    part.checks.append(Check(part.name, f"{part.name}: uses only allowed building blocks", False, reason))
+    part.checks.append(Check(part.name, f"{part.name}: {BANNED_CHECK}", False, reason, kind="banned"))
 
 
 def dependency_notes(parts: list[PartResult], rubric: Rubric) -> None:
@@ -493,11 +569,30 @@ def grade(args: argparse.Namespace, log=None) -> tuple[GradeResult, dict]:
         findings, notes = static_check.scan_package(submission.package_dir, set(rubric.parts))
         result.warnings += notes
         banned: dict[str, list[str]] = {}
+        said: dict[tuple, str] = {}  # (call, file, line) -> its flag: each banned call is told once
         for finding in findings:
             result.flags.append(finding.describe())
             if finding.severity == "banned":
+                said[(finding.call, finding.file, finding.line)] = finding.describe()
                 for name in finding.parts:
                     banned.setdefault(name, []).append(finding.describe())
+
+        def record(graded_part: str, part_violations: list[dict]) -> set[str]:
+            """Attribute the run-time violations of a part as they come (the live progress line
+            then agrees with the table); return the parts they newly ban. A call the static pass
+            already flagged at the same file:line is not flagged a second time."""
+            newly = set()
+            for violation in part_violations:
+                parts, text = attribute_violation(violation, graded_part, rubric.parts)
+                key = (violation["call"], violation["file"], violation["line"])
+                if key not in said:
+                    said[key] = text
+                    result.flags.append(text)
+                for name in parts:
+                    newly.update([name] if not banned.get(name) else [])
+                    if said[key] not in banned.get(name, []):
+                        banned.setdefault(name, []).append(said[key])
+            return newly
 
         def limits_for(seconds: float, memory_gib: float, call_s: float | None = None, cpu_threads: int = 1) -> Limits:
             return Limits(call_s=call_s or min(args.call_timeout, seconds),
@@ -526,7 +621,6 @@ def grade(args: argparse.Namespace, log=None) -> tuple[GradeResult, dict]:
 
         prestart(0)
         by_name: dict[str, PartResult] = {}
-        violations: list[tuple[str, dict]] = []
         for index, (name, files) in enumerate(tested):
             part = rubric.parts[name]
             if time.monotonic() >= total_deadline:
@@ -542,12 +636,14 @@ def grade(args: argparse.Namespace, log=None) -> tuple[GradeResult, dict]:
                 part, files, submission.package_dir, limits_for(args.part_timeout, args.memory_gib), user,
                 deadline, workers.pop(name, None), log)
             by_name[name] = part_result
-            violations += [(name, v) for v in part_violations]
+            share_points(part_result)
+            newly = record(name, part_violations)
             if part_result.grader_error:
                 result.flags.append(Text(N_("grader-error: part {part}: {reason}"), part=name,
                                          reason=part_result.grader_error[:300]))
-            log(f"  {name}: {sum(c.passed for c in part_result.checks)}/{len(part_result.checks)} checks pass "
-                f"({part_result.seconds:.1f} s)")
+            log("  " + progress_line(part_result, banned=bool(banned.get(name))))
+            for earlier in sorted(newly & set(by_name) - {name}):  # a banned call of theirs, seen here
+                log("  " + progress_line(by_name[earlier], banned=True))
         for worker in workers.values():
             worker.cleanup()
 
@@ -558,21 +654,11 @@ def grade(args: argparse.Namespace, log=None) -> tuple[GradeResult, dict]:
             part_result, part_violations = run_translation(
                 part, submission.package_dir, out_dir,
                 limits_for(args.train_timeout, max(args.memory_gib, 8.0), call_s=args.train_timeout, cpu_threads=4),
-                user, deadline)
+                user, deadline, show_progress=not getattr(args, "quiet", False))
             by_name[TRANSLATION] = part_result
-            violations += [(TRANSLATION, v) for v in part_violations]
             result.flags += part_result.flags
-
-        seen = set()
-        for graded_part, violation in violations:
-            parts, text = attribute_violation(violation, graded_part, rubric.parts)
-            key = (violation["call"], violation["file"], violation["line"])
-            if key not in seen:
-                seen.add(key)
-                result.flags.append(text)
-            for name in parts:
-                if text not in banned.get(name, []):
-                    banned.setdefault(name, []).append(text)
+            for earlier in sorted(record(TRANSLATION, part_violations) & set(by_name) - {TRANSLATION}):
+                log("  " + progress_line(by_name[earlier], banned=True))
 
         result.parts = [by_name[name] for name in rubric.parts if name in by_name]
         for part in result.parts:
@@ -584,7 +670,7 @@ def grade(args: argparse.Namespace, log=None) -> tuple[GradeResult, dict]:
         if sweep_orphans():  # every worker is gone: nothing the grade started may still run
             log("killed processes that the submission left behind")
         result.execution_time = time.monotonic() - started
-        return result, write_outputs(result, out_dir)
+        return result, write_outputs(result, out_dir, leaderboard=leaderboard_wanted(rubric))
     finally:
         sweep_orphans()
         stop_being_subreaper()
@@ -608,7 +694,8 @@ def main(args: argparse.Namespace) -> int:
     print(parts_table(result))
     if result.flags:
         print(_("Flags:") + "\n  " + "\n  ".join(render(f) for f in result.flags))
-    seal = results["extra_data"]["authenticity"]
     print(f"results: {Path(args.out) / 'results.json'}")
-    print(f"authenticity: nonce={seal['nonce']} sha256={seal['sha256']}")
+    if getattr(args, "print_seal", False):  # for run_autograder and grade-all; a student has no use for it
+        seal = results["extra_data"]["authenticity"]
+        print(f"authenticity: nonce={seal['nonce']} sha256={seal['sha256']}")
     return 0

@@ -11,8 +11,9 @@ fresh grade the file must also match the nonce and hash that the judge printed o
 (a pipe only the judge writes), so a results.json planted or edited by anything else is
 reported instead of counted.
 
-``DIR/gradebook.csv``: student, total, one column per part, flags (in English, whatever the
-language of the students' reports: ``--lang``, passed on to each grade, else course.toml's).
+``DIR/gradebook.csv``: student, total, one column per graded part, flags (in English, whatever the
+language of the students' reports: ``--lang``, passed on to each grade, else course.toml's); its
+first row, ``(points possible)``, holds the maxima (see ``write_gradebook``).
 """
 from __future__ import annotations
 
@@ -36,18 +37,31 @@ PASSTHROUGH = ("parts", "call_timeout", "part_timeout", "train_timeout", "total_
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from grader.grade import DEFAULT_LIMITS, LIMIT_HELP, part_names
+
     parser.add_argument("submissions", type=Path, help="folder with one sub-folder or .zip per student")
     parser.add_argument("--out", type=Path, required=True, help="DIR/<student>/results.json and DIR/gradebook.csv")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="grades running at once")
+    cores = os.cpu_count() or 1
+    parser.add_argument("--jobs", type=int, default=cores, metavar="N",
+                        help=f"grades running at once (default: one per core, here {cores})")
     parser.add_argument("--force", action="store_true", help="regrade students that already have results")
-    parser.add_argument("--parts", default=None, help="comma-separated parts (default: all)")
+    names = part_names()
+    parser.add_argument("--parts", default=None, metavar="PART[,PART...]",
+                        help="comma-separated parts to grade" + (f", of: {names}" if names else "") + " (default: all)")
     parser.add_argument("--no-train", action="store_true", help="leave the translation (training) part out")
-    parser.add_argument("--call-timeout", type=float, default=None)
-    parser.add_argument("--part-timeout", type=float, default=None)
-    parser.add_argument("--train-timeout", type=float, default=None)
-    parser.add_argument("--total-timeout", type=float, default=3600.0, help="seconds for one student's grade")
-    parser.add_argument("--memory-gib", type=float, default=None)
-    parser.add_argument("--no-lock-repo", action="store_true", help="passed on to each grade")
+    # The limits go to each grade only when given (None: grade's own default, shown here).
+    for name, default in DEFAULT_LIMITS.items():
+        text = LIMIT_HELP[name] + ", passed on to each grade"
+        if name == "total_timeout":  # also bounds the grade's subprocess here (+ 300 s)
+            parser.add_argument("--total-timeout", type=float, default=default, metavar="SECONDS",
+                                help="seconds for one student's grade, passed on to each grade")
+        else:
+            parser.add_argument("--" + name.replace("_", "-"), type=float, default=None,
+                                metavar="GIB" if name == "memory_gib" else "SECONDS",
+                                help=f"{text} (default: {default:g})")
+    parser.add_argument("--no-lock-repo", action="store_true",
+                        help="as root, leave grader/, tests/, solutions/, .git/ readable to the worker's user; "
+                             "passed on to each grade")
     parser.add_argument("--allow-unisolated", action="store_true",
                         help="grade even where bubblewrap cannot isolate the workers (then concurrent grades can "
                              "read each other's submissions; see docs/security.md)")
@@ -98,7 +112,7 @@ def grade_one(student: str, path: Path, args: argparse.Namespace) -> tuple[str, 
     out = args.out / student
     out.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "grader", "grade", str(path.resolve()), "--out", str(out.resolve()),
-               "--quiet"]
+               "--quiet", "--print-seal"]
     for name in PASSTHROUGH:
         value = getattr(args, name)
         if value is not None:
@@ -107,7 +121,6 @@ def grade_one(student: str, path: Path, args: argparse.Namespace) -> tuple[str, 
         if getattr(args, flag):
             command.append("--" + flag.replace("_", "-"))
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    started = time.monotonic()
     try:
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=args.total_timeout + 300, preexec_fn=die_with_parent)
@@ -120,7 +133,6 @@ def grade_one(student: str, path: Path, args: argparse.Namespace) -> tuple[str, 
     seal = SEAL_LINE.search(done.stdout)
     if seal is None or load_valid_results(out / "results.json", *seal.groups()) is None:
         return student, "grader-error: results.json is missing, invalid or does not match this run's seal"
-    print(f"graded {student} in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
     return student, ""
 
 
@@ -129,13 +141,34 @@ def _cell(value) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text  # no spreadsheet formulas
 
 
+MAXIMA_ROW = "(points possible)"  # no student is named so: discover() keeps only [A-Za-z0-9._@+-]
+
+
+def _points(value) -> str:
+    """At most two decimals, no trailing zeros: 24.6294 -> 24.63, 80.0 -> 80."""
+    text = f"{round(float(value), 2):.2f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
 def write_gradebook(path: Path, rows: list[dict], parts: list[str]) -> None:
+    """``student, total, <part>..., flags``; the first row under the header, ``(points possible)``,
+    holds the maxima. A part no student was graded on (``--parts``, ``--no-train``) has no column;
+    one graded for others but not for this student reads ``not graded``. Points: two decimals at most."""
+    from grader.rubric import load_rubric
+
+    maxima = {name: part.points for name, part in load_rubric().parts.items()}
+    shown = [p for p in parts if any(p in row["parts"] for row in rows)] or list(parts)
     temporary = path.with_suffix(".csv.tmp")
     with open(temporary, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["student", "total", *parts, "flags"])
+        writer.writerow(["student", "total", *shown, "flags"])
+        writer.writerow([MAXIMA_ROW, _points(sum(maxima.get(p, 0) for p in shown)),
+                         *(_points(maxima[p]) if p in maxima else "" for p in shown), ""])
         for row in rows:
-            writer.writerow([_cell(row["student"]), row["total"], *(row["parts"].get(p, "") for p in parts),
+            graded = row["total"] != ""
+            cells = [_points(row["parts"][p]) if p in row["parts"] else ("not graded" if graded else "")
+                     for p in shown]
+            writer.writerow([_cell(row["student"]), _points(row["total"]) if graded else "", *cells,
                              _cell("; ".join(row["flags"]))])
     temporary.replace(path)
 
@@ -168,14 +201,11 @@ def main(args: argparse.Namespace) -> int:
         jobs = max(1, args.jobs)
         todo = [(s, p) for s, p in students
                 if args.force or load_valid_results(args.out / s / "results.json") is None]
-        print(f"{len(students)} submissions, {len(students) - len(todo)} already graded, "
-              f"grading {len(todo)} with {jobs} jobs", file=sys.stderr, flush=True)
-        problems: dict[str, str] = {}
-        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-            for student, problem in pool.map(lambda sp: grade_one(sp[0], sp[1], args), todo):
-                if problem:
-                    problems[student] = problem
-                    print(f"{student}: {problem}", file=sys.stderr, flush=True)
+        print(_("{total} submissions, {done} already graded, grading {todo} ({jobs} at a time)",
+                total=len(students), done=len(students) - len(todo), todo=len(todo), jobs=jobs),
+              file=sys.stderr, flush=True)
+        started = time.monotonic()
+        problems = grade_many(todo, args, jobs, started)
         rows = []
         for student, _source in students:  # (not `_`: the translation function)
             results = None if student in problems else load_valid_results(args.out / student / "results.json")
@@ -194,5 +224,73 @@ def main(args: argparse.Namespace) -> int:
     except Exception as error:
         print(f"grader: grade-all failed: {type(error).__name__}: {error}"[:500], file=sys.stderr)
         return 1
+    failed = sum(1 for row in rows if row["total"] == "")
+    flagged = sum(1 for row in rows if row["total"] != "" and row["flags"])
+    print(summary(len(rows) - failed, len(students) - len(todo), failed, flagged, time.monotonic() - started),
+          file=sys.stderr, flush=True)
     print(f"gradebook: {args.out / 'gradebook.csv'} ({len(rows)} students, {len(problems)} problems)")
     return 0
+
+
+# --- progress (grade_many: k/N, time spent, time left; the final summary) ----------------------
+
+def format_duration(seconds: float) -> str:
+    """``0:42``, ``12:05``, ``1:02:05``."""
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def progress_line(k: int, n: int, student: str, problem: str, seconds: float, elapsed: float) -> str:
+    """``[3/6] alice: graded in 12.3 s; 0:40 elapsed, about 0:40 left`` (the time left from the
+    mean time per finished grade so far)."""
+    from grader.i18n import _
+
+    fields = {"k": k, "n": n, "student": student, "seconds": f"{seconds:.1f}",
+              "elapsed": format_duration(elapsed), "left": format_duration(elapsed / max(k, 1) * (n - k))}
+    if problem:
+        return _("[{k}/{n}] {student}: NOT GRADED after {seconds} s ({problem}); {elapsed} elapsed, "
+                 "about {left} left", problem=problem, **fields)
+    return _("[{k}/{n}] {student}: graded in {seconds} s; {elapsed} elapsed, about {left} left", **fields)
+
+
+def summary(graded: int, earlier: int, failed: int, flagged: int, elapsed: float) -> str:
+    from grader.i18n import _
+
+    return _("done in {elapsed}: {graded} graded ({earlier} of them in an earlier run), {failed} failed to grade, "
+             "{flagged} flagged for a human (see the flags column of gradebook.csv)",
+             elapsed=format_duration(elapsed), graded=graded, earlier=earlier, failed=failed, flagged=flagged)
+
+
+def grade_many(todo: list[tuple[str, Path]], args: argparse.Namespace, jobs: int, started: float) -> dict[str, str]:
+    """Grade ``todo``, ``jobs`` at a time (``grade_one`` each), showing ``k/N``, the time spent
+    and the time left: a progress bar on a terminal (tqdm) and one line per finished grade
+    (the only output in a log or a pipe). -> the problems, by student."""
+    from tqdm import tqdm
+
+    def timed(student: str, path: Path) -> tuple[str, str, float]:
+        begun = time.monotonic()
+        student, problem = grade_one(student, path, args)
+        return student, problem, time.monotonic() - begun
+
+    problems: dict[str, str] = {}
+    bar = tqdm(total=len(todo), unit="grade", file=sys.stderr, dynamic_ncols=True, leave=False,
+               disable=not todo or not sys.stderr.isatty(),
+               bar_format="{n_fmt}/{total_fmt} |{bar}| {elapsed} elapsed, {remaining} left")
+    with bar, concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        order = {pool.submit(timed, student, path): index for index, (student, path) in enumerate(todo)}
+        pending = set(order)
+        k = 0
+        while pending:
+            finished, pending = concurrent.futures.wait(pending, timeout=1.0,
+                                                        return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in sorted(finished, key=order.get):  # those done together: in name order
+                student, problem, seconds = future.result()
+                if problem:
+                    problems[student] = problem
+                k += 1  # (not bar.n: a disabled bar does not count)
+                bar.write(progress_line(k, len(todo), student, problem, seconds, time.monotonic() - started),
+                          file=sys.stderr)
+                bar.update(1)
+            bar.refresh()  # the elapsed time ticks on while a long grade runs
+    return problems

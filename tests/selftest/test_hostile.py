@@ -761,6 +761,8 @@ def grade_in_sandbox(name: str, attack: Attack, submission_source: Path | None =
     if not attack.train:
         command.append("--no-train")
     options = _grader_options()
+    if "--print-seal" in options:  # the seal line the checks below read
+        command.append("--print-seal")
     if "--threads" in options:
         command += ["--threads", "1"]
     if attack.short_timeout and "--call-timeout" in options:
