@@ -72,6 +72,8 @@ from grader.results import verify
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = Path(__file__).resolve().parent / "hostile"
+STUBS = ROOT / "assignments" / "transformer"  # what every attack is laid over
+PROBE = HOSTILE / "_shared" / "_hostile_probe.py"  # the instrumentation the attacks share
 SCHEMA = ROOT / "grader" / "schemas" / "gradescope_results.schema.json"
 IS_ROOT = os.geteuid() == 0
 # The suite grades every attack in each mode: "root" (the judge as root, as on Gradescope: each
@@ -471,7 +473,17 @@ def _fill(text: str, values: dict[str, str]) -> str:
 
 
 def _copy_submission(source: Path, target: Path, values: dict[str, str]) -> None:
-    """Copy an attack folder, filling the placeholders and restoring `*.hostile` names."""
+    """Lay an attack over the current stubs: ``assignments/transformer/*.py``, then the shared
+    probe (``hostile/_shared/_hostile_probe.py``) when the attack imports it, then the attack's
+    own files — placeholders filled, ``*.hostile`` names restored. An attack folder holds only
+    what it changes (``test_attacks_hold_only_what_they_change``)."""
+    package = target / "transformer"
+    package.mkdir(parents=True, exist_ok=True)
+    for path in sorted(STUBS.glob("*.py")):
+        shutil.copyfile(path, package / path.name)
+    own = [p for p in source.rglob("*.py*") if p.is_file() and "__pycache__" not in p.parts]
+    if any("_hostile_probe" in p.read_text(encoding="utf-8") for p in own):
+        (package / PROBE.name).write_text(_fill(PROBE.read_text(encoding="utf-8"), values), encoding="utf-8")
     for path in sorted(source.rglob("*")):
         rel = path.relative_to(source)
         if "__pycache__" in rel.parts or path.suffix == ".pyc":
@@ -1061,10 +1073,39 @@ def test_at_least_twenty_attacks_each_with_a_note_and_a_verdict():
     for name in names:
         folder = HOSTILE / name
         assert (folder / "NOTE.md").is_file(), f"{name}: no NOTE.md"
-        assert (folder / "transformer" / "__init__.py").is_file(), f"{name}: not shaped like a submission"
+        if ATTACKS[name].kind == "folder":  # (symlinks and archives are built at run time)
+            assert any((folder / "transformer").glob("*.py*")), f"{name}: no transformer/ files of its own"
         stray = [p for p in folder.rglob("*") if p.name in ("conftest.py", "sitecustomize.py", "usercustomize.py",
                                                            "pytest.ini") or p.suffix == ".pth"]
         assert not stray, f"{name}: store {stray} as *.hostile (this repository's pytest/Python would load it)"
+
+
+def _code_of(text: str) -> str:
+    """A module's code without its docstrings (a stub whose docstrings drifted is still a stub)."""
+    import ast
+
+    tree = ast.parse(text)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def test_attacks_hold_only_what_they_change():
+    """No attack folder carries a copy of a stub (the suite lays every attack over the current
+    stubs) or of the shared probe, so nothing under hostile/ can drift from the stubs."""
+    stubs = {path.name: _code_of(path.read_text(encoding="utf-8")) for path in STUBS.glob("*.py")}
+    probe = PROBE.read_text(encoding="utf-8")
+    copies = []
+    for name in attack_dirs():
+        for path in sorted((HOSTILE / name / "transformer").glob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            if text == probe or (path.name in stubs and _code_of(text) == stubs[path.name]):
+                copies.append(f"{name}/{path.name}")
+    assert not copies, f"copies of the stubs or of the shared probe (delete them): {copies}"
 
 
 @pytest.mark.parametrize("mode", MODES)
