@@ -1,8 +1,8 @@
 """Hostile submissions: whatever the student's code does, the grader stays in charge.
 
-Every folder under ``tests/selftest/hostile/`` is a submission (a ``transformer/`` package
-started from the stubs, with an attack in one or more modules) and a ``NOTE.md`` saying what
-it tries and what must happen instead. Each one is graded here by the real command,
+Every folder under ``tests/selftest/hostile/`` is an attack: the ``transformer/`` modules it
+changes (laid over the current stubs at run time, with the shared probe of ``_shared/``) and a
+``NOTE.md`` saying what it tries and what must happen instead. Each one is graded here by the real command,
 ``python -m grader grade SUBMISSION --out DIR --parts ... --no-train``, and
 ``assert_grader_in_charge`` checks the outcome:
 
