@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from grader.i18n import available_languages
+from grader.translation.progress import format_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "gradescope_results.schema.json"
@@ -233,13 +234,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 # --- progress (grade_many: k/N, time spent, time left; the final summary) ----------------------
-
-def format_duration(seconds: float) -> str:
-    """``0:42``, ``12:05``, ``1:02:05``."""
-    seconds = max(0, int(round(seconds)))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
 
 def progress_line(k: int, n: int, student: str, problem: str, seconds: float, elapsed: float) -> str:
     """``[3/6] alice: graded in 12.3 s; 0:40 elapsed, about 0:40 left`` (the time left from the

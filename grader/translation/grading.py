@@ -29,6 +29,8 @@ from pathlib import Path
 
 from grader.i18n import _
 
+from .progress import format_duration
+
 GRADING_SEED = 0
 GRADING_STEPS = 700
 GRADING_SECONDS = 480.0
@@ -90,13 +92,6 @@ def loss_summary(losses) -> str:
     picks = sorted({0, n // 4, n // 2, (3 * n) // 4, n - 1})
     values = [_("{loss} (step {step})", loss=f"{losses[i][1]:.3f}", step=losses[i][0]) for i in picks]
     return _("loss {values}", values=" → ".join(values))
-
-
-def format_duration(seconds: float) -> str:
-    """``0:42``, ``12:05``, ``1:02:05``."""
-    seconds = max(0, int(round(seconds)))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def progress_text(info: dict, steps: int | None, cap: float | None) -> str:

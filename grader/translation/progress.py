@@ -29,6 +29,13 @@ _FIELD = re.compile(r"([a-z_]+)=([0-9.eE+-]{1,24})")
 _LIMITS = {"step": MAX_STEP, "elapsed": MAX_SECONDS, "loss": MAX_LOSS}
 
 
+def format_duration(seconds: float) -> str:
+    """``0:42``, ``12:05``, ``1:02:05`` (training and grade-all progress)."""
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
 def format_line(phase: str, step: int, loss: float | None, elapsed: float) -> str:
     """One progress line (no newline)."""
     fields = [f"phase={phase}", f"step={int(step)}"]
