@@ -73,7 +73,7 @@ from grader.results import verify
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 STUBS = ROOT / "assignments" / "transformer"  # what every attack is laid over
-PROBE = HOSTILE / "_shared" / "_hostile_probe.py"  # the instrumentation the attacks share
+SHARED = HOSTILE / "_shared"  # modules several attacks import: the probe (_hostile_probe.py), ...
 SCHEMA = ROOT / "grader" / "schemas" / "gradescope_results.schema.json"
 IS_ROOT = os.geteuid() == 0
 # The suite grades every attack in each mode: "root" (the judge as root, as on Gradescope: each
@@ -473,17 +473,27 @@ def _fill(text: str, values: dict[str, str]) -> str:
 
 
 def _copy_submission(source: Path, target: Path, values: dict[str, str]) -> None:
-    """Lay an attack over the current stubs: ``assignments/transformer/*.py``, then the shared
-    probe (``hostile/_shared/_hostile_probe.py``) when the attack imports it, then the attack's
-    own files — placeholders filled, ``*.hostile`` names restored. An attack folder holds only
-    what it changes (``test_attacks_hold_only_what_they_change``)."""
+    """Lay an attack over the current stubs: ``assignments/transformer/*.py``, then the modules
+    of ``hostile/_shared/`` the attack imports (or a shared module it imports does),
+    then the attack's own files — placeholders filled, ``*.hostile`` names restored. An attack
+    folder holds only what it changes (``test_attacks_hold_only_what_they_change``)."""
     package = target / "transformer"
     package.mkdir(parents=True, exist_ok=True)
     for path in sorted(STUBS.glob("*.py")):
         shutil.copyfile(path, package / path.name)
-    own = [p for p in source.rglob("*.py*") if p.is_file() and "__pycache__" not in p.parts]
-    if any("_hostile_probe" in p.read_text(encoding="utf-8") for p in own):
-        (package / PROBE.name).write_text(_fill(PROBE.read_text(encoding="utf-8"), values), encoding="utf-8")
+    texts = [p.read_text(encoding="utf-8") for p in source.rglob("*.py*")
+             if p.is_file() and "__pycache__" not in p.parts]
+    shared = {path.stem: path.read_text(encoding="utf-8") for path in SHARED.glob("*.py")}
+    used: set[str] = set()
+    while True:
+        more = {name for name in shared if name not in used
+                and any(re.search(rf"\bimport\b.*\b{name}\b", text) for text in texts)}
+        if not more:
+            break
+        used |= more
+        texts += [shared[name] for name in more]
+    for name in sorted(used):
+        (package / f"{name}.py").write_text(_fill(shared[name], values), encoding="utf-8")
     for path in sorted(source.rglob("*")):
         rel = path.relative_to(source)
         if "__pycache__" in rel.parts or path.suffix == ".pyc":
@@ -1096,16 +1106,16 @@ def _code_of(text: str) -> str:
 
 def test_attacks_hold_only_what_they_change():
     """No attack folder carries a copy of a stub (the suite lays every attack over the current
-    stubs) or of the shared probe, so nothing under hostile/ can drift from the stubs."""
+    stubs) or of a shared module, so nothing under hostile/ can drift from the stubs."""
     stubs = {path.name: _code_of(path.read_text(encoding="utf-8")) for path in STUBS.glob("*.py")}
-    probe = PROBE.read_text(encoding="utf-8")
+    shared = {path.read_text(encoding="utf-8") for path in SHARED.glob("*.py")}
     copies = []
     for name in attack_dirs():
         for path in sorted((HOSTILE / name / "transformer").glob("*.py")):
             text = path.read_text(encoding="utf-8")
-            if text == probe or (path.name in stubs and _code_of(text) == stubs[path.name]):
+            if text in shared or (path.name in stubs and _code_of(text) == stubs[path.name]):
                 copies.append(f"{name}/{path.name}")
-    assert not copies, f"copies of the stubs or of the shared probe (delete them): {copies}"
+    assert not copies, f"copies of the stubs or of a shared module (delete them): {copies}"
 
 
 @pytest.mark.parametrize("mode", MODES)
