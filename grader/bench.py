@@ -325,16 +325,16 @@ def _say(*args):
 
 
 def orchestrate(args) -> dict:
-    from grader.translation.job import DEFAULT_MODEL
+    from grader.contract import MODEL_SIZES
 
     quick = args.quick
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([0] if quick else [0, 1, 2])
     seconds = args.minutes * 60.0
     skip = set(filter(None, (args.skip or "").split(",")))
-    base = {"impl": "solutions", "threads": args.threads, "device": args.device, "model": dict(DEFAULT_MODEL),
+    base = {"impl": "solutions", "threads": args.threads, "device": args.device, "model": dict(MODEL_SIZES),
             "bf16": args.bf16}
     results: dict = {"mode": "quick" if quick else "full", "machine": machine_info(args.threads),
-                     "budget_seconds": seconds, "seeds": seeds, "model": dict(DEFAULT_MODEL),
+                     "budget_seconds": seconds, "seeds": seeds, "model": dict(MODEL_SIZES),
                      "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     t0 = time.perf_counter()
 

@@ -20,12 +20,12 @@ import string
 import sys
 from pathlib import Path
 
+from grader.contract import MODULES
 from grader.i18n import LOCALE_DIR, SOURCE_LANGUAGE, available_languages, read_catalogue
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYWORDS = {"_": None, "N_": None, "in_language": (2,)}
-PARTS = ("masks", "attention", "feed_forward", "normalization", "embedding", "layers", "model", "decoding",
-         "training")
+PARTS = MODULES  # the parts with a module (and a catalogue) of their own
 
 
 def domain_of(rel: str) -> str | None:

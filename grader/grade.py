@@ -54,6 +54,7 @@ if str(ROOT) not in sys.path:
 
 import pytest  # noqa: E402
 
+from grader.contract import PRIVATE_PATHS, seal_line  # noqa: E402
 from grader.i18n import N_, SOURCE_LANGUAGE, _, available_languages, set_language  # noqa: E402
 from grader.results import (  # noqa: E402
     Check, GradeResult, PartResult, Text, parts_table, progress_line, render, write_outputs,
@@ -71,7 +72,6 @@ from grader.sandbox.process import (  # noqa: E402
 TRANSLATION = "translation"
 TRANSLATION_MODULE = "grader.translation.grading"
 HIDDEN_DIR = "tests/hidden/"
-PRIVATE_PATHS = ("grader", "tests", "solutions", ".git")  # unreadable to the worker's user
 MAX_MESSAGE_CHARS = 4000
 # hypothesis's note on the (shrunk) input that fails, and its headline in the student's language
 HYPOTHESIS_NOTES = {"Falsifying example": N_("Falsifying example:"), "Failing test case": N_("Failing test case:")}
@@ -697,5 +697,5 @@ def main(args: argparse.Namespace) -> int:
     print(f"results: {Path(args.out) / 'results.json'}")
     if getattr(args, "print_seal", False):  # for run_autograder and grade-all; a student has no use for it
         seal = results["extra_data"]["authenticity"]
-        print(f"authenticity: nonce={seal['nonce']} sha256={seal['sha256']}")
+        print(seal_line(seal["nonce"], seal["sha256"]))
     return 0

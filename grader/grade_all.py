@@ -28,12 +28,12 @@ import sys
 import time
 from pathlib import Path
 
+from grader.contract import find_seal
 from grader.i18n import available_languages
 from grader.translation.progress import format_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "gradescope_results.schema.json"
-SEAL_LINE = re.compile(r"^authenticity: nonce=([0-9a-f]+) sha256=([0-9a-f]+)$", re.M)
 PASSTHROUGH = ("parts", "call_timeout", "part_timeout", "train_timeout", "total_timeout", "memory_gib", "lang")
 
 
@@ -131,8 +131,8 @@ def grade_one(student: str, path: Path, args: argparse.Namespace) -> tuple[str, 
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         return student, f"grader-error: {reason[:300]}"
-    seal = SEAL_LINE.search(done.stdout)
-    if seal is None or load_valid_results(out / "results.json", *seal.groups()) is None:
+    seal = find_seal(done.stdout)
+    if seal is None or load_valid_results(out / "results.json", *seal) is None:
         return student, "grader-error: results.json is missing, invalid or does not match this run's seal"
     return student, ""
 

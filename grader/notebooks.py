@@ -58,15 +58,14 @@ from pathlib import Path
 import nbformat
 from nbformat import v4
 
+from grader.contract import MODULES
+
 ROOT = Path(__file__).resolve().parent.parent
 CONTENT = ROOT / "notebooks" / "content"
 STUBS = ROOT / "assignments" / "transformer"
 LANGS = ("en", "ja")
 SOURCE_LANGUAGE = "en"  # the language of the stubs, the code and untagged comments
-PARTS = (
-    "masks", "attention", "feed_forward", "normalization", "embedding",
-    "layers", "model", "decoding", "training",
-)
+PARTS = MODULES  # one notebook per module, in the order a student implements them
 
 DIRECTIVE = re.compile(r"^\{\{\s*(?P<name>\w+)(?::\s*(?P<arg>[\w-]+))?\s*\}\}\s*$")
 SNIPPET = re.compile(r"^# %% (?P<name>[\w-]+)\s*$", re.MULTILINE)

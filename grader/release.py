@@ -42,6 +42,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader.contract import PARTS
 from grader.i18n import available_languages, in_language
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,10 +62,7 @@ GRADING_ONLY = {"data/synthetic.py"}
 GENERATED_DATA = "data/synthetic_data"  # never copied from a checkout: written fresh (student) or not at all
 
 # The order a student implements the parts in (also the order of the README table).
-PART_ORDER = (
-    "masks", "attention", "feed_forward", "normalization", "embedding",
-    "layers", "model", "decoding", "training", "translation",
-)
+PART_ORDER = PARTS
 
 IGNORED_NAMES = {"__pycache__", ".pytest_cache", ".hypothesis", ".ipynb_checkpoints", ".DS_Store", ".venv"}
 IGNORED_SUFFIXES = {".pyc", ".pyo"}

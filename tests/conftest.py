@@ -20,6 +20,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, Phase, settings
 
+from grader.contract import find_package_root
 from grader.rubric import load_rubric
 from tests.support.feedback import FeedbackPlugin
 from tests.support.implementation import InProcessImplementation
@@ -84,11 +85,9 @@ def resolve_impl_path(value: str) -> Path:
     """`assignments`/`solutions` name the repository's packages; anything else is a path.
     A submission zipped with one extra folder level (`alice/transformer/`) is accepted."""
     path = ROOT / value if value in ("assignments", "solutions") else Path(value).expanduser().resolve()
-    if (path / "transformer" / "__init__.py").is_file():
-        return path
-    nested = sorted(p.parent for p in path.glob("*/transformer/__init__.py"))
-    if len(nested) == 1:
-        return nested[0].parent
+    root = find_package_root(path)
+    if root is not None:
+        return root
     raise pytest.UsageError(f"--impl {value}: no transformer/__init__.py in {path} (or one folder below it)")
 
 

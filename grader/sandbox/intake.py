@@ -29,14 +29,14 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from grader.contract import MODULES as CONTRACT_MODULES
+
 MAX_PY_FILES = 200
 MAX_FILE_BYTES = 1024 * 1024  # one .py file
 MAX_TOTAL_BYTES = 16 * 1024 * 1024  # all copied .py files
 MAX_ZIP_ENTRIES = 10_000
 MAX_ZIP_BYTES = 512 * 1024 * 1024  # declared uncompressed size of the whole archive
 MAX_DEPTH = 4  # sub-folders inside transformer/
-CONTRACT_MODULES = ("masks", "attention", "feed_forward", "normalization", "embedding",
-                    "layers", "model", "decoding", "training")
 AUTO_RUN = {"conftest.py", "sitecustomize.py", "usercustomize.py"}
 PROTECTED_NAMES = (set(sys.stdlib_module_names) | {"torch", "numpy", "grader", "tests", "pytest", "hypothesis",
                                                    "transformer", "sacrebleu", "jsonschema"}) - set(CONTRACT_MODULES)

@@ -61,7 +61,7 @@ REPO_ROOT = GRADER_DIR.parent
 WORKER_USER = "graderworker"
 # What the worker needs of the grader, copied into its temporary directory (the originals
 # may be unreadable to it). Packages that do not exist yet are skipped.
-WORKER_FILES = ("sandbox/worker.py", "sandbox/protocol.py", "sandbox/tripwires.py")
+WORKER_FILES = ("contract.py", "sandbox/worker.py", "sandbox/protocol.py", "sandbox/tripwires.py")
 WORKER_PACKAGES = ("runtime", "translation")
 OUTPUT_TAIL_BYTES = 64 * 1024
 GiB = 1024**3

@@ -42,7 +42,8 @@ from grader.i18n import N_, _
 from grader.results import Text
 from grader.sandbox import protocol
 from grader.sandbox.process import Limits, SandboxUser, WorkerProcess
-from grader.sandbox.worker import CONTRACT_MODULES, TRUSTED_CALLS
+from grader.contract import MODULES as CONTRACT_MODULES
+from grader.sandbox.worker import TRUSTED_CALLS
 
 MAX_SHOWN_FRAMES = 5
 MAX_FIELD_CHARS = 4000

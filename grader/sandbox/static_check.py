@@ -30,12 +30,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader.contract import MODULES as CONTRACT_MODULES
 from grader.i18n import N_
 from grader.results import Text, english
 from grader.sandbox.tripwires import BANS_BY_PATH, IN_LABEL_SMOOTHING
 
-CONTRACT_MODULES = ("masks", "attention", "feed_forward", "normalization", "embedding",
-                    "layers", "model", "decoding", "training")
 DYNAMIC_CALLS = {"__import__", "exec", "eval", "compile"}
 RULE_TAMPER = N_("reaches into the grader's checks or PyTorch's internals (tampering)")
 TAMPER_ATTRIBUTES = {"__wrapped__", "__closure__"}  # the way back to a wrapped original

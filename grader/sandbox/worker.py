@@ -17,8 +17,8 @@ Trust boundary inside this process: everything before the first student import i
 (tripwires, the package stub, the handle table). Once student code has run, this process is
 assumed compromised — which is why the judge validates every reply and times every call.
 
-Imports: the standard library, torch, and this directory's siblings ``protocol`` and
-``tripwires``; trusted helpers from the copied ``grader.runtime`` (and the translation job).
+Imports: the standard library, torch, this directory's siblings ``protocol`` and
+``tripwires``, ``grader.contract``; trusted helpers from the copied ``grader.runtime`` (and the translation job).
 """
 from __future__ import annotations
 
@@ -32,8 +32,6 @@ import sys
 import traceback
 import types
 
-CONTRACT_MODULES = ("masks", "attention", "feed_forward", "normalization", "embedding",
-                    "layers", "model", "decoding", "training")
 # Dotted names of trusted functions the judge may run here with plain data (``call_trusted``).
 TRUSTED_CALLS = ("grader.translation.job:run",)
 MAX_MESSAGE_CHARS = 4000
@@ -61,21 +59,23 @@ def main() -> None:
         sys.path.remove(path)
         sys.path.insert(0, path)  # ... but it must win over the system's own packages
     sys.path.insert(0, os.path.abspath(args.code_root))  # trusted copies: grader.sandbox/runtime/...
+    from grader.contract import MODULES
     from grader.sandbox import protocol, tripwires
 
     import torch
 
     torch.set_num_threads(max(1, args.threads))
-    worker = Worker(protocol, tripwires, os.path.abspath(args.package_dir), args.part)
+    worker = Worker(protocol, tripwires, MODULES, os.path.abspath(args.package_dir), args.part)
     worker.serve(args.request_fd, args.response_fd)
 
 
 class Worker:
-    def __init__(self, protocol, tripwires, package_dir: str, part: str):
+    def __init__(self, protocol, tripwires, modules: tuple[str, ...], package_dir: str, part: str):
         import torch
 
         self.torch = torch
         self.protocol = protocol
+        self.modules = modules  # the contract's module names: the only ones a test may ask for
         self.package_dir = package_dir
         self.submission_root = os.path.dirname(package_dir)
         self.part = part
@@ -262,7 +262,7 @@ class Worker:
         op = request["op"]
         if op == "module":
             name = request["name"]
-            if name not in CONTRACT_MODULES:
+            if name not in self.modules:
                 raise AttributeError(f"the API contract has no module {name!r}")
             return importlib.import_module(f"transformer.{name}")
         if op == "call":

@@ -27,6 +27,7 @@ import math
 import traceback
 from pathlib import Path
 
+from grader.contract import MODEL_SIZES
 from grader.i18n import _
 
 from .progress import format_duration
@@ -35,7 +36,6 @@ GRADING_SEED = 0
 GRADING_STEPS = 700
 GRADING_SECONDS = 480.0
 GRADING_THREADS = None
-GRADING_MODEL = {"d_model": 128, "num_heads": 4, "num_layers": 2, "d_ff": 512, "dropout": 0.1}
 ATTENTION_EXAMPLE = "this is a pen ."
 JOB_TARGET = "grader.translation.job:run"
 CHECK_NAME = "translation: BLEU on the held-out test set"
@@ -58,7 +58,7 @@ def build_job(corpus, *, steps: int | None = GRADING_STEPS, seconds: float | Non
         "steps": steps,
         "seconds": seconds,
         "threads": threads,
-        "model": dict(model or GRADING_MODEL),
+        "model": dict(model or MODEL_SIZES),
         "attention_example": attention_example,
     }
 
@@ -267,7 +267,7 @@ def grade_translation(proxy, part, out_dir, *, corpus=None, job_overrides: dict 
     src_vocab = Vocab.build(en for en, _ in corpus.train)
     tgt_vocab = Vocab.build(ja for _, ja in corpus.train)
     config = trusted.oracle_config(len(src_vocab), len(tgt_vocab),
-                                   ModelConfig.from_dict({**GRADING_MODEL, **dict(job.get("model") or {})}))
+                                   ModelConfig.from_dict({**MODEL_SIZES, **dict(job.get("model") or {})}))
     from grader.i18n import N_
     from grader.results import Text, english
 

@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import time
 
+from grader.contract import MODEL_SIZES
+
 from .batching import encode_pairs
 from .decode import attention_maps, translate
 from .progress import StderrProgress
 from .train import ImportedImplementation, ModelConfig, TrainConfig, build_model, count_parameters, train_model
 from .vocab import Vocab
 
-DEFAULT_MODEL = {"d_model": 128, "num_heads": 4, "num_layers": 2, "d_ff": 512, "dropout": 0.1}
 TRAINING_KEYS = ("max_tokens", "warmup", "lr_factor", "log_every", "bf16", "deterministic")
 
 
@@ -56,7 +57,7 @@ def run(job: dict) -> dict:
     seed = int(job.get("seed", 0))
     steps = job.get("steps")
     seconds = job.get("seconds")
-    model_config = ModelConfig.from_dict({**DEFAULT_MODEL, **dict(job.get("model") or {})})
+    model_config = ModelConfig.from_dict({**MODEL_SIZES, **dict(job.get("model") or {})})
     overrides = {k: v for k, v in dict(job.get("training") or {}).items() if k in TRAINING_KEYS}
     config = TrainConfig(steps=None if steps is None else int(steps),
                          seconds=None if seconds is None else float(seconds),

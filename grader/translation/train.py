@@ -28,6 +28,8 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from grader.contract import MODEL_SIZES, find_package_root
+
 from .batching import Example, epochs
 from .vocab import PAD_ID, Vocab
 
@@ -41,11 +43,11 @@ CHECKPOINT_FORMAT = "transformer-assignment/translation-v1"
 class ModelConfig:
     """The sizes of the model (a small Transformer: trains in minutes on two CPU cores)."""
 
-    d_model: int = 128
-    num_heads: int = 4
-    num_layers: int = 2
-    d_ff: int = 512
-    dropout: float = 0.1
+    d_model: int = MODEL_SIZES["d_model"]
+    num_heads: int = MODEL_SIZES["num_heads"]
+    num_layers: int = MODEL_SIZES["num_layers"]
+    d_ff: int = MODEL_SIZES["d_ff"]
+    dropout: float = MODEL_SIZES["dropout"]
     max_len: int = 256
 
     @classmethod
@@ -117,13 +119,9 @@ def resolve_impl_root(value: str | os.PathLike) -> Path:
     directory holding ``transformer/`` (or one folder above such a directory)."""
     value = str(value)
     path = ROOT / value if value in ("assignments", "solutions") else Path(value).expanduser().resolve()
-    if (path / "transformer" / "__init__.py").is_file():
-        return path
-    if path.name == "transformer" and (path / "__init__.py").is_file():
-        return path.parent
-    nested = sorted(p.parent for p in path.glob("*/transformer/__init__.py"))
-    if len(nested) == 1:
-        return nested[0].parent
+    root = find_package_root(path)
+    if root is not None:
+        return root
     raise FileNotFoundError(f"--impl {value}: no transformer/__init__.py in {path} (or one folder below it)")
 
 

@@ -68,6 +68,7 @@ from typing import Callable
 
 import pytest
 
+from grader.contract import PRIVATE_PATHS
 from grader.results import verify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,7 +89,6 @@ JOBS = int(os.environ.get("HOSTILE_JOBS", "2"))
 # What is not copied into a run's repository copy (and not checksummed).
 NOT_COPIED = {".venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis", "out", "runs", "dist",
               ".ipynb_checkpoints", "hostile"}
-CHECKOUT_PRIVATE = ("grader", "tests", "solutions", ".git")  # = grader.grade.PRIVATE_PATHS
 SHORT_CALL_TIMEOUT = 5  # s per call, for the attacks that only end by the wall-clock time-out
 SHORT_PART_TIMEOUT = 45  # s per part, for the same
 PART_TIMEOUT = float(os.environ.get("HOSTILE_PART_TIMEOUT", "120"))  # --part-timeout of every other grade
@@ -1040,7 +1040,7 @@ def checkout_locked():
     """
     saved = {}
     if IS_ROOT:
-        for name in CHECKOUT_PRIVATE:
+        for name in PRIVATE_PATHS:
             path = ROOT / name
             if path.exists():
                 saved[path] = stat.S_IMODE(os.stat(path).st_mode)
