@@ -89,20 +89,20 @@ grade-all: venv
 ## Maintainers ------------------------------------------------------------------------------
 
 stubs: venv
-	$(PY) -m grader.stubs
+	$(PY) -m builders.stubs
 
 # Extract every student-facing message into the translation catalogues (grader/locale/*/LC_MESSAGES),
 # then list what still lacks a translation. `make test` fails until there is nothing to list.
 catalogues: venv
-	$(PY) -m grader.catalogues update
-	$(PY) -m grader.catalogues check
+	$(PY) -m builders.catalogues update
+	$(PY) -m builders.catalogues check
 
 # The repository's own test command (CI runs it): stubs up to date; the public suite on the
 # reference, timed; hidden tests and self-tests; every public and hidden test must FAIL on the
 # stubs (a test that passes on NotImplementedError has no teeth); then the integration
 # self-tests (grader, sandbox, hostile submissions, hand-outs, training, mutants, variants).
 test: venv
-	$(PY) -m grader.stubs --check
+	$(PY) -m builders.stubs --check
 	@echo "== public tests against solutions/ (budget: 60 s on 2 cores)"
 	@start=$$(date +%s%N); $(PY) -m pytest tests/public --impl solutions -q -p no:warnings || exit 1; \
 	  echo "public suite against solutions/: $$(( ($$(date +%s%N) - start) / 1000000 )) ms (budget 60000 ms)"
@@ -121,7 +121,7 @@ test-deep: venv
 	HYPOTHESIS_PROFILE=deep $(PY) -m pytest tests/public tests/hidden --impl solutions -q
 
 bench: venv
-	$(PY) -m grader.bench --out bench/results.json
+	$(PY) -m builders.bench --out bench/results.json
 
 # Grade every mutant of tests/selftest/mutants/catalogue.py (components only) and print the
 # kill table with the kill rate and the hint rate; then what a student sees of each in

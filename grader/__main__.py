@@ -4,7 +4,6 @@
                                                              grade one submission (grader/grade.py)
     grade-all SUBMISSIONS --out DIR [--jobs N] [--force] [--lang en|ja]
                                                              grade a folder of them (grader/grade_all.py)
-    stubs [--check]                                          regenerate assignments/ (grader/stubs.py)
     --version                                                pyproject.toml's version (+ git describe)
     train / translate / evaluate                             from grader.translation.cli, when present
 
@@ -29,12 +28,11 @@ import sys
 
 from grader.cli import HelpFormatter, add_version
 
-DESCRIPTION = "The grader's command line: grade one submission or a class, regenerate the stubs, train."
+DESCRIPTION = "The grader's command line: grade one submission or a class, train."
 EPILOG = """\
 Each command has its own help: python -m grader COMMAND --help.
   python -m grader grade SUBMISSION --out DIR [--parts masks,attention] [--no-train]
   python -m grader grade-all SUBMISSIONS --out DIR [--jobs N] [--no-train]
-  python -m grader stubs [--check]
 
 --lang (grade, grade-all): the language of what the student reads (report.md, the checks'
 messages); default: [course] language in course.toml, else English (never the machine's locale).
@@ -75,10 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_arguments(export_parser)
     export_parser.set_defaults(func=export.main)
 
-    # `stubs` is dispatched in main() before parsing, so that its own options pass through untouched.
-    subparsers.add_parser("stubs", help="generate assignments/ from solutions/ (python -m grader stubs --help)",
-                          add_help=False)
-
     try:
         from grader.translation import cli
     except ImportError as error:
@@ -99,10 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["stubs"]:
-        from grader import stubs
-
-        return int(stubs.main(argv[1:], prog="python -m grader stubs") or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)

@@ -29,7 +29,7 @@ Files it writes into ``out_dir`` (the attention picture) stay there. Until that 
 the part is reported as "not graded (training unavailable)" with 0 points.
 
 Language: what the student reads (report.md, the checks' output, the table) is in ``--lang``,
-else the ``[course] language`` of course.toml (read with ``grader.release.load_course``), else
+else the ``[course] language`` of course.toml (read with ``grader.course.load_course``), else
 English — never the grading machine's locale. It is fixed (``grader.i18n.set_language``) before
 any test module is imported, so the tests' own messages follow. On Gradescope there is no
 course.toml: the autograder passes ``--lang`` (see docs/gradescope.md). ``extra_data`` and check
@@ -130,9 +130,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def course_language() -> str | None:
     """The ``[course] language`` of course.toml, or None (no setting, or no course.toml or
-    ``grader/release.py`` in this installation: the Gradescope autograder gets ``--lang``)."""
+    ``grader/course.py`` in this installation: the Gradescope autograder gets ``--lang``)."""
     try:
-        from grader.release import load_course
+        from grader.course import load_course
     except ImportError:
         return None
     try:
@@ -148,7 +148,7 @@ def leaderboard_wanted(rubric: Rubric) -> bool:
     if rubric.leaderboard:
         return True
     try:
-        from grader.release import load_course
+        from grader.course import load_course
     except ImportError:
         return False
     try:

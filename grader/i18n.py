@@ -2,7 +2,7 @@
 
 Every text a student reads is written in English in the code, wrapped in ``_()``, and
 translated through the catalogues under ``grader/locale/<lang>/LC_MESSAGES/<domain>.po``
-(Babel reads them; ``python -m grader.catalogues update`` extracts new messages into them,
+(Babel reads them; ``python -m builders.catalogues update`` extracts new messages into them,
 ``... check`` fails when one has no translation or its placeholders differ). A third
 language is one more folder of ``.po`` files, not a code change.
 

@@ -27,7 +27,7 @@ class Rubric:
     total: float
     parts: dict[str, Part] = field(default_factory=dict)
     # Gradescope's leaderboard shows the translation's BLEU (``[gradescope] leaderboard = true``;
-    # the autograder's rubric carries course.toml's setting, see grader/release.py).
+    # the autograder's rubric carries course.toml's setting, see builders/release.py).
     leaderboard: bool = False
 
     def part_of_test_file(self, path: str) -> str | None:

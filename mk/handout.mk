@@ -21,15 +21,15 @@ RELEASE_OUT := dist/student$(if $(filter-out en,$(RELEASE_LANG)),-$(RELEASE_LANG
 .PHONY: release autograder notebooks notebooks-run handouts
 
 release: venv
-	$(PY) -m grader.release student --lang $(RELEASE_LANG) --config $(COURSE) --out $(RELEASE_OUT)
+	$(PY) -m builders.release student --lang $(RELEASE_LANG) --config $(COURSE) --out $(RELEASE_OUT)
 
 autograder: venv
-	$(PY) -m grader.release autograder --config $(COURSE) --out dist/autograder.zip
+	$(PY) -m builders.release autograder --config $(COURSE) --out dist/autograder.zip
 
 notebooks: venv
-	$(PY) -m grader.notebooks $(if $(NB_LANG),--lang $(NB_LANG),) --out notebooks/build
+	$(PY) -m builders.notebooks $(if $(NB_LANG),--lang $(NB_LANG),) --out notebooks/build
 
 notebooks-run: venv
-	$(PY) -m grader.notebooks $(if $(NB_LANG),--lang $(NB_LANG),) --out notebooks/build --execute
+	$(PY) -m builders.notebooks $(if $(NB_LANG),--lang $(NB_LANG),) --out notebooks/build --execute
 
 handouts: release autograder notebooks

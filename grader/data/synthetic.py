@@ -32,7 +32,7 @@ Splits: see `generate_corpus`.
 
 Grading side only: the student hand-out does not ship this file (it would hand out the grammar's
 translator and the held-out test split); it ships the generated train/valid/length splits read by
-`grader/data/corpus.py` instead (see `grader.release`).
+`grader/data/corpus.py` instead (see `builders.release`).
 """
 from __future__ import annotations
 

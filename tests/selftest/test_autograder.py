@@ -1,4 +1,4 @@
-"""The Gradescope autograder (`python -m grader.release autograder`).
+"""The Gradescope autograder (`python -m builders.release autograder`).
 
 The zip is unpacked into a temporary folder standing in for /autograder (AUTOGRADER_ROOT), a
 submission is put into its submission/ folder, and `run_autograder` runs as Gradescope runs
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import release
+from builders import release
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "grader" / "schemas" / "gradescope_results.schema.json"
@@ -153,7 +153,7 @@ def test_zip_follows_the_gradescope_layout(autograder_zip):
     hidden = {p.relative_to(ROOT).as_posix() for p in (ROOT / "tests" / "hidden").glob("*.py")}
     assert public <= names and hidden <= names, "the autograder needs the public and the hidden tests"
     assert not [n for n in names if n.startswith("solutions/")], "never the reference solution"
-    assert "grader/release.py" not in names and "grader/notebooks.py" not in names
+    assert "builders/release.py" not in names and "builders/notebooks.py" not in names
 
 
 def test_zip_holds_no_solution_code(autograder_zip, tmp_path):

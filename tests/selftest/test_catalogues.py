@@ -1,5 +1,5 @@
 """Every student-facing message exists in Japanese, with the same placeholders, and the
-language follows the locale as gettext reads it (grader/i18n.py, grader/catalogues.py)."""
+language follows the locale as gettext reads it (grader/i18n.py, builders/catalogues.py)."""
 from __future__ import annotations
 
 import ast
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from grader import catalogues, i18n
+from builders import catalogues
+from grader import i18n
 
 ROOT = Path(__file__).resolve().parents[2]
 # Where student-facing text is written, and the arguments that carry it.
@@ -19,7 +20,7 @@ TRANSLATORS = {"_", "N_"}
 
 def test_every_message_has_a_japanese_translation_with_the_same_placeholders():
     problems = catalogues.problems(["ja"])
-    assert not problems, f"{len(problems)} catalogue problems (run `python -m grader.catalogues check`):\n" + \
+    assert not problems, f"{len(problems)} catalogue problems (run `python -m builders.catalogues check`):\n" + \
         "\n".join(problems[:40])
 
 

@@ -15,9 +15,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from builders import bench, catalogues, notebooks, release, stubs
 from grader import __main__ as entry
+from grader import grade, grade_all
 from grader.contract import find_seal
-from grader import bench, catalogues, grade, grade_all, notebooks, release, stubs
 from grader.rubric import load_rubric
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,11 +26,11 @@ VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["
 
 # (how to print the help, the usage line it must start with)
 TOOLS = {
-    "grader.stubs": (stubs.main, "python -m grader.stubs"),
-    "grader.catalogues": (catalogues.main, "python -m grader.catalogues"),
-    "grader.notebooks": (notebooks.main, "python -m grader.notebooks"),
-    "grader.release": (release.main, "python -m grader.release"),
-    "grader.bench": (bench.main, "python -m grader.bench"),
+    "builders.stubs": (stubs.main, "python -m builders.stubs"),
+    "builders.catalogues": (catalogues.main, "python -m builders.catalogues"),
+    "builders.notebooks": (notebooks.main, "python -m builders.notebooks"),
+    "builders.release": (release.main, "python -m builders.release"),
+    "builders.bench": (bench.main, "python -m builders.bench"),
 }
 # Parsers whose every option must explain itself (the translation commands are the translation
 # engineer's: their prog, plain text and defaults are checked with the others, not their wording).
@@ -60,14 +61,14 @@ def every_help(capsys) -> dict[str, tuple[str, str]]:
     for name, (run, prog) in TOOLS.items():
         helps[name] = (help_of(run, ["--help"], capsys), prog)
     for name in ("student", "autograder"):
-        helps[f"grader.release {name}"] = (help_of(release.main, [name, "--help"], capsys),
-                                           f"python -m grader.release {name}")
+        helps[f"builders.release {name}"] = (help_of(release.main, [name, "--help"], capsys),
+                                             f"python -m builders.release {name}")
     return helps
 
 
 def test_every_help_has_a_real_prog_and_is_plain_text(capsys):
     helps = every_help(capsys)
-    assert {"grader grade", "grader grade-all", "grader stubs", "grader.catalogues"} <= set(helps)
+    assert {"grader grade", "grader grade-all", "builders.stubs", "builders.catalogues"} <= set(helps)
     for name, (text, prog) in helps.items():
         assert text.startswith(f"usage: {prog} "), (name, text[:200])
         assert "__main__.py" not in text and "`" not in text, (name, text)
@@ -92,7 +93,7 @@ def test_every_option_of_grade_and_the_tools_explains_itself():
             argparse.ArgumentParser.parse_args = original
         parsers[name] = seen[0]
         parsers.update({f"{name} {k}": v for k, v in subparsers_of(seen[0]).items()})
-    assert "grader.release student" in parsers
+    assert "builders.release student" in parsers
     for name, parser in parsers.items():
         for action in parser._actions:
             if action.help == argparse.SUPPRESS or isinstance(action, argparse._SubParsersAction):
@@ -114,10 +115,9 @@ def test_grade_help_shows_the_defaults_and_the_parts(capsys):
     assert "(default: None)" not in text and "(default: False)" not in text
 
 
-@pytest.mark.parametrize("argv, prog", [(["--version"], "python -m grader"),
-                                        (["stubs", "--version"], "python -m grader stubs")])
-def test_version(argv, prog, capsys):
-    out = help_of(entry.main, argv, capsys)
+@pytest.mark.parametrize("run, prog", [(entry.main, "python -m grader"), (stubs.main, "python -m builders.stubs")])
+def test_version(run, prog, capsys):
+    out = help_of(run, ["--version"], capsys)
     assert out.startswith(f"{prog} {VERSION}"), out
 
 

@@ -17,7 +17,7 @@ import pytest
 from matplotlib import font_manager
 from matplotlib.ft2font import FT2Font
 
-from grader.notebooks import CONTENT
+from builders.notebooks import CONTENT
 from grader.translation import attention_plot
 
 SENTENCES = ("これ は ペン です 。", "吾輩 は 猫 で ある")

@@ -1,8 +1,8 @@
-"""The companion notebooks (`python -m grader.notebooks`): one per part in English and in
+"""The companion notebooks (`python -m builders.notebooks`): one per part in English and in
 Japanese, valid nbformat, their formulas taken from the stubs' docstrings — and the English
 set runs from top to bottom against the reference solution.
 
-Execution budget: all notebooks run in ONE kernel (grader.notebooks.execute_notebooks:
+Execution budget: all notebooks run in ONE kernel (builders.notebooks.execute_notebooks:
 torch is imported once; each notebook starts from a cleared namespace). The cells that run
 a part's public tests are skipped (NOTEBOOK_RUN_TESTS=0), except in the masks notebook,
 which runs one tiny test. The same kernel also runs the Japanese embedding notebook (the
@@ -20,7 +20,7 @@ import tokenize
 import nbformat
 import pytest
 
-from grader import notebooks
+from builders import notebooks
 
 ROOT = notebooks.ROOT
 JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
@@ -90,7 +90,7 @@ def test_japanese_notebooks_have_japanese_prose(built):
 
 def test_japanese_spec_and_formula_cells_show_the_japanese_docstrings(built):
     """The ja spec cell shows every docstring of the stubs in Japanese — the translations of the
-    ``stubs`` catalogue, as in the Japanese stubs (``python -m grader.stubs --lang ja``) — and no
+    ``stubs`` catalogue, as in the Japanese stubs (``python -m builders.stubs --lang ja``) — and no
     line of English prose of the English docstrings is left in it or in the formula cell.
     Fails while grader/locale/ja/LC_MESSAGES/stubs.po lacks a translation."""
     untranslated = notebooks.untranslated_docstrings("ja")
@@ -113,8 +113,8 @@ def test_japanese_spec_and_formula_cells_show_the_japanese_docstrings(built):
         assert "### module " not in spec and "### モジュール `transformer." in spec, path.name
     assert not problems, "\n".join(problems)
 
-    try:  # the same texts as the Japanese stubs, when grader.stubs can write them
-        from grader.stubs import expected_stubs
+    try:  # the same texts as the Japanese stubs, when builders.stubs can write them
+        from builders.stubs import expected_stubs
     except ImportError:
         return
     japanese_stubs = expected_stubs(lang="ja")

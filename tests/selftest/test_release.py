@@ -1,8 +1,8 @@
-"""The student release (`python -m grader.release student`): it builds, its own `make check`
+"""The student release (`python -m builders.release student`): it builds, its own `make check`
 works and reports 0 points on the untouched stubs, and it gives nothing away — no solution
 code, no hidden test, no `solutions/` or `tests/hidden/` folder.
 
-The leak search here is deliberately independent of the one in grader/release.py (which the
+The leak search here is deliberately independent of the one in builders/release.py (which the
 build runs too): every line of every BEGIN/END SOLUTION block and every line of every hidden
 test file, whitespace-normalised, at least 20 characters, comments left out, and lines that
 the public-by-design files (public tests, their support code, the grader's trusted runtime
@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po, write_po
 
-from grader import release
-from grader import stubs as stub_builder
+from builders import release
+from builders import stubs as stub_builder
 from grader.rubric import load_rubric
 from tests.selftest.test_stubs import code_without_texts
 
@@ -256,7 +256,7 @@ def japanese_share(text: str) -> float:
 
 @pytest.fixture(scope="module")
 def built_ja(releases) -> Path:
-    """The Japanese release (`python -m grader.release student --lang ja`)."""
+    """The Japanese release (`python -m builders.release student --lang ja`)."""
     return releases["ja"]
 
 
@@ -384,9 +384,9 @@ def test_make_release_takes_the_language_from_the_command_line():
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    assert "-m grader.release student --lang ja " in dry("LANG=ja") and "--out dist/student-ja" in dry("LANG=ja")
+    assert "-m builders.release student --lang ja " in dry("LANG=ja") and "--out dist/student-ja" in dry("LANG=ja")
     english = dry()
-    assert "-m grader.release student --lang en " in english and "--out dist/student\n" in english
+    assert "-m builders.release student --lang en " in english and "--out dist/student\n" in english
     # The locale of the environment is not a hand-out language.
     assert "--lang en " in dry(env=release.clean_make_env(LANG="ja_JP.UTF-8"))
 

@@ -169,7 +169,8 @@ def test_leaderboard_is_the_translation_bleu_when_switched_on(tmp_path):
 
 
 def test_leaderboard_setting_goes_from_course_toml_to_the_autograders_rubric(tmp_path):
-    from grader import release
+    from builders import release
+    from grader.course import CourseError
 
     config = tmp_path / "course.toml"
     config.write_text('[course]\nname = "x"\n\n[gradescope]\nleaderboard = true\n', encoding="utf-8")
@@ -181,7 +182,7 @@ def test_leaderboard_setting_goes_from_course_toml_to_the_autograders_rubric(tmp
     rubric.write_text(release.render_rubric(dataclasses.replace(course, leaderboard=False)), encoding="utf-8")
     assert load_rubric(rubric).leaderboard is False
     config.write_text('[gradescope]\nleaderboard = "yes"\n', encoding="utf-8")
-    with pytest.raises(release.ReleaseError):
+    with pytest.raises(CourseError):
         release.load_course(config)
 
 

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from grader.stubs import ASSIGNMENTS, SOLUTIONS, MarkerError, make_stub, stale_stubs
+from builders.stubs import ASSIGNMENTS, SOLUTIONS, MarkerError, make_stub, stale_stubs
 
 
 def test_assignments_are_up_to_date_with_solutions():
@@ -100,7 +100,7 @@ import unicodedata  # noqa: E402
 
 from babel.messages.pofile import read_po, write_po  # noqa: E402
 
-import grader.stubs as stubs  # noqa: E402
+import builders.stubs as stubs  # noqa: E402
 
 
 def has_japanese(text: str) -> bool:
@@ -175,7 +175,7 @@ def test_the_catalogue_lists_every_docstring_hint_and_the_notice():
 def test_every_text_of_the_stubs_is_translated_into_japanese():
     missing = stubs.missing_translations("ja")
     assert not missing, ("untranslated texts in grader/locale/ja/LC_MESSAGES/stubs.po (run `python -m "
-                         "grader.catalogues update --lang ja --domain stubs` and fill them in):\n  " + "\n  ".join(missing))
+                         "builders.catalogues update --lang ja --domain stubs` and fill them in):\n  " + "\n  ".join(missing))
 
 
 @pytest.mark.parametrize("path", sorted(SOLUTIONS.glob("*.py")), ids=lambda p: p.name)

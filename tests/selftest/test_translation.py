@@ -1,4 +1,4 @@
-"""Self-tests of the translation training (grader/translation, grader/bench.py).
+"""Self-tests of the translation training (grader/translation, builders/bench.py).
 
 They run against the reference (``--impl solutions``, as ``make test`` does) on a tiny
 stand-in corpus, with tiny models, so that the whole file stays within a few tens of seconds.
@@ -460,7 +460,7 @@ def test_grade_translation_reports_a_failing_job(tmp_path):
 # --- the benchmark's peer model ------------------------------------------------------------------
 
 def test_torch_nn_peer_has_the_reference_interface(reference):
-    from grader import bench
+    from builders import bench
 
     model = bench.torch_nn_model(20, 30, TINY_MODEL)
     src = torch.tensor([[5, 6, 7, 2], [5, 2, 0, 0]])

@@ -1,4 +1,4 @@
-# Code cells of the `attention` notebooks (one for all languages; see grader/notebooks.py).
+# Code cells of the `attention` notebooks (one for all languages; see builders/notebooks.py).
 
 # %% picture
 # en: Why divide by √d_k? Dot products of random vectors grow with their length d_k, and a

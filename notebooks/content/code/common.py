@@ -1,5 +1,5 @@
-# en: Helpers shared by every notebook (appended to the setup cell by grader/notebooks.py).
-# ja: すべてのノートブックで共通の補助関数です（grader/notebooks.py がセットアップのセルに付け加えます）。
+# en: Helpers shared by every notebook (appended to the setup cell by builders/notebooks.py).
+# ja: すべてのノートブックで共通の補助関数です（builders/notebooks.py がセットアップのセルに付け加えます）。
 import os
 from contextlib import contextmanager
 

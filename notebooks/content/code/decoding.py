@@ -1,4 +1,4 @@
-# Code cells of the `decoding` notebooks (one for all languages; see grader/notebooks.py).
+# Code cells of the `decoding` notebooks (one for all languages; see builders/notebooks.py).
 
 # %% toy-model
 # en: A toy "model" with the interface the decoders use (encode, decode, generator, pad_id): the

@@ -1,4 +1,4 @@
-# Code cells of the `embedding` notebooks (one for all languages; see grader/notebooks.py).
+# Code cells of the `embedding` notebooks (one for all languages; see builders/notebooks.py).
 
 # %% table
 from transformer.embedding import TokenEmbedding

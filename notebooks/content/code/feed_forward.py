@@ -1,4 +1,4 @@
-# Code cells of the `feed_forward` notebooks (one for all languages; see grader/notebooks.py).
+# Code cells of the `feed_forward` notebooks (one for all languages; see builders/notebooks.py).
 
 # %% picture
 from transformer.feed_forward import PositionwiseFeedForward

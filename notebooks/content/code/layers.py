@@ -1,4 +1,4 @@
-# Code cells of the `layers` notebooks (one for all languages; see grader/notebooks.py).
+# Code cells of the `layers` notebooks (one for all languages; see builders/notebooks.py).
 
 # %% encoder
 from transformer.layers import EncoderLayer

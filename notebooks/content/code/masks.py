@@ -1,4 +1,4 @@
-# Code cells of the `masks` notebooks (one for all languages; see grader/notebooks.py).
+# Code cells of the `masks` notebooks (one for all languages; see builders/notebooks.py).
 
 # %% picture
 from transformer.masks import causal_mask, padding_mask, target_mask

@@ -1,4 +1,4 @@
-# Code cells of the `model` notebooks (one for all languages; see grader/notebooks.py).
+# Code cells of the `model` notebooks (one for all languages; see builders/notebooks.py).
 
 # %% parameters
 from transformer.model import Transformer

@@ -1,4 +1,4 @@
-# Code cells of the `normalization` notebooks (one for all languages; see grader/notebooks.py).
+# Code cells of the `normalization` notebooks (one for all languages; see builders/notebooks.py).
 
 # %% picture
 from transformer.normalization import LayerNorm

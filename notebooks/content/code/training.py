@@ -1,4 +1,4 @@
-# Code cells of the `training` notebooks (one for all languages; see grader/notebooks.py).
+# Code cells of the `training` notebooks (one for all languages; see builders/notebooks.py).
 
 # %% schedule
 from transformer.training import noam_lr

@@ -1,8 +1,8 @@
 """Generate the companion notebooks, one per part, in English and Japanese.
 
 Usage:
-    python -m grader.notebooks [--lang en|ja] [--out notebooks/build] [--impl assignments]
-    python -m grader.notebooks --execute [--impl solutions]   # also run them (instructor preview)
+    python -m builders.notebooks [--lang en|ja] [--out notebooks/build] [--impl assignments]
+    python -m builders.notebooks --execute [--impl solutions]   # also run them (instructor preview)
 
 Where the text comes from:
     notebooks/content/<part>.<lang>.md   the prose, in Markdown, with directives on their own
@@ -16,7 +16,7 @@ Where the text comes from:
                                          drift from the stubs; in another language, their
                                          translations from the ``stubs`` catalogue
                                          (grader/locale/<lang>/LC_MESSAGES/stubs.po, the same
-                                         texts as ``python -m grader.stubs --lang <lang>``);
+                                         texts as ``python -m builders.stubs --lang <lang>``);
                                          an untranslated docstring stays in English, and
                                          ``main`` warns about it
 
@@ -151,7 +151,7 @@ def _module_docs(module: str, stubs: Path = STUBS) -> list[tuple[str, str, str]]
 
 def translate_docstring(doc: str, lang: str) -> str:
     """A stub docstring (as ``ast.get_docstring`` returns it) in ``lang``: its translation from
-    the ``stubs`` catalogue, the one ``python -m grader.stubs --lang`` puts into the stubs
+    the ``stubs`` catalogue, the one ``python -m builders.stubs --lang`` puts into the stubs
     (msgid: the whole cleaned docstring). Untranslated: the English docstring."""
     if lang == SOURCE_LANGUAGE:
         return doc
@@ -433,7 +433,7 @@ def execute_notebooks(paths, *, cwd: Path = ROOT, env: dict | None = None, timeo
 def main(argv: list[str] | None = None) -> int:
     from grader.cli import HelpFormatter, add_version
 
-    parser = argparse.ArgumentParser(prog="python -m grader.notebooks", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m builders.notebooks", description=__doc__,
                                      formatter_class=HelpFormatter)
     add_version(parser)
     parser.add_argument("--lang", choices=LANGS, help="one language (default: both)")

@@ -1,8 +1,8 @@
 """Build the hand-outs: the student release and the Gradescope autograder.
 
 Usage:
-    python -m grader.release student    [--lang en|ja] [--config course.toml] [--out dist/student] [--no-verify]
-    python -m grader.release autograder [--config course.toml] [--out dist/autograder.zip]
+    python -m builders.release student    [--lang en|ja] [--config course.toml] [--out dist/student] [--no-verify]
+    python -m builders.release autograder [--config course.toml] [--out dist/autograder.zip]
 
 **student** writes ``dist/student/`` and ``dist/student.zip``: the stubs as the student's
 ``transformer/`` package, the public tests, the grader without hidden tests, solutions or
@@ -11,7 +11,7 @@ READMEs (``README.md`` in English and ``README.ja.md`` in Japanese, whatever the
 GitHub Actions workflow and the companion notebooks, and the built-in task's public splits
 (``grader/data/synthetic_data``: train, valid, length — never the held-out test split, nor
 the grammar's translator and generator ``grader/data/synthetic.py``). ``--lang ja`` gives the stubs' docstrings
-and hints in Japanese (``grader.stubs``, catalogue ``grader/locale/ja/LC_MESSAGES/stubs.po``;
+and hints in Japanese (``builders.stubs``, catalogue ``grader/locale/ja/LC_MESSAGES/stubs.po``;
 a missing translation fails the build); the code is the same. It then verifies itself: the
 release's own ``make check`` (run with this interpreter, so no virtual environment is
 created) must report 0 points on the untouched stubs, for every part that has public tests.
@@ -39,15 +39,14 @@ import tempfile
 import time
 import tomllib
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.contract import PARTS
-from grader.i18n import available_languages, in_language
+from grader.course import DEFAULT_CONFIG, Course, CourseError, load_course
+from grader.i18n import in_language
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "release"
-DEFAULT_CONFIG = ROOT / "course.toml"
 RUBRIC = ROOT / "grader" / "rubric.toml"
 
 # Modules of grader/ that build hand-outs or maintain the repository: they stay with the
@@ -83,48 +82,6 @@ class ReleaseError(RuntimeError):
 
 
 # -- course configuration -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Course:
-    name: str = "The Transformer assignment"
-    due: str = "(see the course page)"
-    submission_site: str = "Gradescope"
-    contact: str = ""
-    release_name: str = "transformer-assignment"
-    points: dict[str, float] = field(default_factory=dict)
-    grade_args: tuple[str, ...] = ()  # extra options of `python -m grader grade` on Gradescope
-    language: str = "en"  # what students read when graded: report.md, results.json (en, ja)
-    leaderboard: bool = False  # [gradescope] leaderboard: the translation's BLEU on Gradescope's leaderboard
-
-
-def load_course(path: Path | None = DEFAULT_CONFIG) -> Course:
-    """Read ``course.toml``; a missing file gives the defaults."""
-    if path is None or not Path(path).is_file():
-        if path is not None and Path(path) != DEFAULT_CONFIG:
-            raise ReleaseError(f"course config {path} does not exist")
-        return Course()
-    with open(path, "rb") as f:
-        raw = tomllib.load(f)
-    course = raw.get("course", {})
-    points = raw.get("rubric", {}).get("points", {})
-    grade_args = raw.get("autograder", {}).get("grade_args", [])
-    known = {f for f in Course.__dataclass_fields__ if f not in ("points", "grade_args", "leaderboard")}
-    unknown = sorted(set(course) - known)
-    if unknown:
-        raise ReleaseError(f"{path}: unknown [course] keys {unknown} (known: {sorted(known)})")
-    for part, value in points.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise ReleaseError(f"{path}: [rubric.points] {part} = {value!r} is not a number >= 0")
-    if not isinstance(grade_args, list) or not all(isinstance(a, str) for a in grade_args):
-        raise ReleaseError(f"{path}: [autograder] grade_args must be a list of strings")
-    if "language" in course and course["language"] not in available_languages():
-        raise ReleaseError(f"{path}: [course] language = {course['language']!r} (known: {available_languages()})")
-    leaderboard = raw.get("gradescope", {}).get("leaderboard", False)
-    if not isinstance(leaderboard, bool):
-        raise ReleaseError(f"{path}: [gradescope] leaderboard must be true or false")
-    return Course(**{k: str(v) for k, v in course.items()}, points={k: float(v) for k, v in points.items()},
-                  grade_args=tuple(grade_args), leaderboard=leaderboard)
 
 
 def check_grade_args(args: tuple[str, ...]) -> None:
@@ -555,7 +512,7 @@ def student_stubs(lang: str = "en") -> dict[str, str]:
     """``{file name: text}`` of the student's ``transformer/`` package in ``lang``: English is
     ``assignments/transformer/`` (which must be up to date with ``solutions/``); another
     language is generated from ``solutions/`` with the ``stubs`` catalogue of that language."""
-    from grader.stubs import TranslationError, expected_stubs, stale_stubs
+    from builders.stubs import TranslationError, expected_stubs, stale_stubs
 
     if lang not in STUDENT_LANGUAGES:
         raise ReleaseError(f"no student release in {lang!r} (languages: {', '.join(STUDENT_LANGUAGES)})")
@@ -590,7 +547,7 @@ def build_student(out: Path, course: Course, *, lang: str = "en", verify: bool =
                   python: str = sys.executable, log=print) -> Path:
     """Write the student release to ``out`` (and ``out``.zip) with the stubs in ``lang``;
     return ``out``."""
-    from grader.notebooks import build_notebooks
+    from builders.notebooks import build_notebooks
 
     stubs = student_stubs(lang)  # before anything is written: a missing translation fails here
     if missing := missing_public_tests():
@@ -799,7 +756,7 @@ def build_autograder(zip_path: Path, course: Course, *, log=print) -> Path:
 def main(argv: list[str] | None = None) -> int:
     from grader.cli import HelpFormatter, add_version
 
-    parser = argparse.ArgumentParser(prog="python -m grader.release", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m builders.release", description=__doc__,
                                      formatter_class=HelpFormatter)
     add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -826,7 +783,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"student release ({args.lang}) in {out} ({time.monotonic() - started:.1f} s)")
         else:
             build_autograder(args.out, course)
-    except ReleaseError as error:
+    except (ReleaseError, CourseError) as error:
         print(f"release: {error}", file=sys.stderr)
         return 1
     return 0

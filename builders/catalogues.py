@@ -1,14 +1,14 @@
 """Maintain the translation catalogues (a maintainer's tool; see ``grader/i18n.py``).
 
-    python -m grader.catalogues update   extract every ``_()`` message into the .po files of
-                                         every language (new ones untranslated, or fuzzy with the
-                                         translation of the message they replace; gone ones dropped)
-    python -m grader.catalogues check    exit 1 when a message has no translation, a translation
-                                         is fuzzy, its placeholders differ, or a .po is stale
+    python -m builders.catalogues update   extract every ``_()`` message into the .po files of
+                                           every language (new ones untranslated, or fuzzy with the
+                                           translation of the message they replace; gone ones dropped)
+    python -m builders.catalogues check    exit 1 when a message has no translation, a translation
+                                           is fuzzy, its placeholders differ, or a .po is stale
 
 Messages are extracted with Babel from the code, one domain per area: a part's tests and
 oracles (``attention``, ``masks``, ...), the test harness (``feedback``), the grader
-(``grader``) and the stubs' docstrings (``stubs``, built by ``grader.stubs``).
+(``grader``) and the stubs' docstrings (``stubs``, built by ``builders.stubs``).
 """
 from __future__ import annotations
 
@@ -37,14 +37,15 @@ def domain_of(rel: str) -> str | None:
         return path.stem
     if rel.startswith("tests/support/") or rel == "tests/conftest.py":
         return "feedback"
-    if rel.startswith("grader/") and not rel.startswith("grader/locale/"):
+    # The builders' texts (the README's generated parts) are looked up like the grader's own.
+    if rel.startswith(("grader/", "builders/")) and not rel.startswith("grader/locale/"):
         return "grader"
     return None
 
 
 def source_files() -> list[Path]:
     files = [*ROOT.glob("tests/public/*.py"), *ROOT.glob("tests/hidden/*.py"), *ROOT.glob("tests/support/**/*.py"),
-             ROOT / "tests/conftest.py", *ROOT.glob("grader/**/*.py")]
+             ROOT / "tests/conftest.py", *ROOT.glob("grader/**/*.py"), *ROOT.glob("builders/*.py")]
     return sorted(f for f in files if f.is_file())
 
 
@@ -61,7 +62,7 @@ def extract() -> dict[str, dict[str, list[str]]]:
         # Babel warns about every f-string passed as a *value* (`_("{x}", x=f"...")`), which is fine.
         with contextlib.redirect_stderr(io.StringIO()):
             found = list(extract_from_file("python", str(path), keywords=KEYWORDS, comment_tags=(),
-                                           strip_comment_tags=True))
+                                             strip_comment_tags=True))
         for lineno, message, _comments, _context in found:
             if isinstance(message, tuple):
                 message = message[0]
@@ -78,7 +79,7 @@ def extra_domains() -> dict[str, dict[str, list[str]]]:
     (shown in report.md and the README)."""
     import tomllib
 
-    from grader.stubs import catalogue_messages
+    from builders.stubs import catalogue_messages
 
     text = (ROOT / "grader" / "rubric.toml").read_text(encoding="utf-8")
     lines = text.splitlines()
@@ -163,7 +164,7 @@ def problems(langs: list[str] | None = None) -> list[str]:
             stale = [m.id for m in catalogue if m.id and m.id not in messages]
             for msgid in stale:
                 found.append(f"{lang}/{domain}: {msgid!r} is no longer in the code "
-                             "(run `python -m grader.catalogues update`)")
+                             "(run `python -m builders.catalogues update`)")
         found += conflicts(lang)
         domains = set(extracted)
         folder = LOCALE_DIR / lang / "LC_MESSAGES"
@@ -193,7 +194,7 @@ def conflicts(lang: str) -> list[str]:
 def main(argv=None) -> int:
     from grader.cli import HelpFormatter, add_version
 
-    parser = argparse.ArgumentParser(prog="python -m grader.catalogues", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m builders.catalogues", description=__doc__,
                                      formatter_class=HelpFormatter)
     add_version(parser)
     parser.add_argument("command", choices=("update", "check"),

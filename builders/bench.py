@@ -1,6 +1,6 @@
 """Benchmarks of the translation training (``make bench``).
 
-    python -m grader.bench [--quick] [--out bench/results.json] [--threads 2] [--minutes 3]
+    python -m builders.bench [--quick] [--out bench/results.json] [--threads 2] [--minutes 3]
 
 Measures, on this machine, and writes to a JSON file (and prints a table):
 
@@ -275,7 +275,7 @@ def run_worker(spec: dict, timeout: float | None = None) -> dict:
             env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(spec["threads"])
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "grader.bench", "--worker", str(spec_path),
+        proc = subprocess.run([sys.executable, "-m", "builders.bench", "--worker", str(spec_path),
                                "--result", str(result_path)], cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=timeout)
         wall = time.perf_counter() - start
@@ -520,7 +520,7 @@ def print_table(results: dict) -> None:
 def main(argv=None) -> int:
     from grader.cli import HelpFormatter, add_version
 
-    parser = argparse.ArgumentParser(prog="python -m grader.bench", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m builders.bench", description=__doc__.split("\n\n")[0],
                                      formatter_class=HelpFormatter)
     add_version(parser)
     parser.add_argument("--quick", action="store_true", help="1 seed instead of 3, shorter peer and enja runs")

@@ -17,15 +17,15 @@ Stubs in another language (a hand-out, e.g. the Japanese student release): the d
 the hints (in the ``TODO`` comment and the ``NotImplementedError`` message) and the notice at
 the top of each file are replaced by their translations from the gettext catalogue
 ``grader/locale/<lang>/LC_MESSAGES/stubs.po``; the code is byte-identical to the English
-stubs. ``catalogue_messages()`` lists these texts (``python -m grader.catalogues update
+stubs. ``catalogue_messages()`` lists these texts (``python -m builders.catalogues update
 --domain stubs`` writes them into the catalogue). A text without a translation is an error,
 never an English fallback. ``assignments/`` always holds the English stubs.
 
 Usage:
-    python -m grader.stubs                          # (re)write assignments/transformer/
-    python -m grader.stubs --check                  # exit 1 if assignments/ is out of date
-    python -m grader.stubs --lang ja --out DIR      # write DIR/transformer/ in Japanese
-    python -m grader.stubs --lang ja --check        # exit 1 if a text has no Japanese translation
+    python -m builders.stubs                        # (re)write assignments/transformer/
+    python -m builders.stubs --check                # exit 1 if assignments/ is out of date
+    python -m builders.stubs --lang ja --out DIR    # write DIR/transformer/ in Japanese
+    python -m builders.stubs --lang ja --check      # exit 1 if a text has no Japanese translation
 """
 from __future__ import annotations
 
@@ -182,7 +182,7 @@ def catalogue_messages(solutions: Path = SOLUTIONS) -> dict[str, list[str]]:
     the generated notice, then each module's docstrings and hints in source order."""
     notice_line = next(number for number, line in enumerate(Path(__file__).read_text(encoding="utf-8").splitlines(), 1)
                        if line.startswith("GENERATED_NOTICE ="))
-    messages: dict[str, list[str]] = {notice_message(): [f"grader/stubs.py:{notice_line + 1}"]}
+    messages: dict[str, list[str]] = {notice_message(): [f"builders/stubs.py:{notice_line + 1}"]}
     for path in sorted(solutions.glob("*.py")):
         try:
             rel = path.resolve().relative_to(ROOT).as_posix()
@@ -296,7 +296,7 @@ def load_translations(lang: str) -> dict[str, str]:
     path = catalogue_path(lang)
     if not path.is_file():
         raise TranslationError(f"no catalogue {path} for language {lang!r} "
-                               f"(create it with `python -m grader.catalogues update --lang {lang} --domain {DOMAIN}`)")
+                               f"(create it with `python -m builders.catalogues update --lang {lang} --domain {DOMAIN}`)")
     catalogue = read_catalogue(path)
     return {m.id: m.string for m in catalogue if m.id and isinstance(m.id, str) and m.string and not m.fuzzy}
 
@@ -327,7 +327,7 @@ def expected_stubs(solutions: Path = SOLUTIONS, lang: str = SOURCE_LANGUAGE,
             raise TranslationError(
                 f"{len(missing)} texts of the stubs have no {lang!r} translation in "
                 f"{catalogue_path(lang).relative_to(ROOT) if catalogue_path(lang).is_relative_to(ROOT) else catalogue_path(lang)} "
-                "(run `python -m grader.catalogues update --domain stubs` and fill them in):\n  - "
+                "(run `python -m builders.catalogues update --domain stubs` and fill them in):\n  - "
                 + "\n  - ".join(missing))
         translate = translations.__getitem__
     return {
@@ -362,10 +362,10 @@ def write_stubs(solutions: Path = SOLUTIONS, assignments: Path = ASSIGNMENTS, la
     return sorted(expected)
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m grader.stubs") -> int:
+def main(argv: list[str] | None = None) -> int:
     from grader.cli import HelpFormatter, add_version
 
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m builders.stubs", description=__doc__, formatter_class=HelpFormatter)
     add_version(parser)
     parser.add_argument("--check", action="store_true",
                         help="only check that assignments/ is up to date (with --lang: that every text is translated)")
