@@ -10,5 +10,5 @@ None of this is shipped. The grader that runs on Gradescope, in ``grade-all`` an
 ``make grade`` is the ``grader/`` package alone, and a hand-out copies it whole: these tools
 stay out of it because they read ``solutions/`` and ``tests/hidden/``, which must never reach
 a student, and are of no use where grading happens. They import the grader; the grader never
-imports them (``builders.release.check_no_builder_imports`` fails a build that would).
+imports them (``builders.release.check_no_excluded_imports`` fails a build that would).
 """

@@ -5,8 +5,9 @@ Usage:
     python -m builders.release autograder [--config course.toml] [--out dist/autograder.zip]
 
 **student** writes ``dist/student/`` and ``dist/student.zip``: the stubs as the student's
-``transformer/`` package, the public tests, the grader without hidden tests, solutions or
-instructor-only modules (its rubric lists the public test files only), a student Makefile,
+``transformer/`` package, the public tests, the grader (``grader/``, whole but for the
+grading-only corpus generator; its rubric lists the public test files only), a student Makefile
+with the shared ``mk/check.mk``,
 READMEs (``README.md`` in English and ``README.ja.md`` in Japanese, whatever the language),
 GitHub Actions workflow and the companion notebooks, and the built-in task's public splits
 (``grader/data/synthetic_data``: train, valid, length — never the held-out test split, nor
@@ -17,8 +18,11 @@ release's own ``make check`` (run with this interpreter, so no virtual environme
 created) must report 0 points on the untouched stubs, for every part that has public tests.
 
 **autograder** writes ``dist/autograder.zip`` following Gradescope's autograder
-specification: ``setup.sh`` and ``run_autograder`` at the root of the zip, the grader with
-the public *and* hidden tests, and never ``solutions/``.
+specification: ``setup.sh`` and ``run_autograder`` at the root of the zip, the grader (whole)
+with the public *and* hidden tests, and never ``solutions/``.
+
+Neither carries ``builders/`` (this package): a hand-out copies ``grader/``, and the grader
+never imports a builder (checked on every build).
 
 Both read ``course.toml`` (course name, due date, points per part). See docs/release.md and
 docs/gradescope.md.
@@ -29,7 +33,7 @@ import argparse
 import ast
 import json
 import os
-import re
+import shlex
 import shutil
 import stat
 import string
@@ -41,6 +45,8 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import tomli_w
+
 from grader.contract import PARTS
 from grader.course import DEFAULT_CONFIG, Course, CourseError, load_course
 from grader.i18n import in_language
@@ -49,15 +55,13 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "release"
 RUBRIC = ROOT / "grader" / "rubric.toml"
 
-# Modules of grader/ that build hand-outs or maintain the repository: they stay with the
-# instructor (they name solutions/ and tests/hidden/, and are of no use to a student).
-BUILDERS = {"release.py", "notebooks.py", "stubs.py", "bench.py"}
-# The autograder needs everything else of grader/ (sandbox, translation, data, schemas...).
-AUTOGRADER_EXCLUDE = {"release.py", "notebooks.py", "bench.py"}
-# Grading-side only (paths under grader/): the grammar's translator and the generator of the
-# held-out test split. The student release ships the generated public splits instead
-# (grader/data/synthetic_data/*.tsv, read by grader/data/corpus.py), written at build time.
+# Grading-side only (paths under grader/), left out of the student release: the grammar's
+# translator and the generator of the held-out test split. The student release ships the
+# generated public splits instead (grader/data/synthetic_data/*.tsv, read by
+# grader/data/corpus.py), written at build time. The autograder copies grader/ whole.
 GRADING_ONLY = {"data/synthetic.py"}
+# What no shipped module may import: a hand-out copies grader/ and never this package.
+NEVER_SHIPPED = {"builders"}
 GENERATED_DATA = "data/synthetic_data"  # never copied from a checkout: written fresh (student) or not at all
 
 # The order a student implements the parts in (also the order of the README table).
@@ -72,7 +76,6 @@ STUDENT_LANGUAGES = ("en", "ja")
 # All of them go into every release, whatever the language of the stubs.
 READMES = {"README.md": "en", "README.ja.md": "ja"}
 
-# What the README's generated parts say, per language (the templates hold the rest).
 # A fixed timestamp makes the zips reproducible (same inputs, same bytes).
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 
@@ -110,57 +113,6 @@ def check_grade_args(args: tuple[str, ...]) -> None:
 # -- rubric -----------------------------------------------------------------------------------
 
 
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def _toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
-
-
-def dump_toml(data: dict, header: str = "") -> str:
-    """A small TOML writer for the rubric's shape (tables of scalars and arrays)."""
-    lines = [f"# {line}".rstrip() for line in header.splitlines()]
-    if lines:
-        lines.append("")
-
-    def is_table_array(item) -> bool:
-        return isinstance(item, list) and bool(item) and all(isinstance(i, dict) for i in item)
-
-    def table(prefix: str, value: dict) -> None:
-        scalars = {k: v for k, v in value.items() if not isinstance(v, dict) and not is_table_array(v)}
-        has_tables = any(isinstance(v, dict) for v in value.values())
-        if prefix and (scalars or not has_tables):
-            lines.append(f"[{prefix}]")
-        lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in scalars.items())
-        if scalars or (prefix and not has_tables):
-            lines.append("")
-        for key, item in value.items():
-            name = f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key)
-            if isinstance(item, dict):
-                table(name, item)
-            elif is_table_array(item):
-                for entry in item:
-                    lines.append(f"[[{name}]]")
-                    lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in entry.items())
-                    lines.append("")
-
-    table("", data)
-    return "\n".join(lines).rstrip() + "\n"
-
-
 def render_rubric(course: Course, *, keep_test=lambda path: True, header: str = "") -> str:
     """The rubric with the course's points and only the test files ``keep_test`` accepts.
 
@@ -186,7 +138,8 @@ def render_rubric(course: Course, *, keep_test=lambda path: True, header: str = 
     raw["total"] = sum(float(spec["points"]) for spec in parts.values())
     if course.leaderboard:  # the autograder has no course.toml: its rubric carries the setting
         raw.setdefault("gradescope", {})["leaderboard"] = True
-    text = dump_toml(raw, header)
+    comments = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines())
+    text = (comments + "\n" if comments else "") + tomli_w.dumps(raw)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "rubric.toml").write_text(text, encoding="utf-8")
         load_rubric(Path(tmp) / "rubric.toml")  # raises RubricError if inconsistent
@@ -250,8 +203,8 @@ def _clean_build_litter(folder: Path) -> None:
 
 def _module_imports(path: Path, root: Path) -> set[str]:
     """Dotted names a Python file under ``root`` imports when it is imported: module-level
-    statements only (a lazy import inside a function, like ``__main__``'s ``stubs`` command,
-    fails only when that command is used). Relative imports are resolved."""
+    statements only (a lazy import inside a function, like ``grader/data/corpus.py``'s of the
+    corpus generator, is one its caller guards). Relative imports are resolved."""
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"))
     except SyntaxError:
@@ -283,16 +236,15 @@ def _module_imports(path: Path, root: Path) -> set[str]:
     return found
 
 
-def check_no_excluded_imports(folder: Path, excluded: set[str]) -> None:
-    """No copied grader module may import a module the release leaves out."""
-    banned = {"grader." + name.removesuffix(".py").replace("/", ".") for name in excluded}
+def check_no_excluded_imports(folder: Path, left_out: set[str]) -> None:
+    """No copied grader module may import a module (dotted name) the hand-out leaves out."""
     for path in sorted((folder / "grader").rglob("*.py")):
         imports = _module_imports(path, folder)
-        bad = sorted(i for i in imports if any(i == b or i.startswith(b + ".") for b in banned))
+        bad = sorted(i for i in imports if any(i == b or i.startswith(b + ".") for b in left_out))
         if bad:
             raise ReleaseError(
                 f"{path.relative_to(folder)} imports {bad}, which this hand-out leaves out "
-                f"({', '.join(sorted(excluded))}); move what it needs elsewhere"
+                f"({', '.join(sorted(left_out))}); move what it needs into grader/"
             )
 
 
@@ -569,12 +521,13 @@ def build_student(out: Path, course: Course, *, lang: str = "en", verify: bool =
     copy_file(ROOT / "tests" / "conftest.py", out / "tests" / "conftest.py")
     copy_tree(ROOT / "tests" / "support", out / "tests" / "support")
     copy_tree(ROOT / "tests" / "public", out / "tests" / "public")
-    # The grader, without the builders and the grading-only corpus generator; its rubric lists
-    # public test files only; the built-in task's public splits as data files.
+    # The grader, without the grading-only corpus generator; its rubric lists public test files
+    # only; the built-in task's public splits as data files.
     copy_tree(ROOT / "grader", out / "grader",
-              skip=lambda rel: rel.parts[0] in BUILDERS or rel.name == "rubric.toml"
-              or rel.as_posix() in GRADING_ONLY or rel.as_posix().startswith(GENERATED_DATA + "/"))
-    check_no_excluded_imports(out, BUILDERS | GRADING_ONLY)
+              skip=lambda rel: rel.name == "rubric.toml" or rel.as_posix() in GRADING_ONLY
+              or rel.as_posix().startswith(GENERATED_DATA + "/"))
+    grading_only_modules = {"grader." + name.removesuffix(".py").replace("/", ".") for name in GRADING_ONLY}
+    check_no_excluded_imports(out, NEVER_SHIPPED | grading_only_modules)
     write_public_data(out)
     strip_hidden_messages(out)
     rubric_text = render_rubric(
@@ -617,10 +570,6 @@ def build_student(out: Path, course: Course, *, lang: str = "en", verify: bool =
     return out
 
 
-CHECK_LINE = re.compile(r"^(?P<part>[a-z_]+)\s+(?P<passed>\d+)/(?P<total>\d+)\s+(?P<earned>[\d.]+)/(?P<points>[\d.]+)\s")
-TOTAL_LINE = re.compile(r"^total\s+(?P<earned>[\d.]+)/(?P<points>[\d.]+)")
-
-
 def clean_make_env(**extra: str) -> dict[str, str]:
     """The environment for a nested ``make``: nothing inherited from an outer make's
     command line (``make release IMPL=...`` must not leak into the release's ``make check``)."""
@@ -647,56 +596,49 @@ def pytest_configure(config):
 """
 
 
-def run_release_check(folder: Path, python: str = sys.executable, timeout: float = 900,
-                      fast_failures: bool = True) -> subprocess.CompletedProcess:
-    """Run the release's own ``make check`` with ``python`` (no virtual environment made)."""
+def run_release_check(folder: Path, results_json: Path, python: str = sys.executable,
+                      timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run the release's own ``make check`` with ``python`` (no virtual environment made);
+    every test's outcome, per part, goes to ``results_json`` (``--part-results-json``)."""
     if shutil.which("make") is None:
         raise ReleaseError("`make` is not installed: cannot verify the release's Makefile")
     with tempfile.TemporaryDirectory() as plugins:
-        extra = {}
-        if fast_failures:
-            (Path(plugins) / "_release_verify_plugin.py").write_text(_FAST_FAILURES_PLUGIN, encoding="utf-8")
-            extra = {
-                "PYTHONPATH": os.pathsep.join(filter(None, [plugins, os.environ.get("PYTHONPATH", "")])),
-                "PYTEST_ADDOPTS": " ".join(filter(None, [os.environ.get("PYTEST_ADDOPTS", ""), "-p _release_verify_plugin"])),
-            }
+        (Path(plugins) / "_release_verify_plugin.py").write_text(_FAST_FAILURES_PLUGIN, encoding="utf-8")
+        options = ["-p _release_verify_plugin", f"--part-results-json {shlex.quote(str(results_json))}"]
+        extra = {
+            "PYTHONPATH": os.pathsep.join(filter(None, [plugins, os.environ.get("PYTHONPATH", "")])),
+            "PYTEST_ADDOPTS": " ".join(filter(None, [os.environ.get("PYTEST_ADDOPTS", ""), *options])),
+        }
         return subprocess.run(
             ["make", "--no-print-directory", "check", f"PY={python}", "IMPL=.", "PART="],
             cwd=folder, env=clean_make_env(**extra), capture_output=True, text=True, timeout=timeout,
         )
 
 
-def parse_check_table(output: str) -> tuple[dict[str, tuple[int, int, float, float]], tuple[float, float] | None]:
-    """``make check``'s per-part table: {part: (passed, tests, earned, points)} and the total."""
-    parts, total = {}, None
-    for line in output.splitlines():
-        if match := CHECK_LINE.match(line):
-            parts[match["part"]] = (int(match["passed"]), int(match["total"]), float(match["earned"]), float(match["points"]))
-        elif match := TOTAL_LINE.match(line):
-            total = (float(match["earned"]), float(match["points"]))
-    return parts, total
-
-
-def verify_student_release(folder: Path, python: str = sys.executable) -> dict:
+def verify_student_release(folder: Path, python: str = sys.executable) -> dict[str, tuple[int, int, float, float]]:
     """The release's ``make check`` must report 0 points on the stubs, for every part with
-    public tests. Returns the per-part table."""
-    result = run_release_check(folder, python)
+    public tests. Returns {part: (passed, tests, earned, points)}."""
+    with tempfile.TemporaryDirectory() as tmp:
+        results_json = Path(tmp) / "results.json"
+        result = run_release_check(folder, results_json, python)
+        records = json.loads(results_json.read_text(encoding="utf-8")) if results_json.is_file() else None
     output = result.stdout + result.stderr
-    parts, total = parse_check_table(output)
     rubric = tomllib.loads((folder / "grader" / "rubric.toml").read_text(encoding="utf-8"))
     expected = {name for name, spec in rubric["parts"].items()
                 if any((folder / test).is_file() for test in spec.get("tests", ()))}
     problems = []
-    if total is None:
-        problems.append("no `total` line in the output")
-    elif total[0] != 0:
-        problems.append(f"the stubs earn {total[0]:g} points, not 0")
+    if records is None:
+        problems.append("no test results: `make check` did not run the tests")
+    parts = {}
+    for name, tests in (records or {}).items():
+        passed, points = sum(test["passed"] for test in tests), float(rubric["parts"][name]["points"])
+        parts[name] = (passed, len(tests), points * passed / len(tests), points)
     missing = sorted(expected - set(parts))
     if missing:
-        problems.append(f"parts with public tests missing from the table (collection errors?): {missing}")
-    earning = sorted(name for name, row in parts.items() if row[0] or row[2])
+        problems.append(f"parts with public tests missing from the results (collection errors?): {missing}")
+    earning = sorted(name for name, (passed, *_) in parts.items() if passed)
     if earning:
-        problems.append(f"parts with passing tests on the stubs: {earning}")
+        problems.append(f"parts with passing tests (points) on the stubs: {earning}")
     if result.returncode == 0:
         problems.append("`make check` exited 0 although every test must fail on the stubs")
     if problems:
@@ -726,9 +668,8 @@ def build_autograder(zip_path: Path, course: Course, *, log=print) -> Path:
         for name in ("requirements.txt", "pyproject.toml"):
             copy_file(ROOT / name, stage / name)
         copy_tree(ROOT / "grader", stage / "grader",
-                  skip=lambda rel: rel.parts[0] in AUTOGRADER_EXCLUDE or rel.name == "rubric.toml"
-                  or rel.as_posix().startswith(GENERATED_DATA + "/"))
-        check_no_excluded_imports(stage, AUTOGRADER_EXCLUDE)
+                  skip=lambda rel: rel.name == "rubric.toml" or rel.as_posix().startswith(GENERATED_DATA + "/"))
+        check_no_excluded_imports(stage, NEVER_SHIPPED)
         rubric_text = render_rubric(
             course,
             header=(

@@ -153,7 +153,9 @@ def test_zip_follows_the_gradescope_layout(autograder_zip):
     hidden = {p.relative_to(ROOT).as_posix() for p in (ROOT / "tests" / "hidden").glob("*.py")}
     assert public <= names and hidden <= names, "the autograder needs the public and the hidden tests"
     assert not [n for n in names if n.startswith("solutions/")], "never the reference solution"
-    assert "builders/release.py" not in names and "builders/notebooks.py" not in names
+    assert not [n for n in names if n.startswith("builders/")], "the instructor's tools stay home"
+    grader = {p.relative_to(ROOT).as_posix() for p in (ROOT / "grader").rglob("*.py") if "__pycache__" not in p.parts}
+    assert grader <= names, "the autograder copies grader/ whole"
 
 
 def test_zip_holds_no_solution_code(autograder_zip, tmp_path):

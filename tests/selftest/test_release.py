@@ -157,9 +157,12 @@ def test_the_package_is_the_stubs(built):
     assert sorted(p.name for p in (built / "transformer").iterdir()) == sorted(p.name for p in stubs.glob("*.py"))
 
 
-def test_grader_without_builders_and_rubric_without_hidden_tests(built):
-    for name in release.BUILDERS:
-        assert not (built / "grader" / name).exists(), f"grader/{name} is instructor-only"
+def test_the_grader_whole_no_builders_and_a_rubric_without_hidden_tests(built):
+    assert not (built / "builders").exists(), "builders/ is the instructor's"
+    shipped = {p.relative_to(built / "grader").as_posix() for p in (built / "grader").rglob("*.py")}
+    in_checkout = {p.relative_to(ROOT / "grader").as_posix() for p in (ROOT / "grader").rglob("*.py")
+                   if "__pycache__" not in p.parts}
+    assert shipped == in_checkout - release.GRADING_ONLY, "the student release copies grader/ whole"
     text = (built / "grader" / "rubric.toml").read_text(encoding="utf-8")
     assert "hidden" in text.lower()  # the note that the real grade runs hidden tests too
     rubric = load_rubric(built / "grader" / "rubric.toml")
