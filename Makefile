@@ -55,17 +55,9 @@ venv: $(VENV)/.installed
 
 ## Students ---------------------------------------------------------------------------------
 
-# One line per part: tests passed, points, the first problem as a diagnosis, then what to do
-# next. `make check PART=attention [TEST=name] [PDB=1] [VERBOSE=1] [TIMEOUT=60]` shows one part.
-# LANG=ja (or a Japanese locale) prints it in Japanese. A failing check exits non-zero without
-# make's own "*** Error 1" line, which reads as a broken build: the recipe ends make with
-# SIGINT instead (exit status 130), the one way make stops without printing that line. Where
-# SIGINT is ignored (a background job of a script) it exits with the check's status as usual.
-CHECK_LANG := $(if $(filter command line,$(origin LANG)),COURSE_LANGUAGE=$(LANG),)
-check: venv
-	@$(CHECK_LANG) $(PY) -m tests.support.feedback $(PART) --impl $(IMPL) $(if $(TEST),--test $(TEST),) \
-	  $(if $(TIMEOUT),--timeout $(TIMEOUT),) $(if $(VERBOSE),--verbose,) $(if $(PDB),--pdb,) \
-	  || { status=$$?; [[ "$$(trap -p INT)" == *"''"* ]] && exit $$status; kill -INT $$PPID; sleep 0.2; exit 0; }
+# `make check` (one line per part; PART=attention for one part in detail): mk/check.mk, shipped
+# in the student release too.
+include mk/check.mk
 
 train: venv
 	$(PY) -m grader train --impl solutions --task synthetic --out runs/synthetic $(if $(STEPS),--steps $(STEPS),)

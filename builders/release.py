@@ -549,6 +549,7 @@ def build_student(out: Path, course: Course, *, lang: str = "en", verify: bool =
         rel = path.relative_to(templates)
         if path.is_file() and not _ignored(rel) and rel.as_posix() not in READMES:
             copy_file(path, out / rel)
+    copy_file(ROOT / "mk" / "check.mk", out / "mk" / "check.mk")  # the student Makefile's `make check`
     for name, readme_lang in READMES.items():  # every language's README, whatever the stubs' language
         (out / name).write_text(render_readme(course, rubric_text, readme_lang), encoding="utf-8")
     # Companion notebooks, defaulting to the student's own package (IMPL=".").

@@ -159,7 +159,7 @@ def make_dry_run(*args: str, folder: Path = ROOT) -> str:
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-def test_make_grade_takes_train_parts_and_jobs():
+def test_make_grade_takes_train_parts_and_jobs(tmp_path):
     assert "-m grader grade assignments --out out/grade" in make_dry_run("grade")
     assert "--no-train" not in make_dry_run("grade") and "--parts" not in make_dry_run("grade")
     assert "-m grader grade sub --out o --no-train --parts masks" in make_dry_run(
@@ -169,6 +169,8 @@ def test_make_grade_takes_train_parts_and_jobs():
     assert "-m grader grade-all class --out o --no-train --parts masks,attention --jobs 2" in everyone
     assert "--no-train" not in make_dry_run("grade-all", "SUBMISSIONS=class", "TRAIN=1")
     # The student's Makefile: no training unless TRAIN is given, and TRAIN=0 means none.
-    student = ROOT / "release" / "student"
+    student = tmp_path / "student"  # laid out as the release lays it out: the Makefile includes mk/check.mk
+    shutil.copytree(ROOT / "release" / "student", student)
+    shutil.copytree(ROOT / "mk", student / "mk")
     assert "--no-train" in make_dry_run("grade", "TRAIN=0", folder=student)
     assert "--no-train" not in make_dry_run("grade", "TRAIN=1", folder=student)
