@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -324,132 +325,171 @@ def _say(*args):
     print(*args, flush=True)
 
 
-def orchestrate(args) -> dict:
-    from grader.contract import MODEL_SIZES
+@dataclass
+class Bench:
+    """One bench run: its settings (from the command line) and the results so far, written to
+    ``--out`` after every measurement so that an interrupted run keeps what it measured."""
 
-    quick = args.quick
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([0] if quick else [0, 1, 2])
-    seconds = args.minutes * 60.0
-    skip = set(filter(None, (args.skip or "").split(",")))
-    base = {"impl": "solutions", "threads": args.threads, "device": args.device, "model": dict(MODEL_SIZES),
-            "bf16": args.bf16}
-    results: dict = {"mode": "quick" if quick else "full", "machine": machine_info(args.threads),
-                     "budget_seconds": seconds, "seeds": seeds, "model": dict(MODEL_SIZES),
-                     "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    t0 = time.perf_counter()
+    args: argparse.Namespace
+    quick: bool
+    seeds: list[int]
+    seconds: float  # training budget of each built-in task run
+    skip: set[str]
+    base: dict  # what every worker's spec starts from
+    results: dict
+    started: float = field(default_factory=time.perf_counter)
 
-    def save():
-        results["elapsed_seconds"] = round(time.perf_counter() - t0, 1)
-        if args.out:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Bench:
+        from grader.contract import MODEL_SIZES
 
-    # -- machine peak -------------------------------------------------------------------------
-    _say(f"== fp32 matmul peak ({args.threads} threads)")
-    results["matmul_peak"] = matmul_peak(args.threads, args.device)
-    _say(f"   {results['matmul_peak']['flops_per_second'] / 1e9:.1f} GFLOP/s")
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([0] if args.quick else [0, 1, 2])
+        seconds = args.minutes * 60.0
+        base = {"impl": "solutions", "threads": args.threads, "device": args.device, "model": dict(MODEL_SIZES),
+                "bf16": args.bf16}
+        results = {"mode": "quick" if args.quick else "full", "machine": machine_info(args.threads),
+                   "budget_seconds": seconds, "seeds": seeds, "model": dict(MODEL_SIZES),
+                   "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        return cls(args, args.quick, seeds, seconds, set(filter(None, (args.skip or "").split(","))), base, results)
 
-    # -- built-in task: reference and ablations ----------------------------------------------
-    if "synthetic" not in skip:
-        runs = {}
-        variants = ["reference"] + ([] if "ablations" in skip else
-                                    ["no_positional_encoding", "no_causal_mask", "no_attention_scaling"])
-        for seed in seeds:
-            for variant in variants:
-                _say(f"== synthetic, {variant}, seed {seed}, {seconds:.0f} s of training")
-                spec = {**base, "variant": variant, "seed": seed, "seconds": seconds,
-                        "beams": [0, 4] if variant == "reference" else [0]}
-                r = run_worker(spec)
-                runs.setdefault(variant, []).append(r)
-                _say("   " + _run_line(r))
-                results["synthetic"] = {"runs": runs}
-                save()
-        summary = {}
-        for variant, rs in runs.items():
-            summary[variant] = {
-                "greedy_bleu_median": _median(_bleu(r) for r in rs),
-                "beam4_bleu_median": _median(_bleu(r, "beam4") for r in rs) if variant == "reference" else None,
-                "greedy_bleu_per_seed": [_bleu(r) for r in rs],
-                "tokens_per_second_median": _median(r.get("training", {}).get("tokens_per_second") for r in rs),
-                "steps_median": _median(r.get("training", {}).get("steps") for r in rs),
-            }
-        ref = summary.get("reference", {})
-        summary["targets"] = {
-            "reference_bleu_ge_90": (ref.get("greedy_bleu_median") or 0) >= 90,
-            "beam_no_worse_than_greedy": (ref.get("beam4_bleu_median") or 0) >= (ref.get("greedy_bleu_median") or 0),
-            "ablations_far_below": all((summary[v]["greedy_bleu_median"] or 0) <= (ref.get("greedy_bleu_median") or 0) - 20
-                                       for v in variants[1:]) if len(variants) > 1 else None,
-        }
-        results["synthetic"] = {"runs": runs, "summary": summary}
-        save()
+    def save(self) -> None:
+        self.results["elapsed_seconds"] = round(time.perf_counter() - self.started, 1)
+        if self.args.out:
+            Path(self.args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.args.out).write_text(json.dumps(self.results, indent=2, ensure_ascii=False) + "\n",
+                                           encoding="utf-8")
 
-    # -- peer comparison ----------------------------------------------------------------------
-    if "peer" not in skip:
-        steps = args.peer_steps or (300 if quick else 600)
-        peer_runs = {}
-        for variant in ("reference", "torch_nn_transformer"):
-            _say(f"== peer comparison: {variant}, {steps} steps, seed {seeds[0]}")
-            spec = {**base, "variant": variant, "seed": seeds[0], "steps": steps, "beams": [0], "count_flops": True}
-            peer_runs[variant] = run_worker(spec)
-            _say("   " + _run_line(peer_runs[variant]))
-        ours, peer = peer_runs["reference"], peer_runs["torch_nn_transformer"]
-        peak = results["matmul_peak"]["flops_per_second"]
-        comparison = {"steps": steps, "runs": peer_runs}
-        try:
-            mem_key = "cuda_max_allocated_mib" if "cuda_max_allocated_mib" in ours["memory"] else "rss_growth_mib"
-            comparison.update({
-                "throughput_ratio": ours["training"]["tokens_per_second"] / peer["training"]["tokens_per_second"],
-                "memory_metric": mem_key,
-                "memory_ratio": ours["memory"][mem_key] / max(peer["memory"][mem_key], 1e-9),
-                "bleu_difference": _bleu(ours) - _bleu(peer),
-                "reference_mfu": ours["model_flops_per_second"] / peak,
-                "torch_nn_mfu": peer["model_flops_per_second"] / peak,
-            })
-            comparison["goals"] = {"throughput_ratio_ge_0.9": comparison["throughput_ratio"] >= 0.9,
-                                   "memory_ratio_le_1.1": comparison["memory_ratio"] <= 1.1,
-                                   "bleu_within_1": abs(comparison["bleu_difference"]) <= 1.0}
-        except (KeyError, TypeError, ZeroDivisionError) as error:
-            comparison["error"] = f"incomplete: {error!r}"
-        results["peer_comparison"] = comparison
-        save()
 
-    # -- small_parallel_enja -------------------------------------------------------------------
-    if "enja" not in skip:
-        from grader.translation.enja import EnjaDataError, locate
+def measure_matmul_peak(bench: Bench) -> None:
+    """This machine's fp32 matmul peak: the denominator of the model FLOP/s shares."""
+    _say(f"== fp32 matmul peak ({bench.args.threads} threads)")
+    bench.results["matmul_peak"] = matmul_peak(bench.args.threads, bench.args.device)
+    _say(f"   {bench.results['matmul_peak']['flops_per_second'] / 1e9:.1f} GFLOP/s")
 
-        try:
-            data_dir = str(locate(args.enja_data_dir, allow_download=False))
-        except EnjaDataError as error:
-            results["enja"] = {"skipped": f"small_parallel_enja not available: {error}"}
-            _say(f"== enja skipped: {error}")
-        else:
-            minutes = args.enja_minutes or (5.0 if quick else 10.0)
-            _say(f"== small_parallel_enja, reference, {minutes:g} min of training")
-            spec = {**base, "variant": "reference", "task": "enja", "data_dir": data_dir, "seed": seeds[0],
-                    "seconds": minutes * 60.0, "beams": [0, 4]}
+
+def measure_synthetic(bench: Bench) -> None:
+    """The built-in task: the reference and its ablations, every seed, then their medians."""
+    runs = {}
+    variants = ["reference"] + ([] if "ablations" in bench.skip else
+                                ["no_positional_encoding", "no_causal_mask", "no_attention_scaling"])
+    for seed in bench.seeds:
+        for variant in variants:
+            _say(f"== synthetic, {variant}, seed {seed}, {bench.seconds:.0f} s of training")
+            spec = {**bench.base, "variant": variant, "seed": seed, "seconds": bench.seconds,
+                    "beams": [0, 4] if variant == "reference" else [0]}
             r = run_worker(spec)
+            runs.setdefault(variant, []).append(r)
             _say("   " + _run_line(r))
-            results["enja"] = {"minutes": minutes, "data_dir": data_dir, "run": r}
-        save()
+            bench.results["synthetic"] = {"runs": runs}
+            bench.save()
+    bench.results["synthetic"] = {"runs": runs, "summary": synthetic_summary(runs, variants)}
+    bench.save()
 
-    # -- determinism ---------------------------------------------------------------------------
-    if "determinism" not in skip:
-        steps = args.determinism_steps
-        _say(f"== determinism: seed {seeds[0]}, {steps} steps, twice")
-        spec = {**base, "variant": "reference", "seed": seeds[0], "steps": steps, "beams": [0]}
-        a, b = run_worker(spec), run_worker(spec)
-        same = (a.get("losses") == b.get("losses") and _bleu(a) == _bleu(b)
-                and a.get("hypotheses_digest") == b.get("hypotheses_digest"))
-        results["determinism"] = {"steps": steps, "bleu": [_bleu(a), _bleu(b)],
-                                  "final_loss": [a.get("training", {}).get("final_loss"),
-                                                 b.get("training", {}).get("final_loss")],
-                                  "identical": bool(same), "runs": [a, b]}
-        _say(f"   BLEU {_bleu(a)} / {_bleu(b)}: {'identical' if same else 'DIFFERENT'}")
-        save()
 
-    results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    save()
-    return results
+def synthetic_summary(runs: dict[str, list[dict]], variants: list[str]) -> dict:
+    """Per variant: the medians over the seeds; and whether the targets are met."""
+    summary = {}
+    for variant, rs in runs.items():
+        summary[variant] = {
+            "greedy_bleu_median": _median(_bleu(r) for r in rs),
+            "beam4_bleu_median": _median(_bleu(r, "beam4") for r in rs) if variant == "reference" else None,
+            "greedy_bleu_per_seed": [_bleu(r) for r in rs],
+            "tokens_per_second_median": _median(r.get("training", {}).get("tokens_per_second") for r in rs),
+            "steps_median": _median(r.get("training", {}).get("steps") for r in rs),
+        }
+    ref = summary.get("reference", {})
+    summary["targets"] = {
+        "reference_bleu_ge_90": (ref.get("greedy_bleu_median") or 0) >= 90,
+        "beam_no_worse_than_greedy": (ref.get("beam4_bleu_median") or 0) >= (ref.get("greedy_bleu_median") or 0),
+        "ablations_far_below": all((summary[v]["greedy_bleu_median"] or 0) <= (ref.get("greedy_bleu_median") or 0) - 20
+                                   for v in variants[1:]) if len(variants) > 1 else None,
+    }
+    return summary
+
+
+def compare_with_torch_nn(bench: Bench) -> None:
+    """The reference against ``torch.nn.Transformer`` at equal data, sizes, steps and seed."""
+    steps = bench.args.peer_steps or (300 if bench.quick else 600)
+    peer_runs = {}
+    for variant in ("reference", "torch_nn_transformer"):
+        _say(f"== peer comparison: {variant}, {steps} steps, seed {bench.seeds[0]}")
+        spec = {**bench.base, "variant": variant, "seed": bench.seeds[0], "steps": steps, "beams": [0],
+                "count_flops": True}
+        peer_runs[variant] = run_worker(spec)
+        _say("   " + _run_line(peer_runs[variant]))
+    ours, peer = peer_runs["reference"], peer_runs["torch_nn_transformer"]
+    peak = bench.results["matmul_peak"]["flops_per_second"]
+    comparison = {"steps": steps, "runs": peer_runs}
+    try:
+        mem_key = "cuda_max_allocated_mib" if "cuda_max_allocated_mib" in ours["memory"] else "rss_growth_mib"
+        comparison.update({
+            "throughput_ratio": ours["training"]["tokens_per_second"] / peer["training"]["tokens_per_second"],
+            "memory_metric": mem_key,
+            "memory_ratio": ours["memory"][mem_key] / max(peer["memory"][mem_key], 1e-9),
+            "bleu_difference": _bleu(ours) - _bleu(peer),
+            "reference_mfu": ours["model_flops_per_second"] / peak,
+            "torch_nn_mfu": peer["model_flops_per_second"] / peak,
+        })
+        comparison["goals"] = {"throughput_ratio_ge_0.9": comparison["throughput_ratio"] >= 0.9,
+                               "memory_ratio_le_1.1": comparison["memory_ratio"] <= 1.1,
+                               "bleu_within_1": abs(comparison["bleu_difference"]) <= 1.0}
+    except (KeyError, TypeError, ZeroDivisionError) as error:
+        comparison["error"] = f"incomplete: {error!r}"
+    bench.results["peer_comparison"] = comparison
+    bench.save()
+
+
+def measure_enja(bench: Bench) -> None:
+    """The reference on small_parallel_enja for a bounded time (a note when the corpus is absent)."""
+    from grader.translation.enja import EnjaDataError, locate
+
+    try:
+        data_dir = str(locate(bench.args.enja_data_dir, allow_download=False))
+    except EnjaDataError as error:
+        bench.results["enja"] = {"skipped": f"small_parallel_enja not available: {error}"}
+        _say(f"== enja skipped: {error}")
+    else:
+        minutes = bench.args.enja_minutes or (5.0 if bench.quick else 10.0)
+        _say(f"== small_parallel_enja, reference, {minutes:g} min of training")
+        spec = {**bench.base, "variant": "reference", "task": "enja", "data_dir": data_dir, "seed": bench.seeds[0],
+                "seconds": minutes * 60.0, "beams": [0, 4]}
+        r = run_worker(spec)
+        _say("   " + _run_line(r))
+        bench.results["enja"] = {"minutes": minutes, "data_dir": data_dir, "run": r}
+    bench.save()
+
+
+def check_determinism(bench: Bench) -> None:
+    """The same seed twice on the same device: the same losses, BLEU and hypotheses."""
+    steps = bench.args.determinism_steps
+    _say(f"== determinism: seed {bench.seeds[0]}, {steps} steps, twice")
+    spec = {**bench.base, "variant": "reference", "seed": bench.seeds[0], "steps": steps, "beams": [0]}
+    a, b = run_worker(spec), run_worker(spec)
+    same = (a.get("losses") == b.get("losses") and _bleu(a) == _bleu(b)
+            and a.get("hypotheses_digest") == b.get("hypotheses_digest"))
+    bench.results["determinism"] = {"steps": steps, "bleu": [_bleu(a), _bleu(b)],
+                                    "final_loss": [a.get("training", {}).get("final_loss"),
+                                                   b.get("training", {}).get("final_loss")],
+                                    "identical": bool(same), "runs": [a, b]}
+    _say(f"   BLEU {_bleu(a)} / {_bleu(b)}: {'identical' if same else 'DIFFERENT'}")
+    bench.save()
+
+
+# The measurements in order, each with the --skip name that leaves it out.
+STEPS = (("synthetic", measure_synthetic), ("peer", compare_with_torch_nn), ("enja", measure_enja),
+         ("determinism", check_determinism))
+
+
+def orchestrate(args: argparse.Namespace) -> dict:
+    """Every measurement the command line asks for, in order; returns (and saves) the results."""
+    bench = Bench.from_args(args)
+    measure_matmul_peak(bench)
+    for name, step in STEPS:
+        if name not in bench.skip:
+            step(bench)
+    bench.results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    bench.save()
+    return bench.results
 
 
 def _run_line(r: dict) -> str:
