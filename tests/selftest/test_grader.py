@@ -281,14 +281,6 @@ def test_a_banned_call_zeroes_the_part_and_says_why():
     assert [c.voided for c in normalization.checks] == [True, True, False]
 
 
-def test_translation_is_reported_as_not_graded_when_training_is_unavailable(monkeypatch, tmp_path):
-    monkeypatch.setattr(grade_module, "TRANSLATION_MODULE", "grader.translation.not_there_yet")
-    result, violations = grade_module.run_translation(RUBRIC.parts["translation"], tmp_path, tmp_path, None, None, 0)
-    assert result.status == "not graded" and result.message == "not graded (training unavailable)"
-    assert result.score == 0 and result.max_score == RUBRIC.parts["translation"].points
-    assert result.checks[0].name == "translation: not graded (training unavailable)"
-
-
 # --- the language of what the student reads --------------------------------------------------
 
 LANGUAGE_PARTS = [p for p in ("masks", "feed_forward") if has_tests(p)]
@@ -385,16 +377,16 @@ def test_the_language_is_fixed_before_the_tests_run(monkeypatch, tmp_path):
     """--lang, else course.toml, else English: set for this process (and its children)."""
     chosen = []
     monkeypatch.setattr(grade_module.intake, "prepare", lambda path: chosen.append(i18n.language()) or 1 / 0)
-    args = argparse.Namespace(submission=tmp_path, out=tmp_path / "out", parts="masks", no_train=True, lang="ja",
-                              total_timeout=60.0)
+    options = grade_module.GradeOptions(submission=tmp_path, out=tmp_path / "out", parts="masks", train=False,
+                                        lang="ja", total_timeout=60.0)
     with pytest.raises(ZeroDivisionError):
-        grade_module.grade(args)
+        grade_module.grade(options)
     assert chosen == ["ja"] and os.environ[i18n.OVERRIDE_VARIABLE] == "ja"
     monkeypatch.setattr(grade_module, "course_language", lambda: None)
-    assert grade_module.grading_language(argparse.Namespace(lang=None)) == "en"
+    assert grade_module.grading_language(None) == "en"
     monkeypatch.setattr(grade_module, "course_language", lambda: "ja")
-    assert grade_module.grading_language(argparse.Namespace(lang=None)) == "ja"
-    assert grade_module.grading_language(argparse.Namespace(lang="en")) == "en"
+    assert grade_module.grading_language(None) == "ja"
+    assert grade_module.grading_language("en") == "en"
 
 
 def test_grade_all_passes_the_language_on(monkeypatch, tmp_path):
