@@ -22,6 +22,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import jsonschema
 import pytest
@@ -33,6 +34,8 @@ from grader.__main__ import main as grader_main
 from grader.results import Check, GradeResult, PartResult, Text, english, fallback_results, render_report, verify
 from grader.rubric import load_rubric
 from grader.sandbox import static_check, tripwires
+from grader.sandbox.proxy import WorkerCrashed, student_error
+from grader.translation import grading
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "grader" / "schemas" / "gradescope_results.schema.json").read_text())
@@ -279,6 +282,34 @@ def test_a_banned_call_zeroes_the_part_and_says_why():
     told = [c for c in normalization.checks if "F.layer_norm" in c.output]  # once, on its own check
     assert [c.name for c in told] == ["normalization: uses only allowed building blocks"]
     assert [c.voided for c in normalization.checks] == [True, True, False]
+
+
+class FailingJobProxy:
+    """A worker whose training job fails with ``error``."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def call_trusted(self, name, payload):
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [
+    student_error({"type": "NotImplementedError", "builtin": "NotImplementedError", "message": "model.Transformer"}),
+    student_error({"type": "MyError", "builtin": "Exception", "message": "mine"}),
+    WorkerCrashed("your code was killed by signal SIGKILL in part `translation`"),
+], ids=lambda error: type(error).__name__)
+def test_the_students_errors_in_training_reach_the_grade_as_they_are(tmp_path, error):
+    """An error of the student's code (whatever builtin class it subclasses) or a crash leaves
+    grade_translation as it is, for run_translation to report as the tests' checks do; any other
+    error of the job is the part's failed check, with the job's traceback."""
+    corpus = SimpleNamespace(train=[("a b", "あ い")], valid=[], test=[("a", "あ")])
+    with pytest.raises(type(error)) as raised:
+        grading.grade_translation(FailingJobProxy(error), RUBRIC.parts["translation"], tmp_path, corpus=corpus)
+    assert raised.value is error
+    (check,) = grading.grade_translation(FailingJobProxy(RuntimeError("the job broke")), RUBRIC.parts["translation"],
+                                         tmp_path, corpus=corpus)
+    assert check["score"] == 0 and "RuntimeError: the job broke" in check["output"]
 
 
 # --- the language of what the student reads --------------------------------------------------
