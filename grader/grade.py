@@ -599,7 +599,8 @@ class BannedCalls:
                 self.told[key] = text
                 self.flags.append(text)
             for name in parts:
-                newly.update([name] if not self.of(name) else [])
+                if not self.of(name):
+                    newly.add(name)
                 if self.told[key] not in self.of(name):
                     self.by_part.setdefault(name, []).append(self.told[key])
         return newly
