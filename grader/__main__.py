@@ -5,21 +5,15 @@
     grade-all SUBMISSIONS --out DIR [--jobs N] [--force] [--lang en|ja]
                                                              grade a folder of them (grader/grade_all.py)
     --version                                                pyproject.toml's version (+ git describe)
-    train / translate / evaluate                             from grader.translation.cli, when present
+    train / translate / evaluate                             train and try a model (grader/translation/cli.py)
 
 ``--lang``: the language of what the student reads (report.md, the checks' messages); default:
 ``[course] language`` in course.toml, else English (never the machine's locale).
 
 Help (grader/cli.py): plain text, every option's default shown; the subcommands' parsers get
-that formatter here, the translation engineer's included.
-
-Extension point for the translation engineer: ``grader/translation/cli.py`` defines
-
-    def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
-        '''Add `train`, `translate`, `evaluate` parsers; each sets `func=callable(args) -> int`.'''
-
-Each parser must ``set_defaults(func=...)``; the callable gets the parsed namespace and returns
-the exit status. An import error there disables only those commands (with the reason).
+that formatter here, ``train``, ``translate`` and ``evaluate`` included (their parsers come from
+``grader.translation.cli.add_subcommands``; each sets ``func``, which gets the parsed namespace
+and returns the exit status).
 """
 from __future__ import annotations
 
@@ -37,14 +31,6 @@ Each command has its own help: python -m grader COMMAND --help.
 --lang (grade, grade-all): the language of what the student reads (report.md, the checks'
 messages); default: [course] language in course.toml, else English (never the machine's locale).
 """
-
-
-def _unavailable(reason: str):
-    def run(args) -> int:
-        print(f"grader: `{args.command}` is unavailable: {reason}", file=sys.stderr)
-        return 1
-
-    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,18 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_arguments(export_parser)
     export_parser.set_defaults(func=export.main)
 
-    try:
-        from grader.translation import cli
-    except ImportError as error:
-        reason = ("grader/translation is not part of this installation" if getattr(error, "name", "")
-                  in ("grader.translation", "grader.translation.cli") else f"{type(error).__name__}: {error}")
-        for name in ("train", "translate", "evaluate"):
-            sub = subparsers.add_parser(name, help=f"(unavailable: {reason})", formatter_class=HelpFormatter)
-            sub.add_argument("rest", nargs=argparse.REMAINDER)
-            sub.set_defaults(func=_unavailable(reason))
-    else:
-        cli.add_subcommands(subparsers)
-    # Every subcommand's help (the translation engineer's included) shows the defaults, in plain text.
+    from grader.translation import cli
+
+    cli.add_subcommands(subparsers)
+    # Every subcommand's help (train, translate, evaluate included) shows the defaults, in plain text.
     for sub in subparsers.choices.values():
         if sub.formatter_class is argparse.HelpFormatter:
             sub.formatter_class = HelpFormatter

@@ -329,7 +329,7 @@ def main(args: argparse.Namespace) -> int:
     from grader.grade import grading_language
 
     try:
-        grading_language(args)  # the language of the feedback comments, as of the reports
+        grading_language(args.lang)  # the language of the feedback comments, as of the reports
         args.out.mkdir(parents=True, exist_ok=True)
         if not args.submissions.exists():
             print(_("grader: no such download: {path}", path=args.submissions), file=sys.stderr)

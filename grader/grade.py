@@ -1,10 +1,16 @@
 """``python -m grader grade SUBMISSION --out DIR``: grade one submission.
 
-    intake (copy .py files)  ->  static check  ->  for each part:
-        pytest.main(the part's public + hidden test files, plugins=[GradingPlugin])
-            the tests' `impl` is a SandboxedImplementation: a fresh worker process per part
-    ->  translation part (training in the worker, BLEU in the judge)
-    ->  scoring, dependency notes, banned-call flags  ->  results.json + report.md
+``grade(options, log)`` runs these stages, one function each, over one ``GradeOptions``:
+
+    take_in                 copy the submission's .py files out of the way (or reject it)
+    open_sandbox            the workers' user, the repository hidden from it
+    static_scan             banned and suspicious calls in the source, before anything runs
+    grade_tested_parts      for each part: pytest.main(the part's public + hidden test files,
+                            plugins=[GradingPlugin]); the tests' `impl` is a SandboxedImplementation:
+                            a fresh worker process per part
+    grade_translation_part  training in the worker, BLEU in the judge
+    score                   points shared by the checks, banned parts zeroed, dependency notes
+    write_grade             results.json + report.md
 
 The tests are trusted and run *here*, in the judge; only the student's functions run in the
 worker. So a part is graded independently of every other: an import error, exception, NaN,
@@ -15,18 +21,17 @@ Exit status: 0 whenever results.json was written (whatever the score, a rejected
 included); 1 with a one-line reason when the grader itself could not do its job; 2 for usage
 errors.
 
-Translation (extension point): when ``grader.translation.grading`` exists, its
-``grade_translation(proxy, rubric_part, out_dir) -> list[dict]`` is called with a
+Translation: ``grader.translation.grading.grade_translation(proxy, part, out_dir)`` gets a
 ``SandboxedImplementation`` for the part; it runs the training in the worker through
-``proxy.call_trusted("grader.translation.job:run", job)`` and returns check dicts::
+``proxy.call_trusted("grader.translation.job:run", job)``, decodes and scores the returned
+weights here and returns check dicts::
 
     {"name": "translation: BLEU on the test set", "score": 15.0, "max_score": 20.0,
      "status": "passed" | "failed", "output": "BLEU 63.2 (>= 60 for 15 points) ...",
      "visibility": "visible",          # optional
      "report_md": "### Training\\n..."} # optional: markdown for report.md (curve, samples, picture)
 
-Files it writes into ``out_dir`` (the attention picture) stay there. Until that module exists
-the part is reported as "not graded (training unavailable)" with 0 points.
+Files it writes into ``out_dir`` (the attention picture) stay there.
 
 Language: what the student reads (report.md, the checks' output, the table) is in ``--lang``,
 else the ``[course] language`` of course.toml (read with ``grader.course.load_course``), else
@@ -39,13 +44,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import inspect
 import io
 import os
 import secrets
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +60,8 @@ if str(ROOT) not in sys.path:
 
 import pytest  # noqa: E402
 
-from grader.contract import PRIVATE_PATHS, seal_line  # noqa: E402
+from grader.contract import PRIVATE_PATHS, TRANSLATION_PART, seal_line  # noqa: E402
+from grader.course import load_course  # noqa: E402
 from grader.i18n import N_, SOURCE_LANGUAGE, _, available_languages, set_language  # noqa: E402
 from grader.results import (  # noqa: E402
     Check, GradeResult, PartResult, Text, parts_table, progress_line, render, write_outputs,
@@ -69,8 +76,9 @@ from grader.sandbox.process import (  # noqa: E402
 # grader.sandbox.proxy (and with it torch, pytest, hypothesis) is imported where it is used, so
 # that `python -m grader grade-all` and `--help` start fast.
 
-TRANSLATION = "translation"
-TRANSLATION_MODULE = "grader.translation.grading"
+# The hypothesis profile the trusted tests start from (tests/conftest.py registers it); the
+# grading plugin derandomises it (GradingPlugin.pytest_sessionstart).
+TESTS_PROFILE = "ci"
 HIDDEN_DIR = "tests/hidden/"
 MAX_MESSAGE_CHARS = 4000
 # hypothesis's note on the (shrunk) input that fails, and its headline in the student's language
@@ -128,13 +136,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "is never used)")
 
 
+# The translation worker trains a whole model: it gets at least this much memory, and CPU time
+# for at least this many threads, whatever --memory-gib and --threads say.
+TRAINING_MEMORY_GIB = 8.0
+TRAINING_CPU_THREADS = 4
+
+
+@dataclass(frozen=True)
+class GradeOptions:
+    """What one grade is asked for: ``grade``'s command line, read once (``from_args``)."""
+
+    submission: Path
+    out: Path
+    parts: str | None = None  # "masks,attention"; None: every part
+    train: bool = True  # False: --no-train
+    threads: int = 1
+    call_timeout: float = DEFAULT_LIMITS["call_timeout"]
+    part_timeout: float = DEFAULT_LIMITS["part_timeout"]
+    train_timeout: float = DEFAULT_LIMITS["train_timeout"]
+    total_timeout: float = DEFAULT_LIMITS["total_timeout"]
+    memory_gib: float = DEFAULT_LIMITS["memory_gib"]
+    privilege_drop: bool = True
+    lock_repo: bool = True
+    quiet: bool = False
+    print_seal: bool = False
+    lang: str | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> GradeOptions:
+        return cls(submission=Path(args.submission), out=Path(args.out), parts=args.parts, train=not args.no_train,
+                   threads=args.threads, **{name: getattr(args, name) for name in DEFAULT_LIMITS},
+                   privilege_drop=not args.no_privilege_drop, lock_repo=not args.no_lock_repo, quiet=args.quiet,
+                   print_seal=args.print_seal, lang=args.lang)
+
+    def part_limits(self) -> Limits:
+        """The limits of a tested part's worker."""
+        return self._limits(self.part_timeout, self.memory_gib)
+
+    def training_limits(self) -> Limits:
+        """The limits of the translation part's worker: one call, the whole training."""
+        return self._limits(self.train_timeout, max(self.memory_gib, TRAINING_MEMORY_GIB), call_s=self.train_timeout,
+                            cpu_threads=TRAINING_CPU_THREADS)
+
+    def _limits(self, seconds: float, memory_gib: float, call_s: float | None = None, cpu_threads: int = 1) -> Limits:
+        return Limits(call_s=call_s or min(self.call_timeout, seconds),
+                      cpu_s=int(seconds * max(self.threads, cpu_threads) + 60),
+                      memory_bytes=int(memory_gib * GiB), threads=self.threads)
+
+
 def course_language() -> str | None:
-    """The ``[course] language`` of course.toml, or None (no setting, or no course.toml or
-    ``grader/course.py`` in this installation: the Gradescope autograder gets ``--lang``)."""
-    try:
-        from grader.course import load_course
-    except ImportError:
-        return None
+    """The ``[course] language`` of course.toml, or None (no setting; the Gradescope autograder
+    gets ``--lang``)."""
     try:
         course = load_course()
     except Exception as error:  # a broken course.toml is the instructor's to fix: a usage error
@@ -148,21 +200,17 @@ def leaderboard_wanted(rubric: Rubric) -> bool:
     if rubric.leaderboard:
         return True
     try:
-        from grader.course import load_course
-    except ImportError:
-        return False
-    try:
         return bool(getattr(load_course(), "leaderboard", False))
     except Exception as error:
         raise ValueError(f"course.toml: {error}") from None
 
 
-def grading_language(args: argparse.Namespace) -> str:
-    """``--lang``, else the course's language, else English; fixed for this process."""
-    return set_language(getattr(args, "lang", None) or course_language() or SOURCE_LANGUAGE)
+def grading_language(lang: str | None = None) -> str:
+    """``lang`` (``--lang``), else the course's language, else English; fixed for this process."""
+    return set_language(lang or course_language() or SOURCE_LANGUAGE)
 
 
-def select_parts(rubric: Rubric, parts: str | None, no_train: bool) -> tuple[list[str], dict[str, str]]:
+def select_parts(rubric: Rubric, parts: str | None, train: bool) -> tuple[list[str], dict[str, str]]:
     """The parts to grade, in rubric order, and the ones left out with the reason."""
     left_out: dict[str, str] = {}
     if parts:
@@ -176,7 +224,7 @@ def select_parts(rubric: Rubric, parts: str | None, no_train: bool) -> tuple[lis
     for name in rubric.parts:
         if name not in wanted:
             continue
-        if name == TRANSLATION and no_train:
+        if name == TRANSLATION_PART and not train:
             left_out[name] = Text(N_("--no-train: training was skipped"))
             continue
         selected.append(name)
@@ -281,7 +329,7 @@ class GradingPlugin:
         from hypothesis import Phase, settings
 
         try:
-            parent = settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+            parent = settings.get_profile(TESTS_PROFILE)
         except Exception:
             parent = settings.default
         phases = tuple(p for p in parent.phases if p != Phase.explain)
@@ -337,7 +385,7 @@ def pytest_args(files: list[Path]) -> list[str]:
     return [
         *map(str, files),
         "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT),
-        "-o", "addopts=", "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:xdist",
+        "-o", "addopts=", "--disable-plugin-autoload", "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:xdist",
         "-q", "--tb=no", "--no-header", "-W", "ignore::DeprecationWarning",
     ]
 
@@ -381,21 +429,13 @@ def run_tested_part(part: Part, files: list[Path], package_dir: Path, limits: Li
 
 def run_translation(part: Part, package_dir: Path, out_dir: Path, limits: Limits, user: SandboxUser,
                     deadline: float, show_progress: bool = False) -> tuple[PartResult, list[dict]]:
-    """The translation part, through ``grader.translation.grading`` when it exists; with
-    ``show_progress``, the training's steps, loss and time left on stderr while it runs."""
+    """The translation part (``grader.translation.grading``); with ``show_progress``, the
+    training's steps, loss and time left on stderr while it runs."""
+    from grader.sandbox.proxy import SandboxedImplementation, StudentCodeError, WorkerCrashed
+    from grader.translation import grading
+
     started = time.monotonic()
     result = PartResult(part.name, part.title, part.points)
-    try:
-        grading = importlib.import_module(TRANSLATION_MODULE)
-    except ModuleNotFoundError as error:
-        if error.name not in ("grader.translation", TRANSLATION_MODULE):
-            raise
-        result.status, result.message = "not graded", Text(N_("not graded (training unavailable)"))
-        result.checks = [Check(part.name, f"{part.name}: not graded (training unavailable)", False,
-                               _("The training part of the grader is not available in this installation, "
-                                 "so this part was not graded."), max_score=part.points)]
-        return result, []
-    from grader.sandbox.proxy import SandboxedImplementation, StudentCodeError, WorkerCrashed
 
     proxy = SandboxedImplementation(package_dir, part.name, limits, user, deadline=deadline, max_restarts=0)
     try:
@@ -443,7 +483,7 @@ def share_points(part: PartResult) -> None:
     points times the fraction that passes, rounded to the cent (3 of 9 checks of 6 points: 2,
     not 2.01). The ``remainder`` cents that do not divide evenly go one each to as many passing
     checks as that rounding needs, the rest to failing ones."""
-    if part.name == TRANSLATION or not part.checks:
+    if part.name == TRANSLATION_PART or not part.checks:
         return
     units = round(part.points * POINT_UNIT)
     count = len(part.checks)
@@ -519,183 +559,258 @@ def attribute_violation(violation: dict, graded_part: str, part_names) -> tuple[
     return parts, text
 
 
-# --- the command -------------------------------------------------------------------------------
+# --- the stages --------------------------------------------------------------------------------
 
 
-def grade(args: argparse.Namespace, log=None) -> tuple[GradeResult, dict]:
-    """Grade one submission and write DIR/results.json and DIR/report.md."""
+class BannedCalls:
+    """The banned calls seen so far and the parts they ban. Each call is flagged once, whether
+    the static scan found it before anything ran or a worker's run-time watch reported it."""
+
+    def __init__(self, flags: list):
+        self.flags = flags  # results.json's flags, where each call is told
+        self.by_part: dict[str, list[str]] = {}  # part -> the descriptions of its banned calls
+        self.told: dict[tuple, str] = {}  # (call, file, line) -> its flag
+
+    def of(self, part: str) -> list[str]:
+        return self.by_part.get(part, [])
+
+    def found_in_source(self, finding: static_check.Finding) -> None:
+        text = finding.describe()
+        self.told[(finding.call, finding.file, finding.line)] = text
+        for name in finding.parts:
+            self.by_part.setdefault(name, []).append(text)
+
+    def seen_at_run_time(self, graded_part: str, violations: list[dict], part_names) -> set[str]:
+        """Attribute a part's run-time violations as they come (the live progress line then
+        agrees with the table); return the parts they newly ban. A call the static scan already
+        flagged at the same file:line is not flagged a second time."""
+        newly = set()
+        for violation in violations:
+            parts, text = attribute_violation(violation, graded_part, part_names)
+            key = (violation["call"], violation["file"], violation["line"])
+            if key not in self.told:
+                self.told[key] = text
+                self.flags.append(text)
+            for name in parts:
+                if not self.of(name):
+                    newly.add(name)
+                if self.told[key] not in self.of(name):
+                    self.by_part.setdefault(name, []).append(self.told[key])
+        return newly
+
+
+@dataclass
+class Grading:
+    """One grade under way: what its stages share."""
+
+    options: GradeOptions
+    rubric: Rubric
+    result: GradeResult  # the stages add flags, warnings, the sandbox and what is left out
+    deadline: float  # time.monotonic() when the time for the whole grade runs out
+    log: Callable[[str], None]
+    bans: BannedCalls = field(init=False)
+    graded: dict[str, PartResult] = field(default_factory=dict)  # the parts graded so far, by name
+
+    def __post_init__(self):
+        self.bans = BannedCalls(self.result.flags)
+
+
+def grade(options: GradeOptions, log=None) -> tuple[GradeResult, dict]:
+    """Grade one submission and write OUT/results.json and OUT/report.md."""
     log = log or (lambda message: None)
     started = time.monotonic()
-    grading_language(args)  # before the tests (and their messages) are loaded
-    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    os.environ["HYPOTHESIS_PROFILE"] = "ci"
+    grading_language(options.lang)  # before the tests (and their messages) are loaded
+    choose_hypothesis_profile()
     rubric = load_rubric()
-    selected, left_out = select_parts(rubric, args.parts, args.no_train)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result = GradeResult(submission=Path(args.submission).name or str(args.submission),
+    selected, left_out = select_parts(rubric, options.parts, options.train)
+    options.out.mkdir(parents=True, exist_ok=True)
+    result = GradeResult(submission=options.submission.name or str(options.submission),
                          nonce=secrets.token_hex(16), left_out=left_out)
-    total_deadline = started + args.total_timeout
+    grading = Grading(options, rubric, result, deadline=started + options.total_timeout, log=log)
 
-    try:
-        submission = intake.prepare(args.submission)
-    except intake.IntakeError as error:
-        result.rejected = str(error)
-        result.flags.append(Text(N_("rejected: {reason}"), reason=str(error)))
-        for name in selected:
-            part = rubric.parts[name]
-            result.parts.append(PartResult(name, part.title, part.points, status="error",
-                                           message=Text(N_("not graded")),
-                                           checks=[Check(name, f"{name}: not graded", False,
-                                                         _("not graded: {reason}", reason=str(error)),
-                                                         max_score=part.points)]))
-        result.execution_time = time.monotonic() - started
-        return result, write_outputs(result, out_dir)
-
+    submission = take_in(grading, selected)
+    if submission is None:
+        return write_grade(grading, started)
     become_subreaper()  # orphans of the workers' descendants come to us, to be killed
     try:
-        import torch
-
-        torch.set_num_threads(max(1, args.threads))  # the judge's oracles are small too
-        result.warnings += submission.warnings
-        user = sandbox_user(not args.no_privilege_drop)
-        if not user.isolated:  # one line, also under --quiet: the instructor must know
-            print(_("grader: no sandbox isolation ({reason}): the worker can read, write and signal what the "
-                    "grading user can; see docs/security.md", reason=user.isolation.reason if user.isolation
-                    else user.reason), file=sys.stderr, flush=True)
-        if not args.no_lock_repo:
-            hide_from_worker(user, [ROOT / p for p in PRIVATE_PATHS])
-        result.sandbox = {**user.as_dict(), "python_isolated": True}
-        findings, notes = static_check.scan_package(submission.package_dir, set(rubric.parts))
-        result.warnings += notes
-        banned: dict[str, list[str]] = {}
-        said: dict[tuple, str] = {}  # (call, file, line) -> its flag: each banned call is told once
-        for finding in findings:
-            result.flags.append(finding.describe())
-            if finding.severity == "banned":
-                said[(finding.call, finding.file, finding.line)] = finding.describe()
-                for name in finding.parts:
-                    banned.setdefault(name, []).append(finding.describe())
-
-        def record(graded_part: str, part_violations: list[dict]) -> set[str]:
-            """Attribute the run-time violations of a part as they come (the live progress line
-            then agrees with the table); return the parts they newly ban. A call the static pass
-            already flagged at the same file:line is not flagged a second time."""
-            newly = set()
-            for violation in part_violations:
-                parts, text = attribute_violation(violation, graded_part, rubric.parts)
-                key = (violation["call"], violation["file"], violation["line"])
-                if key not in said:
-                    said[key] = text
-                    result.flags.append(text)
-                for name in parts:
-                    newly.update([name] if not banned.get(name) else [])
-                    if said[key] not in banned.get(name, []):
-                        banned.setdefault(name, []).append(said[key])
-            return newly
-
-        def limits_for(seconds: float, memory_gib: float, call_s: float | None = None, cpu_threads: int = 1) -> Limits:
-            return Limits(call_s=call_s or min(args.call_timeout, seconds),
-                          cpu_s=int(seconds * max(args.threads, cpu_threads) + 60),
-                          memory_bytes=int(memory_gib * GiB), threads=args.threads)
-
-        tested = []
-        for name in selected:
-            if name == TRANSLATION:
-                continue
-            files = test_files(rubric.parts[name])
-            if files:
-                tested.append((name, files))
-            else:
-                left_out[name] = Text(N_("no test files for this part in this installation"))
-        result.sandbox["limits"] = limits_for(args.part_timeout, args.memory_gib).as_dict()
-
-        # Start each part's worker while the previous part's tests run (torch takes seconds to import).
-        workers: dict[str, WorkerProcess] = {}
-
-        def prestart(index: int) -> None:
-            if index < len(tested) and time.monotonic() < total_deadline:
-                name = tested[index][0]
-                workers[name] = WorkerProcess(submission.package_dir, name,
-                                              limits_for(args.part_timeout, args.memory_gib), user)
-
-        prestart(0)
-        by_name: dict[str, PartResult] = {}
-        for index, (name, files) in enumerate(tested):
-            part = rubric.parts[name]
-            if time.monotonic() >= total_deadline:
-                by_name[name] = PartResult(name, part.title, part.points, status="error",
-                                           message=Text(N_("not run")),
-                                           checks=[Check(name, f"{name}: not run", False,
-                                                         _("not run: the time for the whole grade ran out"))])
-                continue
-            prestart(index + 1)
-            deadline = min(time.monotonic() + args.part_timeout, total_deadline)
-            log(f"grading {name} ...")
-            part_result, part_violations = run_tested_part(
-                part, files, submission.package_dir, limits_for(args.part_timeout, args.memory_gib), user,
-                deadline, workers.pop(name, None), log)
-            by_name[name] = part_result
-            share_points(part_result)
-            newly = record(name, part_violations)
-            if part_result.grader_error:
-                result.flags.append(Text(N_("grader-error: part {part}: {reason}"), part=name,
-                                         reason=part_result.grader_error[:300]))
-            log("  " + progress_line(part_result, banned=bool(banned.get(name))))
-            for earlier in sorted(newly & set(by_name) - {name}):  # a banned call of theirs, seen here
-                log("  " + progress_line(by_name[earlier], banned=True))
-        for worker in workers.values():
-            worker.cleanup()
-
-        if TRANSLATION in selected:
-            part = rubric.parts[TRANSLATION]
-            deadline = min(time.monotonic() + args.train_timeout, total_deadline)
-            log("grading translation (training) ...")
-            part_result, part_violations = run_translation(
-                part, submission.package_dir, out_dir,
-                limits_for(args.train_timeout, max(args.memory_gib, 8.0), call_s=args.train_timeout, cpu_threads=4),
-                user, deadline, show_progress=not getattr(args, "quiet", False))
-            by_name[TRANSLATION] = part_result
-            result.flags += part_result.flags
-            for earlier in sorted(record(TRANSLATION, part_violations) & set(by_name) - {TRANSLATION}):
-                log("  " + progress_line(by_name[earlier], banned=True))
-
-        result.parts = [by_name[name] for name in rubric.parts if name in by_name]
-        for part in result.parts:
-            share_points(part)
-        for part in result.parts:
-            apply_violations(part, banned.get(part.name, []))
-        dependency_notes(result.parts, rubric)
-        result.left_out = {k: left_out[k] for k in rubric.parts if k in left_out}
+        user = open_sandbox(grading)
+        static_scan(grading, submission.package_dir)
+        grade_tested_parts(grading, [name for name in selected if name != TRANSLATION_PART],
+                           submission.package_dir, user)
+        if TRANSLATION_PART in selected:
+            grade_translation_part(grading, submission.package_dir, user)
+        score(grading)
         if sweep_orphans():  # every worker is gone: nothing the grade started may still run
             log("killed processes that the submission left behind")
-        result.execution_time = time.monotonic() - started
-        return result, write_outputs(result, out_dir, leaderboard=leaderboard_wanted(rubric))
+        return write_grade(grading, started, leaderboard=leaderboard_wanted(rubric))
     finally:
         sweep_orphans()
         stop_being_subreaper()
         submission.cleanup()
 
 
+def choose_hypothesis_profile() -> None:
+    """The trusted tests run in this process (``pytest.main``), and tests/conftest.py loads the
+    hypothesis profile that ``HYPOTHESIS_PROFILE`` names when pytest imports it: no argument
+    reaches it, so the judge sets its own environment (the workers get a scrubbed one)."""
+    os.environ["HYPOTHESIS_PROFILE"] = TESTS_PROFILE
+
+
+def take_in(grading: Grading, selected: list[str]) -> intake.Submission | None:
+    """Intake: the submission's ``.py`` files, copied out of the way. None when it is rejected:
+    then every selected part is "not graded", with the reason."""
+    result = grading.result
+    try:
+        submission = intake.prepare(grading.options.submission)
+    except intake.IntakeError as error:
+        result.rejected = str(error)
+        result.flags.append(Text(N_("rejected: {reason}"), reason=str(error)))
+        for name in selected:
+            part = grading.rubric.parts[name]
+            result.parts.append(PartResult(name, part.title, part.points, status="error",
+                                           message=Text(N_("not graded")),
+                                           checks=[Check(name, f"{name}: not graded", False,
+                                                         _("not graded: {reason}", reason=str(error)),
+                                                         max_score=part.points)]))
+        return None
+    result.warnings += submission.warnings
+    return submission
+
+
+def open_sandbox(grading: Grading) -> SandboxUser:
+    """The user the workers run as, the repository hidden from it, and the judge's threads."""
+    import torch
+
+    options, result = grading.options, grading.result
+    torch.set_num_threads(max(1, options.threads))  # the judge's oracles are small too
+    user = sandbox_user(options.privilege_drop)
+    if not user.isolated:  # one line, also under --quiet: the instructor must know
+        print(_("grader: no sandbox isolation ({reason}): the worker can read, write and signal what the "
+                "grading user can; see docs/security.md", reason=user.isolation.reason if user.isolation
+                else user.reason), file=sys.stderr, flush=True)
+    if options.lock_repo:
+        hide_from_worker(user, [ROOT / p for p in PRIVATE_PATHS])
+    result.sandbox = {**user.as_dict(), "python_isolated": True, "limits": options.part_limits().as_dict()}
+    return user
+
+
+def static_scan(grading: Grading, package_dir: Path) -> None:
+    """Banned and suspicious calls in the source, flagged before anything runs."""
+    findings, notes = static_check.scan_package(package_dir, set(grading.rubric.parts))
+    grading.result.warnings += notes
+    for finding in findings:
+        grading.result.flags.append(finding.describe())
+        if finding.severity == "banned":
+            grading.bans.found_in_source(finding)
+
+
+def grade_tested_parts(grading: Grading, names: list[str], package_dir: Path, user: SandboxUser) -> None:
+    """Each part's tests against a worker of its own, in rubric order, while the time lasts."""
+    options, rubric, result = grading.options, grading.rubric, grading.result
+    tested = []
+    for name in names:
+        files = test_files(rubric.parts[name])
+        if files:
+            tested.append((name, files))
+        else:
+            result.left_out[name] = Text(N_("no test files for this part in this installation"))
+
+    # Start each part's worker while the previous part's tests run (torch takes seconds to import).
+    workers: dict[str, WorkerProcess] = {}
+
+    def prestart(index: int) -> None:
+        if index < len(tested) and time.monotonic() < grading.deadline:
+            name = tested[index][0]
+            workers[name] = WorkerProcess(package_dir, name, options.part_limits(), user)
+
+    prestart(0)
+    for index, (name, files) in enumerate(tested):
+        part = rubric.parts[name]
+        if time.monotonic() >= grading.deadline:
+            grading.graded[name] = PartResult(name, part.title, part.points, status="error",
+                                              message=Text(N_("not run")),
+                                              checks=[Check(name, f"{name}: not run", False,
+                                                            _("not run: the time for the whole grade ran out"))])
+            continue
+        prestart(index + 1)
+        deadline = min(time.monotonic() + options.part_timeout, grading.deadline)
+        grading.log(f"grading {name} ...")
+        part_result, violations = run_tested_part(part, files, package_dir, options.part_limits(), user, deadline,
+                                                  workers.pop(name, None), grading.log)
+        grading.graded[name] = part_result
+        share_points(part_result)
+        newly_banned = grading.bans.seen_at_run_time(name, violations, rubric.parts)
+        if part_result.grader_error:
+            result.flags.append(Text(N_("grader-error: part {part}: {reason}"), part=name,
+                                     reason=part_result.grader_error[:300]))
+        grading.log("  " + progress_line(part_result, banned=bool(grading.bans.of(name))))
+        log_newly_banned(grading, newly_banned - {name})
+    for worker in workers.values():
+        worker.cleanup()
+
+
+def grade_translation_part(grading: Grading, package_dir: Path, user: SandboxUser) -> None:
+    """The translation part: the training in a worker, the BLEU of its weights here."""
+    options = grading.options
+    deadline = min(time.monotonic() + options.train_timeout, grading.deadline)
+    grading.log("grading translation (training) ...")
+    part_result, violations = run_translation(grading.rubric.parts[TRANSLATION_PART], package_dir, options.out,
+                                              options.training_limits(), user, deadline,
+                                              show_progress=not options.quiet)
+    grading.graded[TRANSLATION_PART] = part_result
+    grading.result.flags += part_result.flags
+    log_newly_banned(grading, grading.bans.seen_at_run_time(TRANSLATION_PART, violations, grading.rubric.parts)
+                     - {TRANSLATION_PART})
+
+
+def log_newly_banned(grading: Grading, parts: set[str]) -> None:
+    """A part graded earlier, banned by a call seen only now: its progress line again."""
+    for earlier in sorted(parts & set(grading.graded)):
+        grading.log("  " + progress_line(grading.graded[earlier], banned=True))
+
+
+def score(grading: Grading) -> None:
+    """The parts in rubric order, their points shared by their checks, banned parts zeroed,
+    and a note on each part that lost points while a part it builds on did too."""
+    rubric, result = grading.rubric, grading.result
+    result.parts = [grading.graded[name] for name in rubric.parts if name in grading.graded]
+    for part in result.parts:
+        share_points(part)
+    for part in result.parts:
+        apply_violations(part, grading.bans.of(part.name))
+    dependency_notes(result.parts, rubric)
+    result.left_out = {k: result.left_out[k] for k in rubric.parts if k in result.left_out}
+
+
+def write_grade(grading: Grading, started: float, leaderboard: bool = False) -> tuple[GradeResult, dict]:
+    """Outputs: results.json and report.md in ``--out``."""
+    grading.result.execution_time = time.monotonic() - started
+    return grading.result, write_outputs(grading.result, grading.options.out, leaderboard=leaderboard)
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
 def main(args: argparse.Namespace) -> int:
-    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    if not Path(args.submission).exists():
-        print(f"grader: no such submission: {args.submission}", file=sys.stderr)
+    options = GradeOptions.from_args(args)
+    log = (lambda m: None) if options.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    if not options.submission.exists():
+        print(f"grader: no such submission: {options.submission}", file=sys.stderr)
         return 2
     try:
-        result, results = grade(args, log)
+        result, results = grade(options, log)
     except ValueError as error:  # bad --parts and the like
         print(f"grader: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # the grader could not do its job
         reason = " ".join(f"{type(error).__name__}: {error}".split())
-        print(f"grader: could not grade {args.submission}: {reason[:400]}", file=sys.stderr)
+        print(f"grader: could not grade {options.submission}: {reason[:400]}", file=sys.stderr)
         return 1
     print(parts_table(result))
     if result.flags:
         print(_("Flags:") + "\n  " + "\n  ".join(render(f) for f in result.flags))
-    print(f"results: {Path(args.out) / 'results.json'}")
-    if getattr(args, "print_seal", False):  # for run_autograder and grade-all; a student has no use for it
+    print(f"results: {options.out / 'results.json'}")
+    if options.print_seal:  # for run_autograder and grade-all; a student has no use for it
         seal = results["extra_data"]["authenticity"]
         print(seal_line(seal["nonce"], seal["sha256"]))
     return 0

@@ -235,6 +235,8 @@ def grade_translation(proxy, part, out_dir, *, corpus=None, job_overrides: dict 
     flagged. ``progress``: see ``_run_job`` (the training's progress while the judge waits).
     Without the grading-side generator (the student hand-out) the validation split
     stands in for the held-out test split."""
+    from grader.sandbox.proxy import StudentCodeError, WorkerCrashed
+
     from . import evaluate, trusted
     from .train import ModelConfig
     from .vocab import Vocab
@@ -258,9 +260,9 @@ def grade_translation(proxy, part, out_dir, *, corpus=None, job_overrides: dict 
         result = _run_job(proxy, job, progress)
         if not isinstance(result, dict):
             raise ValueError(_("the job returned {kind}, not a dict", kind=type(result).__name__))
+    except (StudentCodeError, WorkerCrashed):
+        raise  # the grader reports these itself (grader/grade.py: run_translation)
     except Exception as error:
-        if type(error).__name__ in ("StudentCodeError", "WorkerCrashed"):
-            raise  # the grader reports these itself (grader/grade.py: run_translation)
         return _failed(check, error)
 
     student_scored, student_hypotheses = _student_score(result, references)

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import jsonschema
 import pytest
@@ -33,6 +34,8 @@ from grader.__main__ import main as grader_main
 from grader.results import Check, GradeResult, PartResult, Text, english, fallback_results, render_report, verify
 from grader.rubric import load_rubric
 from grader.sandbox import static_check, tripwires
+from grader.sandbox.proxy import WorkerCrashed, student_error
+from grader.translation import grading
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "grader" / "schemas" / "gradescope_results.schema.json").read_text())
@@ -281,12 +284,32 @@ def test_a_banned_call_zeroes_the_part_and_says_why():
     assert [c.voided for c in normalization.checks] == [True, True, False]
 
 
-def test_translation_is_reported_as_not_graded_when_training_is_unavailable(monkeypatch, tmp_path):
-    monkeypatch.setattr(grade_module, "TRANSLATION_MODULE", "grader.translation.not_there_yet")
-    result, violations = grade_module.run_translation(RUBRIC.parts["translation"], tmp_path, tmp_path, None, None, 0)
-    assert result.status == "not graded" and result.message == "not graded (training unavailable)"
-    assert result.score == 0 and result.max_score == RUBRIC.parts["translation"].points
-    assert result.checks[0].name == "translation: not graded (training unavailable)"
+class FailingJobProxy:
+    """A worker whose training job fails with ``error``."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def call_trusted(self, name, payload):
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [
+    student_error({"type": "NotImplementedError", "builtin": "NotImplementedError", "message": "model.Transformer"}),
+    student_error({"type": "MyError", "builtin": "Exception", "message": "mine"}),
+    WorkerCrashed("your code was killed by signal SIGKILL in part `translation`"),
+], ids=lambda error: type(error).__name__)
+def test_the_students_errors_in_training_reach_the_grade_as_they_are(tmp_path, error):
+    """An error of the student's code (whatever builtin class it subclasses) or a crash leaves
+    grade_translation as it is, for run_translation to report as the tests' checks do; any other
+    error of the job is the part's failed check, with the job's traceback."""
+    corpus = SimpleNamespace(train=[("a b", "あ い")], valid=[], test=[("a", "あ")])
+    with pytest.raises(type(error)) as raised:
+        grading.grade_translation(FailingJobProxy(error), RUBRIC.parts["translation"], tmp_path, corpus=corpus)
+    assert raised.value is error
+    (check,) = grading.grade_translation(FailingJobProxy(RuntimeError("the job broke")), RUBRIC.parts["translation"],
+                                         tmp_path, corpus=corpus)
+    assert check["score"] == 0 and "RuntimeError: the job broke" in check["output"]
 
 
 # --- the language of what the student reads --------------------------------------------------
@@ -385,16 +408,16 @@ def test_the_language_is_fixed_before_the_tests_run(monkeypatch, tmp_path):
     """--lang, else course.toml, else English: set for this process (and its children)."""
     chosen = []
     monkeypatch.setattr(grade_module.intake, "prepare", lambda path: chosen.append(i18n.language()) or 1 / 0)
-    args = argparse.Namespace(submission=tmp_path, out=tmp_path / "out", parts="masks", no_train=True, lang="ja",
-                              total_timeout=60.0)
+    options = grade_module.GradeOptions(submission=tmp_path, out=tmp_path / "out", parts="masks", train=False,
+                                        lang="ja", total_timeout=60.0)
     with pytest.raises(ZeroDivisionError):
-        grade_module.grade(args)
+        grade_module.grade(options)
     assert chosen == ["ja"] and os.environ[i18n.OVERRIDE_VARIABLE] == "ja"
     monkeypatch.setattr(grade_module, "course_language", lambda: None)
-    assert grade_module.grading_language(argparse.Namespace(lang=None)) == "en"
+    assert grade_module.grading_language(None) == "en"
     monkeypatch.setattr(grade_module, "course_language", lambda: "ja")
-    assert grade_module.grading_language(argparse.Namespace(lang=None)) == "ja"
-    assert grade_module.grading_language(argparse.Namespace(lang="en")) == "en"
+    assert grade_module.grading_language(None) == "ja"
+    assert grade_module.grading_language("en") == "en"
 
 
 def test_grade_all_passes_the_language_on(monkeypatch, tmp_path):
