@@ -47,6 +47,7 @@ DOMAIN = "stubs"
 BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION(?::\s*(?P<hint>.*))?$")
 END = re.compile(r"^\s*# END SOLUTION\s*$")
 DEFAULT_HINT = "your code here"
+LINE_LENGTH = 120  # pyproject.toml [tool.ruff] line-length: the stubs are formatted as ruff would
 GENERATED_NOTICE = (
     "# This file is yours to complete: replace each `raise NotImplementedError` with your code.\n"
     "# (Generated from the reference by `make stubs`; instructors edit solutions/ instead.)\n"
@@ -101,8 +102,7 @@ def make_stub(source: str, module: str, translate: Callable[[str], str] | None =
             indent, hint = begin["indent"], (begin["hint"] or DEFAULT_HINT).strip()
             where = names.get(number, module)
             out.append(f"{indent}# TODO: {hint}")
-            message = f"{module}.{where}: {hint}"
-            out.append(f"{indent}raise NotImplementedError({message!r})")
+            out.extend(_raise_line(indent, f"{module}.{where}: {hint}"))
         elif END.match(line):
             if block_start is None:
                 raise MarkerError(f"{module}:{number}: END SOLUTION without BEGIN")
@@ -228,6 +228,16 @@ def _render_docstring(original: str, indent: str, text: str) -> str:
     if not closing and rendered[-1].endswith(quote[0]):  # `..."` then `"""` would end the literal early
         rendered[-1] = rendered[-1][:-1] + "\\" + quote[0]
     return f"{quote}{opening}" + "\n".join(rendered) + f"{closing}{quote}"
+
+
+def _raise_line(indent: str, message: str) -> list[str]:
+    """``raise NotImplementedError("message")`` as ``ruff format`` writes it: double quotes, and
+    the message on a line of its own when the call does not fit in 120 characters."""
+    literal = f'"{message}"' if '"' not in message and "\\" not in message else repr(message)
+    line = f"{indent}raise NotImplementedError({literal})"
+    if len(line) <= LINE_LENGTH:
+        return [line]
+    return [f"{indent}raise NotImplementedError(", f"{indent}    {literal}", f"{indent})"]
 
 
 def translate_source(source: str, module: str, translate: Callable[[str], str]) -> str:

@@ -35,7 +35,9 @@ def scaled_dot_product_attention(query, key, value, mask=None, dropout=None):
     dot products push the softmax into regions with vanishing gradients.
     """
     # TODO: scores = Q Kᵀ/√d_k; masked_fill(~mask, very negative); softmax over the key axis; dropout; @ V
-    raise NotImplementedError('attention.scaled_dot_product_attention: scores = Q Kᵀ/√d_k; masked_fill(~mask, very negative); softmax over the key axis; dropout; @ V')
+    raise NotImplementedError(
+        "attention.scaled_dot_product_attention: scores = Q Kᵀ/√d_k; masked_fill(~mask, very negative); softmax over the key axis; dropout; @ V"
+    )
 
 
 class MultiHeadAttention(nn.Module):
@@ -60,7 +62,9 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.1):
         super().__init__()
         # TODO: check divisibility (ValueError), keep d_k and h, create w_q, w_k, w_v, w_o, dropout, attn_weights = None
-        raise NotImplementedError('attention.MultiHeadAttention.__init__: check divisibility (ValueError), keep d_k and h, create w_q, w_k, w_v, w_o, dropout, attn_weights = None')
+        raise NotImplementedError(
+            "attention.MultiHeadAttention.__init__: check divisibility (ValueError), keep d_k and h, create w_q, w_k, w_v, w_o, dropout, attn_weights = None"
+        )
 
     def forward(self, query, key, value, mask=None):
         """
@@ -83,4 +87,6 @@ class MultiHeadAttention(nn.Module):
         heads back needs the transpose *before* the view (and ``.contiguous()``).
         """
         # TODO: project, split heads, attend (mask.unsqueeze(1)), merge heads, w_o
-        raise NotImplementedError('attention.MultiHeadAttention.forward: project, split heads, attend (mask.unsqueeze(1)), merge heads, w_o')
+        raise NotImplementedError(
+            "attention.MultiHeadAttention.forward: project, split heads, attend (mask.unsqueeze(1)), merge heads, w_o"
+        )

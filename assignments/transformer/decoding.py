@@ -41,7 +41,9 @@ def greedy_decode(model, src, src_mask, max_len, bos_id, eos_id):
     reads them in the next layer. The result must agree with teacher forcing (training).
     """
     # TODO: encode once; loop: decode the prefix, argmax of the last position's logits, pad finished rows, stop when all are done
-    raise NotImplementedError("decoding.greedy_decode: encode once; loop: decode the prefix, argmax of the last position's logits, pad finished rows, stop when all are done")
+    raise NotImplementedError(
+        "decoding.greedy_decode: encode once; loop: decode the prefix, argmax of the last position's logits, pad finished rows, stop when all are done"
+    )
 
 
 @torch.no_grad()
@@ -70,4 +72,6 @@ def beam_search(model, src, src_mask, max_len, bos_id, eos_id, beam_size=4, leng
     the beam fills with copies of one hypothesis.
     """
     # TODO: batch the B*K hypotheses; each step: log_softmax, extend ended ones with pad only, top-k over K*V per row, reorder; finally pick the best by the GNMT score
-    raise NotImplementedError('decoding.beam_search: batch the B*K hypotheses; each step: log_softmax, extend ended ones with pad only, top-k over K*V per row, reorder; finally pick the best by the GNMT score')
+    raise NotImplementedError(
+        "decoding.beam_search: batch the B*K hypotheses; each step: log_softmax, extend ended ones with pad only, top-k over K*V per row, reorder; finally pick the best by the GNMT score"
+    )

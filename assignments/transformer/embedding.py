@@ -26,11 +26,13 @@ class TokenEmbedding(nn.Module):
     def __init__(self, vocab_size: int, d_model: int, padding_idx=None):
         super().__init__()
         # TODO: an nn.Embedding called embedding; remember d_model
-        raise NotImplementedError('embedding.TokenEmbedding.__init__: an nn.Embedding called embedding; remember d_model')
+        raise NotImplementedError(
+            "embedding.TokenEmbedding.__init__: an nn.Embedding called embedding; remember d_model"
+        )
 
     def forward(self, tokens):
         # TODO: look the tokens up and scale by sqrt(d_model)
-        raise NotImplementedError('embedding.TokenEmbedding.forward: look the tokens up and scale by sqrt(d_model)')
+        raise NotImplementedError("embedding.TokenEmbedding.forward: look the tokens up and scale by sqrt(d_model)")
 
 
 class PositionalEncoding(nn.Module):
@@ -60,8 +62,12 @@ class PositionalEncoding(nn.Module):
     def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.1):
         super().__init__()
         # TODO: build the (max_len, d_model) table, register it as buffer pe; an nn.Dropout
-        raise NotImplementedError('embedding.PositionalEncoding.__init__: build the (max_len, d_model) table, register it as buffer pe; an nn.Dropout')
+        raise NotImplementedError(
+            "embedding.PositionalEncoding.__init__: build the (max_len, d_model) table, register it as buffer pe; an nn.Dropout"
+        )
 
     def forward(self, x):
         # TODO: check T against max_len (ValueError), add pe[:T] in x's dtype, dropout
-        raise NotImplementedError("embedding.PositionalEncoding.forward: check T against max_len (ValueError), add pe[:T] in x's dtype, dropout")
+        raise NotImplementedError(
+            "embedding.PositionalEncoding.forward: check T against max_len (ValueError), add pe[:T] in x's dtype, dropout"
+        )

@@ -27,8 +27,10 @@ class PositionwiseFeedForward(nn.Module):
     def __init__(self, d_model: int, d_ff: int, dropout: float = 0.1):
         super().__init__()
         # TODO: two nn.Linear layers w_1, w_2 and an nn.Dropout
-        raise NotImplementedError('feed_forward.PositionwiseFeedForward.__init__: two nn.Linear layers w_1, w_2 and an nn.Dropout')
+        raise NotImplementedError(
+            "feed_forward.PositionwiseFeedForward.__init__: two nn.Linear layers w_1, w_2 and an nn.Dropout"
+        )
 
     def forward(self, x):
         # TODO: w_2(dropout(relu(w_1(x))))
-        raise NotImplementedError('feed_forward.PositionwiseFeedForward.forward: w_2(dropout(relu(w_1(x))))')
+        raise NotImplementedError("feed_forward.PositionwiseFeedForward.forward: w_2(dropout(relu(w_1(x))))")

@@ -30,11 +30,13 @@ class EncoderLayer(nn.Module):
     def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1):
         super().__init__()
         # TODO: self_attn, feed_forward, add_norm1, add_norm2
-        raise NotImplementedError('layers.EncoderLayer.__init__: self_attn, feed_forward, add_norm1, add_norm2')
+        raise NotImplementedError("layers.EncoderLayer.__init__: self_attn, feed_forward, add_norm1, add_norm2")
 
     def forward(self, x, src_mask):
         # TODO: two Add & Norm steps (self-attention with src_mask, then feed-forward)
-        raise NotImplementedError('layers.EncoderLayer.forward: two Add & Norm steps (self-attention with src_mask, then feed-forward)')
+        raise NotImplementedError(
+            "layers.EncoderLayer.forward: two Add & Norm steps (self-attention with src_mask, then feed-forward)"
+        )
 
 
 class DecoderLayer(nn.Module):
@@ -59,8 +61,12 @@ class DecoderLayer(nn.Module):
     def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1):
         super().__init__()
         # TODO: self_attn, cross_attn, feed_forward, add_norm1, add_norm2, add_norm3
-        raise NotImplementedError('layers.DecoderLayer.__init__: self_attn, cross_attn, feed_forward, add_norm1, add_norm2, add_norm3')
+        raise NotImplementedError(
+            "layers.DecoderLayer.__init__: self_attn, cross_attn, feed_forward, add_norm1, add_norm2, add_norm3"
+        )
 
     def forward(self, x, memory, src_mask, tgt_mask):
         # TODO: three Add & Norm steps: masked self-attention, cross-attention, feed-forward
-        raise NotImplementedError('layers.DecoderLayer.forward: three Add & Norm steps: masked self-attention, cross-attention, feed-forward')
+        raise NotImplementedError(
+            "layers.DecoderLayer.forward: three Add & Norm steps: masked self-attention, cross-attention, feed-forward"
+        )

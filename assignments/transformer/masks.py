@@ -29,7 +29,7 @@ def padding_mask(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
     means *visible*.
     """
     # TODO: compare with pad_id, then insert the query axis with unsqueeze(1)
-    raise NotImplementedError('masks.padding_mask: compare with pad_id, then insert the query axis with unsqueeze(1)')
+    raise NotImplementedError("masks.padding_mask: compare with pad_id, then insert the query axis with unsqueeze(1)")
 
 
 def causal_mask(size: int, device=None) -> torch.Tensor:
@@ -50,7 +50,9 @@ def causal_mask(size: int, device=None) -> torch.Tensor:
     what is wanted.
     """
     # TODO: a lower-triangular matrix of ones (torch.tril) as bool, plus a leading axis
-    raise NotImplementedError('masks.causal_mask: a lower-triangular matrix of ones (torch.tril) as bool, plus a leading axis')
+    raise NotImplementedError(
+        "masks.causal_mask: a lower-triangular matrix of ones (torch.tril) as bool, plus a leading axis"
+    )
 
 
 def target_mask(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
@@ -67,4 +69,4 @@ def target_mask(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
     Pitfall: create the causal part on ``tokens.device``, or the ``&`` fails on a GPU.
     """
     # TODO: combine the two masks above with & (broadcasting does the rest)
-    raise NotImplementedError('masks.target_mask: combine the two masks above with & (broadcasting does the rest)')
+    raise NotImplementedError("masks.target_mask: combine the two masks above with & (broadcasting does the rest)")

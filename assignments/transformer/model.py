@@ -22,11 +22,11 @@ class Encoder(nn.Module):
     def __init__(self, num_layers: int, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1):
         super().__init__()
         # TODO: an nn.ModuleList of num_layers EncoderLayers
-        raise NotImplementedError('model.Encoder.__init__: an nn.ModuleList of num_layers EncoderLayers')
+        raise NotImplementedError("model.Encoder.__init__: an nn.ModuleList of num_layers EncoderLayers")
 
     def forward(self, x, src_mask):
         # TODO: run the layers one after the other
-        raise NotImplementedError('model.Encoder.forward: run the layers one after the other')
+        raise NotImplementedError("model.Encoder.forward: run the layers one after the other")
 
 
 class Decoder(nn.Module):
@@ -42,11 +42,13 @@ class Decoder(nn.Module):
     def __init__(self, num_layers: int, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1):
         super().__init__()
         # TODO: an nn.ModuleList of num_layers DecoderLayers
-        raise NotImplementedError('model.Decoder.__init__: an nn.ModuleList of num_layers DecoderLayers')
+        raise NotImplementedError("model.Decoder.__init__: an nn.ModuleList of num_layers DecoderLayers")
 
     def forward(self, x, memory, src_mask, tgt_mask):
         # TODO: run the layers one after the other, each with the same memory
-        raise NotImplementedError('model.Decoder.forward: run the layers one after the other, each with the same memory')
+        raise NotImplementedError(
+            "model.Decoder.forward: run the layers one after the other, each with the same memory"
+        )
 
 
 class Transformer(nn.Module):
@@ -95,16 +97,18 @@ class Transformer(nn.Module):
     ):
         super().__init__()
         # TODO: keep pad_id; create src_embed, tgt_embed, positional, encoder, decoder, generator; Xavier-initialise the matrices
-        raise NotImplementedError('model.Transformer.__init__: keep pad_id; create src_embed, tgt_embed, positional, encoder, decoder, generator; Xavier-initialise the matrices')
+        raise NotImplementedError(
+            "model.Transformer.__init__: keep pad_id; create src_embed, tgt_embed, positional, encoder, decoder, generator; Xavier-initialise the matrices"
+        )
 
     def encode(self, src, src_mask):
         # TODO: embed, add positions, run the encoder
-        raise NotImplementedError('model.Transformer.encode: embed, add positions, run the encoder')
+        raise NotImplementedError("model.Transformer.encode: embed, add positions, run the encoder")
 
     def decode(self, tgt, memory, src_mask, tgt_mask):
         # TODO: embed, add positions, run the decoder
-        raise NotImplementedError('model.Transformer.decode: embed, add positions, run the decoder')
+        raise NotImplementedError("model.Transformer.decode: embed, add positions, run the decoder")
 
     def forward(self, src, tgt, src_mask, tgt_mask):
         # TODO: encode, decode, generator
-        raise NotImplementedError('model.Transformer.forward: encode, decode, generator')
+        raise NotImplementedError("model.Transformer.forward: encode, decode, generator")

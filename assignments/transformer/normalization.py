@@ -31,11 +31,15 @@ class LayerNorm(nn.Module):
     def __init__(self, d_model: int, eps: float = 1e-5):
         super().__init__()
         # TODO: nn.Parameter weight (ones) and bias (zeros); keep eps
-        raise NotImplementedError('normalization.LayerNorm.__init__: nn.Parameter weight (ones) and bias (zeros); keep eps')
+        raise NotImplementedError(
+            "normalization.LayerNorm.__init__: nn.Parameter weight (ones) and bias (zeros); keep eps"
+        )
 
     def forward(self, x):
         # TODO: mean and biased variance over the last axis (keepdim=True), normalise, scale and shift
-        raise NotImplementedError('normalization.LayerNorm.forward: mean and biased variance over the last axis (keepdim=True), normalise, scale and shift')
+        raise NotImplementedError(
+            "normalization.LayerNorm.forward: mean and biased variance over the last axis (keepdim=True), normalise, scale and shift"
+        )
 
 
 class AddNorm(nn.Module):
@@ -60,8 +64,10 @@ class AddNorm(nn.Module):
     def __init__(self, d_model: int, dropout: float = 0.1):
         super().__init__()
         # TODO: a LayerNorm(d_model) called norm and an nn.Dropout called dropout
-        raise NotImplementedError('normalization.AddNorm.__init__: a LayerNorm(d_model) called norm and an nn.Dropout called dropout')
+        raise NotImplementedError(
+            "normalization.AddNorm.__init__: a LayerNorm(d_model) called norm and an nn.Dropout called dropout"
+        )
 
     def forward(self, x, sublayer):
         # TODO: norm(x + dropout(sublayer(x)))
-        raise NotImplementedError('normalization.AddNorm.forward: norm(x + dropout(sublayer(x)))')
+        raise NotImplementedError("normalization.AddNorm.forward: norm(x + dropout(sublayer(x)))")

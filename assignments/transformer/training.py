@@ -28,11 +28,13 @@ class LabelSmoothingLoss(nn.Module):
     def __init__(self, smoothing: float = 0.1, ignore_index: int = 0):
         super().__init__()
         # TODO: keep smoothing and ignore_index
-        raise NotImplementedError('training.LabelSmoothingLoss.__init__: keep smoothing and ignore_index')
+        raise NotImplementedError("training.LabelSmoothingLoss.__init__: keep smoothing and ignore_index")
 
     def forward(self, logits, target):
         # TODO: log_softmax; NLL of the target; mean NLL over classes; mix with (1-ε, ε); average over kept rows
-        raise NotImplementedError('training.LabelSmoothingLoss.forward: log_softmax; NLL of the target; mean NLL over classes; mix with (1-ε, ε); average over kept rows')
+        raise NotImplementedError(
+            "training.LabelSmoothingLoss.forward: log_softmax; NLL of the target; mean NLL over classes; mix with (1-ε, ε); average over kept rows"
+        )
 
 
 def noam_lr(step: int, d_model: int, warmup: int, factor: float = 1.0) -> float:
@@ -50,4 +52,4 @@ def noam_lr(step: int, d_model: int, warmup: int, factor: float = 1.0) -> float:
     before computing anything.
     """
     # TODO: reject step < 1, then the formula
-    raise NotImplementedError('training.noam_lr: reject step < 1, then the formula')
+    raise NotImplementedError("training.noam_lr: reject step < 1, then the formula")
