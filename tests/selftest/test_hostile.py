@@ -1,8 +1,10 @@
 """Hostile submissions: whatever the student's code does, the grader stays in charge.
 
 Every folder under ``tests/selftest/hostile/`` is an attack: the ``transformer/`` modules it
-changes (laid over the current stubs at run time, with the shared probe of ``_shared/``) and a
-``NOTE.md`` saying what it tries and what must happen instead. Each one is graded here by the real command,
+changes (laid over the current stubs at run time, with the shared probe of ``_shared/`` and, for
+an attack that builds on the reference, ``solutions/transformer/<module>.py`` as
+``_reference_<module>.py``) and a ``NOTE.md`` saying what it tries and what must happen
+instead. Each one is graded here by the real command,
 ``python -m grader grade SUBMISSION --out DIR --parts ... --no-train``, and
 ``assert_grader_in_charge`` checks the outcome:
 
@@ -75,6 +77,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 STUBS = ROOT / "assignments" / "transformer"  # what every attack is laid over
 SHARED = HOSTILE / "_shared"  # modules several attacks import: the probe (_hostile_probe.py), ...
+REFERENCE = ROOT / "solutions" / "transformer"  # importable by an attack as _reference_<module>
 SCHEMA = ROOT / "grader" / "schemas" / "gradescope_results.schema.json"
 IS_ROOT = os.geteuid() == 0
 # The suite grades every attack in each mode: "root" (the judge as root, as on Gradescope: each
@@ -474,26 +477,30 @@ def _fill(text: str, values: dict[str, str]) -> str:
 
 def _copy_submission(source: Path, target: Path, values: dict[str, str]) -> None:
     """Lay an attack over the current stubs: ``assignments/transformer/*.py``, then the modules
-    of ``hostile/_shared/`` the attack imports (or a shared module it imports does),
-    then the attack's own files — placeholders filled, ``*.hostile`` names restored. An attack
-    folder holds only what it changes (``test_attacks_hold_only_what_they_change``)."""
+    the suite provides that the attack imports (or that a module so laid in imports) — those of
+    ``hostile/_shared/``, and ``_reference_<module>``: ``solutions/transformer/<module>.py``, for an
+    attack that changes one piece of the reference and imports the rest from it — then the
+    attack's own files: placeholders filled, ``*.hostile`` names restored. An attack folder holds
+    only what it changes (``test_attacks_hold_only_what_they_change``)."""
     package = target / "transformer"
     package.mkdir(parents=True, exist_ok=True)
     for path in sorted(STUBS.glob("*.py")):
         shutil.copyfile(path, package / path.name)
     texts = [p.read_text(encoding="utf-8") for p in source.rglob("*.py*")
              if p.is_file() and "__pycache__" not in p.parts]
-    shared = {path.stem: path.read_text(encoding="utf-8") for path in SHARED.glob("*.py")}
+    provided = {path.stem: path.read_text(encoding="utf-8") for path in SHARED.glob("*.py")}
+    provided |= {f"_reference_{path.stem}": path.read_text(encoding="utf-8") for path in REFERENCE.glob("*.py")}
     used: set[str] = set()
     while True:
-        more = {name for name in shared if name not in used
-                and any(re.search(rf"\bimport\b.*\b{name}\b", text) for text in texts)}
+        # `from . import NAME`, `import NAME`, and `from .NAME import ...`
+        more = {name for name in provided if name not in used
+                and any(re.search(rf"\b(?:import|from)\b.*\b{name}\b", text) for text in texts)}
         if not more:
             break
         used |= more
-        texts += [shared[name] for name in more]
+        texts += [provided[name] for name in more]
     for name in sorted(used):
-        (package / f"{name}.py").write_text(_fill(shared[name], values), encoding="utf-8")
+        (package / f"{name}.py").write_text(_fill(provided[name], values), encoding="utf-8")
     for path in sorted(source.rglob("*")):
         rel = path.relative_to(source)
         if "__pycache__" in rel.parts or path.suffix == ".pyc":
