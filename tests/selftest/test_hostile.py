@@ -407,8 +407,18 @@ while frontier:
             leftovers[pid] = {"pid": pid, "ppid": ppid, "state": state, "uid": uid_of(pid),
                               "cmdline": cmdline(pid)[:300]}
             frontier.append(pid)
+def started_by_ignored(pid):
+    """Whether pid or one of its ancestors is the honest grade run beside the attack (its own
+    command names a folder of its own; its workers name only the shared checkout)."""
+    seen = set()
+    while pid > 1 and pid not in seen and spec.get("ignore"):
+        seen.add(pid)
+        if spec["ignore"] in cmdline(pid):
+            return True
+        pid = stat_of(pid)[1] or 0
+    return False
 for pid in pids():
-    if pid != me and pid not in leftovers and spec["needle"] in cmdline(pid):
+    if pid != me and pid not in leftovers and spec["needle"] in cmdline(pid) and not started_by_ignored(pid):
         state, ppid = stat_of(pid)
         leftovers[pid] = {"pid": pid, "ppid": ppid, "state": state, "uid": uid_of(pid),
                           "cmdline": cmdline(pid)[:300]}
@@ -808,13 +818,15 @@ def grade_in_sandbox(name: str, attack: Attack, submission_source: Path | None =
     command = _judge_command(run, base, command)
     spec = {"command": command, "cwd": str(run.repo), "env": env, "hard_limit": attack.time_limit + 60,
             "grace": attack.grace, "needle": str(base), "report": str(base / "report.json")}
+    other_base = Path(f"/tmp/hostile-other-{uuid.uuid4().hex[:12]}")
+    if attack.concurrent:  # the honest grade beside it is not the attack's leftover
+        spec["ignore"] = str(other_base)
     (base / "spec.json").write_text(json.dumps(spec))
 
     skip = {"out", "markers", "report.json", "spec.json"}
     other = None
     # Attack.concurrent: an honest grade of the reference at the same time, for the attack to find
     # (in a folder of its own, so that neither the checksums nor the leftover search mix them up).
-    other_base = Path(f"/tmp/hostile-other-{uuid.uuid4().hex[:12]}")
     if attack.concurrent:
         honest = other_base / "submission" / "transformer"
         honest.mkdir(parents=True)
