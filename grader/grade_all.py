@@ -73,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lang", choices=available_languages(), default=None,
                         help="language of the students' reports, passed on to each grade (default: [course] "
                              "language in course.toml, else English; the machine's locale is never used)")
+    from grader import cluster  # (here: grader.cluster imports this module)
+
+    cluster.add_arguments(parser)
 
 
 def discover(folder: Path) -> list[tuple[str, Path]]:
@@ -250,8 +253,10 @@ def main(args: argparse.Namespace) -> int:
     if not args.submissions.is_dir():
         print(f"grader: {args.submissions} is not a folder", file=sys.stderr)
         return 2
-    sandbox = isolation.probe(ROOT, worker_uid=False)  # each grade takes its own uid
-    if not sandbox.available:
+    on_cluster = bool(getattr(args, "scheduler", None) or getattr(args, "cluster", None))
+    # each grade takes its own uid; on a cluster each worker checks its own sandbox (grader/cluster.py)
+    sandbox = isolation.probe(ROOT, worker_uid=False) if not on_cluster else None
+    if sandbox is not None and not sandbox.available:
         if not args.allow_unisolated:
             print(_("grader: grade-all refuses to grade without sandbox isolation ({reason}); pass "
                     "--allow-unisolated to grade anyway", reason=sandbox.reason), file=sys.stderr)
@@ -264,16 +269,25 @@ def main(args: argparse.Namespace) -> int:
         students = discover(args.submissions)
         # As root, other students' submissions and results are none of a worker's business
         # (with bubblewrap no worker sees them anyway; the fallback hides them from graderworker).
-        if not sandbox.available:
+        if sandbox is not None and not sandbox.available:
             hide_from_worker(sandbox_user(), [args.submissions.resolve(), args.out.resolve()])
         jobs = max(1, args.jobs)
         todo = [(s, p) for s, p in students
                 if args.force or load_valid_results(args.out / s / "results.json") is None]
-        print(_("{total} submissions, {done} already graded, grading {todo} ({jobs} at a time)",
-                total=len(students), done=len(students) - len(todo), todo=len(todo), jobs=jobs),
-              file=sys.stderr, flush=True)
+        if on_cluster:
+            print(_("{total} submissions, {done} already graded, grading {todo} on a Dask cluster",
+                    total=len(students), done=len(students) - len(todo), todo=len(todo)), file=sys.stderr, flush=True)
+        else:
+            print(_("{total} submissions, {done} already graded, grading {todo} ({jobs} at a time)",
+                    total=len(students), done=len(students) - len(todo), todo=len(todo), jobs=jobs),
+                  file=sys.stderr, flush=True)
         started = time.monotonic()
-        problems = grade_many(todo, args, jobs, started)
+        if on_cluster:
+            from grader import cluster
+
+            problems = cluster.grade_many(todo, args, started)
+        else:
+            problems = grade_many(todo, args, jobs, started)
         rows = []
         for student, _source in students:  # (not `_`: the translation function)
             results = None if student in problems else load_valid_results(args.out / student / "results.json")
@@ -290,6 +304,11 @@ def main(args: argparse.Namespace) -> int:
             })
         write_gradebook(args.out / "gradebook.csv", rows, list(rubric.parts))
     except Exception as error:
+        from grader.cluster import ClusterError
+
+        if isinstance(error, ClusterError):  # no cluster to grade on: a usage error, nothing was graded
+            print(f"grader: {error}", file=sys.stderr)
+            return 2
         print(f"grader: grade-all failed: {type(error).__name__}: {error}"[:500], file=sys.stderr)
         return 1
     failed = sum(1 for row in rows if row["total"] == "")
