@@ -348,11 +348,11 @@ def grade_many(todo: list[tuple[str, Path]], args: argparse.Namespace, started: 
                     student = futures.pop(future)
                     try:
                         graded = future.result()
-                    except Exception as error:  # every try failed (KilledWorker), or the worker could not run it
-                        hint = (" (start the workers with PYTHONPATH=<checkout>)"
-                                if isinstance(error, ModuleNotFoundError) else "")
-                        problems[student] = f"grader-error: could not be graded on the cluster: " \
-                                            f"{type(error).__name__}: {error}"[:300] + hint
+                    except Exception as error:  # every try failed (KilledWorker), or the cluster could not run it
+                        reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+                        hint = (" (start the scheduler and the workers with PYTHONPATH=<checkout>, docs/cluster.md)"
+                                if "grader" in reason or "deserializ" in reason else "")
+                        problems[student] = f"grader-error: could not be graded on the cluster: {reason}{hint}"
                         report(student, problems[student], 0.0)
                         continue
                     problem = grade_all.store(graded, args.out)
