@@ -129,34 +129,38 @@ def pack_folder(folder: Path) -> bytes:
             for candidate in sorted(folder.glob("*/transformer")):
                 if candidate.is_dir() and not candidate.parent.is_symlink() and not candidate.is_symlink():
                     archive.writestr(candidate.relative_to(folder).as_posix() + "/", b"")
-            return buffer.getvalue()
-        sent = 0
-        for directory, subdirs, files in os.walk(package, followlinks=False):
-            relative = Path(directory).relative_to(package)
-            subdirs[:] = sorted(d for d in subdirs if d not in intake.IGNORED_DIRS and not d.startswith(".")
-                                and len(relative.parts) < intake.MAX_DEPTH
-                                and not os.path.islink(os.path.join(directory, d)))
-            base = Path(directory).relative_to(folder)
-            if base.parts:
-                archive.writestr(base.as_posix() + "/", b"")
-            for name in sorted(files):
-                source, entry = Path(directory) / name, (base / name).as_posix()
-                mode = os.lstat(source).st_mode
-                if stat.S_ISLNK(mode):
-                    link = zipfile.ZipInfo(entry)
-                    link.external_attr = (stat.S_IFLNK | 0o777) << 16
-                    archive.writestr(link, os.readlink(source))
-                elif stat.S_ISREG(mode) and name.endswith(".py"):
-                    with open(source, "rb") as f:
-                        data = f.read(intake.MAX_FILE_BYTES + 1)
-                    sent += len(data)
-                    if sent > SEND_LIMIT:
-                        raise ClusterError(f"the submission's .py files add up to more than "
-                                           f"{SEND_LIMIT // 2**20} MiB")
-                    archive.writestr(entry, data)
-                elif not name.endswith(".py"):
-                    archive.writestr(entry, b"")
+        else:
+            _add_package(archive, folder, package)
     return buffer.getvalue()
+
+
+def _add_package(archive: zipfile.ZipFile, folder: Path, package: Path) -> None:
+    """``package`` walked as intake walks it (``intake._copy_package``), under its path in ``folder``."""
+    sent = 0
+    for directory, subdirs, files in os.walk(package, followlinks=False):
+        relative = Path(directory).relative_to(package)
+        subdirs[:] = sorted(d for d in subdirs if d not in intake.IGNORED_DIRS and not d.startswith(".")
+                            and len(relative.parts) < intake.MAX_DEPTH
+                            and not os.path.islink(os.path.join(directory, d)))
+        base = Path(directory).relative_to(folder)
+        if base.parts:
+            archive.writestr(base.as_posix() + "/", b"")
+        for name in sorted(files):
+            source, entry = Path(directory) / name, (base / name).as_posix()
+            mode = os.lstat(source).st_mode
+            if stat.S_ISLNK(mode):
+                link = zipfile.ZipInfo(entry)
+                link.external_attr = (stat.S_IFLNK | 0o777) << 16
+                archive.writestr(link, os.readlink(source))
+            elif stat.S_ISREG(mode) and name.endswith(".py"):
+                with open(source, "rb") as f:
+                    data = f.read(intake.MAX_FILE_BYTES + 1)
+                sent += len(data)
+                if sent > SEND_LIMIT:
+                    raise ClusterError(f"the submission's .py files add up to more than {SEND_LIMIT // 2**20} MiB")
+                archive.writestr(entry, data)
+            elif not name.endswith(".py"):
+                archive.writestr(entry, b"")
 
 
 def unpack(packed: Packed, into: Path) -> Path:
