@@ -264,12 +264,13 @@ def connect(args: argparse.Namespace, settings: dict):
     kind = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster"}[args.cluster]
     root = settings.get("grader_root", str(grade_all.ROOT))
     extra_directives = list(settings.get("job_extra_directives", []))
-    worker_args = []
+    worker_args = ["--nthreads", "1"]  # one grade at a time per worker process (the last --nthreads counts)
     if settings["gpu"]:
-        worker_args = ["--resources", "GPU=1"]
+        worker_args += ["--resources", "GPU=1"]
         if args.cluster == "slurm" and not any("gres" in d or "gpus" in d for d in extra_directives):
             extra_directives.append("--gres=gpu:1")
-    options = {"queue": settings.get("queue"), "project": settings.get("account"), "cores": settings["cores"],
+    account = "account" if args.cluster in ("slurm", "pbs") else "project"  # -A; SGE and LSF call it a project
+    options = {"queue": settings.get("queue"), account: settings.get("account"), "cores": settings["cores"],
                "memory": settings["memory"], "processes": settings.get("processes", settings["cores"]),
                "walltime": settings["walltime"], "interface": settings.get("interface"),
                "python": settings.get("python", f"{root}/.venv/bin/python"),
