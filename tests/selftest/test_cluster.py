@@ -296,3 +296,26 @@ def test_without_dask_the_instructor_is_told_what_to_install(monkeypatch, tmp_pa
     assert status == 2
     said = capsys.readouterr().err
     assert "need Dask" in said and "pip install -r requirements.txt" in said, said
+
+
+def test_the_slurm_job_script_follows_the_cluster_section(monkeypatch, tmp_path):
+    """The batch script that --cluster slurm would submit (built, not submitted)."""
+    dask_jobqueue = pytest.importorskip("dask_jobqueue")
+    monkeypatch.setattr(dask_jobqueue.core.JobQueueCluster, "scale", lambda self, *args, **kwargs: None)
+    course = tmp_path / "course.toml"
+    course.write_text('[cluster]\nqueue = "cpu"\naccount = "dl"\ncores = 8\nprocesses = 4\nmemory = "32GB"\n'
+                      'gpu = true\ngrader_root = "/shared/transformer"\n')
+    args = argparse.Namespace(scheduler=None, cluster="slurm", tries=3, jobs=1)
+    client, started = cluster.connect(args, cluster.load_settings(course))
+    try:
+        script = started.job_script()
+    finally:
+        client.close()
+        started.close()
+    for line in ("#SBATCH -p cpu", "#SBATCH -A dl", "#SBATCH --cpus-per-task=8", "#SBATCH --gres=gpu:1",
+                 "cd /shared/transformer", "export PYTHONPATH=/shared/transformer"):
+        assert line in script.splitlines(), (line, script)
+    worker = next(line for line in script.splitlines() if "dask_worker" in line)
+    assert worker.startswith("/shared/transformer/.venv/bin/python -m distributed.cli.dask_worker ")
+    assert "--nworkers 4" in worker and worker.split("--nthreads ")[-1].startswith("1 ")  # the last one counts
+    assert "--resources GPU=1" in worker
