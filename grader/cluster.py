@@ -55,6 +55,7 @@ DEFAULTS = {"cores": 2, "memory": "8GB", "walltime": "02:00:00", "jobs": 1, "gpu
 FINGERPRINTED = ("grader", "tests/conftest.py", "tests/support", "tests/public", "tests/hidden", "course.toml")
 SEND_LIMIT = 4 * intake.MAX_TOTAL_BYTES  # a package past intake's limits is rejected there anyway
 LOAD_EVERY = 30.0  # seconds between two lines of per-worker load
+MIN_IN_FLIGHT = 64  # tasks submitted ahead (4 per worker past 16 workers)
 MAX_WORKERS_SHOWN = 8
 
 
@@ -286,19 +287,17 @@ def trains(args: argparse.Namespace) -> bool:
     return not args.no_train and (args.parts is None or "translation" in args.parts.split(","))
 
 
-def load_line(client, done_by: dict[str, int]) -> str:
+def load_line(client, done_by: dict[str, int], unfinished: int) -> str:
     """``workers: 2 (2 grading, 5 waiting); graded per worker: 127.0.0.1:40211 3, ...``"""
     from grader.i18n import _
 
     workers = client.scheduler_info(n_workers=-1).get("workers", {})
-    processing = client.processing()
-    grading = sum(min(len(keys), workers.get(w, {}).get("nthreads", 1)) for w, keys in processing.items())
-    queued = sum(len(keys) for keys in processing.values()) - grading
+    grading = sum(min(len(keys), workers.get(w, {}).get("nthreads", 1)) for w, keys in client.processing().items())
     shown = sorted(set(workers) | set(done_by))
-    counts = ", ".join(f"{w.removeprefix('tcp://')} {done_by.get(w, 0)}" for w in shown[:MAX_WORKERS_SHOWN])
+    counts = [f"{w.removeprefix('tcp://')} {done_by.get(w, 0)}" for w in shown[:MAX_WORKERS_SHOWN]]
+    counts += ["..."] if len(shown) > MAX_WORKERS_SHOWN else []
     return _("workers: {workers} ({grading} grading, {waiting} waiting); graded per worker: {counts}",
-             workers=len(workers), grading=grading, waiting=queued, counts=counts + (", ..." if
-                                                                                   len(shown) > MAX_WORKERS_SHOWN else ""))
+             workers=len(workers), grading=grading, waiting=max(0, unfinished - grading), counts=", ".join(counts))
 
 
 def grade_many(todo: list[tuple[str, Path]], args: argparse.Namespace, started: float) -> dict[str, str]:
@@ -322,9 +321,16 @@ def grade_many(todo: list[tuple[str, Path]], args: argparse.Namespace, started: 
         futures, done_by, k, busy, cpu = {}, {}, 0, 0.0, 0.0
         finished = as_completed()
 
+        def in_flight_enough() -> bool:
+            """A few tasks per worker (at least ``MIN_IN_FLIGHT``) are in flight: the scheduler balances
+            them, and the client holds only those submissions' bytes, whatever the size of the class."""
+            return len(futures) >= max(MIN_IN_FLIGHT, 4 * len(client.scheduler_info(n_workers=-1)["workers"]))
+
         def submit_more() -> None:
-            window = max(64, 4 * len(client.scheduler_info().get("workers", {})))
-            for student, path in waiting:
+            while len(futures) < MIN_IN_FLIGHT or not in_flight_enough():
+                student, path = next(waiting, (None, None))
+                if student is None:
+                    return
                 try:
                     packed = pack(path)
                 except (OSError, ClusterError) as error:
@@ -336,8 +342,6 @@ def grade_many(todo: list[tuple[str, Path]], args: argparse.Namespace, started: 
                                        pure=False, resources=resources, retries=max(0, args.tries - 1))
                 futures[future] = student
                 finished.add(future)
-                if len(futures) >= window:
-                    return
 
         def report(student: str, problem: str, seconds: float) -> None:
             nonlocal k
@@ -345,9 +349,9 @@ def grade_many(todo: list[tuple[str, Path]], args: argparse.Namespace, started: 
             print(grade_all.progress_line(k, len(todo), student, problem, seconds, time.monotonic() - started),
                   file=sys.stderr, flush=True)
 
-        submit_more()
         shown_load = time.monotonic()
         try:
+            submit_more()
             while futures:
                 for future in finished.next_batch(block=False) or []:
                     student = futures.pop(future)
@@ -356,7 +360,7 @@ def grade_many(todo: list[tuple[str, Path]], args: argparse.Namespace, started: 
                     except Exception as error:  # every try failed (KilledWorker), or the cluster could not run it
                         reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
                         hint = (" (start the scheduler and the workers with PYTHONPATH=<checkout>, docs/cluster.md)"
-                                if "grader" in reason or "deserializ" in reason else "")
+                                if "No module named 'grader'" in reason or "deserializ" in reason else "")
                         problems[student] = f"grader-error: could not be graded on the cluster: {reason}{hint}"
                         report(student, problems[student], 0.0)
                         continue
@@ -369,7 +373,7 @@ def grade_many(todo: list[tuple[str, Path]], args: argparse.Namespace, started: 
                     future.release()
                 submit_more()
                 if time.monotonic() - shown_load >= LOAD_EVERY:
-                    print(load_line(client, done_by), file=sys.stderr, flush=True)
+                    print(load_line(client, done_by, len(todo) - k), file=sys.stderr, flush=True)
                     shown_load = time.monotonic()
                 time.sleep(0.1)
         except KeyboardInterrupt:
@@ -378,7 +382,7 @@ def grade_many(todo: list[tuple[str, Path]], args: argparse.Namespace, started: 
                   file=sys.stderr, flush=True)
             raise
         wall = time.monotonic() - started
-        print(load_line(client, done_by), file=sys.stderr, flush=True)
+        print(load_line(client, done_by, 0), file=sys.stderr, flush=True)
         print(_("on the cluster: {wall} wall, {cpu} of CPU and {busy} of grading on the workers: {speedup}× "
                 "the speed of one worker grading one submission at a time",
                 wall=grade_all.format_duration(wall), cpu=grade_all.format_duration(cpu),
