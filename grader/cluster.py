@@ -307,6 +307,8 @@ def grade_many(todo: list[tuple[str, Path]], args: argparse.Namespace, started: 
 
     settings = load_settings()
     settings["gpu"] = settings["gpu"] or args.gpu
+    if not todo:  # everyone graded already: no batch jobs for nothing
+        return {}
     client, cluster = connect(args, settings)
     problems: dict[str, str] = {}
     try:
