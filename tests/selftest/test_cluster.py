@@ -287,7 +287,7 @@ def test_the_cluster_settings_are_checked(tmp_path):
 
 
 def test_without_dask_the_instructor_is_told_what_to_install(monkeypatch, tmp_path, capsys):
-    (tmp_path / "class").mkdir()
+    (tmp_path / "class" / "ana").mkdir(parents=True)
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
     from grader.__main__ import main
 
