@@ -193,9 +193,9 @@ def unpack(packed: Packed, into: Path) -> Path:
 
 # --- on the worker ------------------------------------------------------------------------------
 
-@lru_cache(maxsize=1)
 def fingerprint() -> str:
-    """SHA-256 of what decides a score here: the grader, the tests, course.toml."""
+    """SHA-256 of what decides a score here: the grader, the tests, course.toml (read anew for each
+    task, about 20 ms: the grade subprocess reads the checkout as it is now, not as it was)."""
     digest = hashlib.sha256()
     for top in FINGERPRINTED:
         root = grade_all.ROOT / top
@@ -220,11 +220,11 @@ def grade_task(student: str, packed: Packed, options: list[str], timeout: float,
     """A Dask task: grade one packed submission on this worker, as grade-all grades it locally."""
     from distributed import get_worker
 
-    where = get_worker().address
-    if fingerprint() != expected:
+    where, here = get_worker().address, fingerprint()
+    if here != expected:
         return grade_all.Graded(student, host=where, problem=(
             f"grader-error: the worker {where} grades with another version of the grader, tests or course.toml "
-            f"(fingerprint {fingerprint()}, here {expected}): update its checkout"))
+            f"(fingerprint {here}, the client's {expected}): update its checkout"))
     if isolation_problem() and not allow_unisolated:
         return grade_all.Graded(student, host=where, problem=(
             f"grader-error: the worker {where} has no sandbox isolation ({isolation_problem()}); install "
@@ -382,7 +382,7 @@ def grade_many(todo: list[tuple[str, Path]], args: argparse.Namespace, started: 
             client.cancel(list(futures))
             print(_("interrupted: {k} of {n} written; the same command again grades the rest", k=k, n=len(todo)),
                   file=sys.stderr, flush=True)
-            raise
+            raise SystemExit(130) from None  # what a shell reports for Ctrl-C, without a traceback
         wall = time.monotonic() - started
         print(load_line(client, done_by, 0), file=sys.stderr, flush=True)
         print(_("on the cluster: {wall} wall, {cpu} of CPU and {busy} of grading on the workers: {speedup}× "
