@@ -53,6 +53,7 @@ SETTINGS = {"queue": str, "account": str, "cores": int, "memory": str, "processe
 DEFAULTS = {"cores": 2, "memory": "8GB", "walltime": "02:00:00", "jobs": 1, "gpu": False}
 # What decides a score: a worker whose copy of these differs from the client's does not grade.
 FINGERPRINTED = ("grader", "tests/conftest.py", "tests/support", "tests/public", "tests/hidden", "course.toml")
+FINGERPRINTED_SUFFIXES = (".py", ".toml", ".json", ".po")  # the sources: not caches, compiled catalogues, logs
 SEND_LIMIT = 4 * intake.MAX_TOTAL_BYTES  # a package past intake's limits is rejected there anyway
 LOAD_EVERY = 30.0  # seconds between two lines of per-worker load
 MIN_IN_FLIGHT = 64  # tasks submitted ahead (4 per worker past 16 workers)
@@ -75,8 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="on a cluster: a grade that trains waits for a worker started with --resources "
                              "GPU=1 (also [cluster] gpu = true in course.toml)")
     parser.add_argument("--tries", type=int, default=3, metavar="N",
-                        help="on a cluster started here: workers that may die grading one submission before it "
-                             "is reported as not graded")
+                        help="tries per submission on a cluster: a worker that dies grading it sends it to another "
+                             "one, up to N tries in all, then it is reported as not graded (a running scheduler "
+                             "counts its own distributed.scheduler.allowed-failures instead)")
 
 
 def load_settings(path: Path = COURSE) -> dict:
@@ -92,7 +94,7 @@ def load_settings(path: Path = COURSE) -> dict:
         if key not in SETTINGS:
             raise ClusterError(f"{path}: unknown [cluster] key {key!r} (known: {', '.join(SETTINGS)})")
         if not isinstance(value, SETTINGS[key]) or (SETTINGS[key] is int and isinstance(value, bool)):
-            raise ClusterError(f"{path}: [cluster] {key} must be a {SETTINGS[key].__name__}, not {value!r}")
+            raise ClusterError(f"{path}: [cluster] {key} must be {SETTINGS[key].__name__}, not {value!r}")
     return {**DEFAULTS, **section}
 
 
@@ -201,7 +203,7 @@ def fingerprint() -> str:
         root = grade_all.ROOT / top
         paths = sorted(root.rglob("*")) if root.is_dir() else [root]
         for path in paths:
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".mo"):
+            if path.is_file() and path.suffix in FINGERPRINTED_SUFFIXES and "__pycache__" not in path.parts:
                 digest.update(path.relative_to(grade_all.ROOT).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 

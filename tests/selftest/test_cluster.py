@@ -279,8 +279,8 @@ def test_the_cluster_settings_are_checked(tmp_path):
     course = tmp_path / "course.toml"
     course.write_text('[cluster]\nqueue = "gpu"\ncores = 8\njobs = 4\ngpu = true\n')
     assert cluster.load_settings(course) == {**cluster.DEFAULTS, "queue": "gpu", "cores": 8, "jobs": 4, "gpu": True}
-    for bad, said in (('cores = "8"', "must be a int"), ("nodes = 3", "unknown [cluster] key 'nodes'"),
-                      ("gpu = 1", "must be a bool")):
+    for bad, said in (('cores = "8"', "cores must be int, not '8'"), ("nodes = 3", "unknown [cluster] key 'nodes'"),
+                      ("gpu = 1", "gpu must be bool, not 1")):
         course.write_text(f"[cluster]\n{bad}\n")
         with pytest.raises(cluster.ClusterError, match=re.escape(said)):
             cluster.load_settings(course)
