@@ -35,7 +35,7 @@ INTEGRATION := tests/selftest/test_sandbox.py tests/selftest/test_grader.py test
 	tests/selftest/test_release.py tests/selftest/test_notebooks.py tests/selftest/test_translation.py \
 	tests/selftest/test_variants.py tests/selftest/test_mutants.py tests/selftest/test_hostile.py \
 	tests/selftest/test_feedback.py tests/selftest/test_isolation.py tests/selftest/test_report.py \
-	tests/selftest/test_progress.py tests/selftest/test_export.py
+	tests/selftest/test_progress.py tests/selftest/test_export.py tests/selftest/test_cluster.py
 
 .PHONY: help venv check test test-deep stubs catalogues grade demo grade-all train translate bench mutants clean
 

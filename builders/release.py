@@ -174,6 +174,26 @@ def copy_file(src: Path, dst: Path, *, executable: bool = False) -> None:
     dst.chmod(mode)
 
 
+INSTRUCTORS_ONLY = "# Instructors only:"  # opens a block of requirements.txt that ends at a blank line
+
+
+def hand_out_requirements() -> str:
+    """requirements.txt without its instructors-only blocks (Dask, for grade-all on a cluster):
+    neither a student nor Gradescope installs what only the instructor's grade-all uses."""
+    kept, skipping = [], False
+    for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines(keepends=True):
+        skipping = line.startswith(INSTRUCTORS_ONLY) or (skipping and bool(line.strip()))
+        if not skipping:
+            kept.append(line)
+    return "".join(kept).rstrip("\n") + "\n"
+
+
+def write_requirements(dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(hand_out_requirements(), encoding="utf-8")
+    dst.chmod(0o644)
+
+
 def write_zip(folder: Path, zip_path: Path, prefix: str = "") -> list[str]:
     """Zip ``folder``'s files (under ``prefix/`` when given); keeps executable bits."""
     zip_path.parent.mkdir(parents=True, exist_ok=True)
@@ -542,8 +562,8 @@ def build_student(out: Path, course: Course, *, lang: str = "en", verify: bool =
     )
     (out / "grader" / "rubric.toml").write_text(rubric_text, encoding="utf-8")
     # Project files and the student templates.
-    for name in ("requirements.txt", "pyproject.toml"):
-        copy_file(ROOT / name, out / name)
+    write_requirements(out / "requirements.txt")
+    copy_file(ROOT / "pyproject.toml", out / "pyproject.toml")
     templates = TEMPLATES / "student"
     for path in sorted(templates.rglob("*")):
         rel = path.relative_to(templates)
@@ -666,8 +686,8 @@ def build_autograder(zip_path: Path, course: Course, *, log=print) -> Path:
         grade_args = ("--lang", course.language, *course.grade_args)
         check_grade_args(grade_args)
         (stage / "grade_args.txt").write_text("".join(f"{arg}\n" for arg in grade_args), encoding="utf-8")
-        for name in ("requirements.txt", "pyproject.toml"):
-            copy_file(ROOT / name, stage / name)
+        write_requirements(stage / "requirements.txt")
+        copy_file(ROOT / "pyproject.toml", stage / "pyproject.toml")
         copy_tree(ROOT / "grader", stage / "grader",
                   skip=lambda rel: rel.name == "rubric.toml" or rel.as_posix().startswith(GENERATED_DATA + "/"))
         check_no_excluded_imports(stage, NEVER_SHIPPED)

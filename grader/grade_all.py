@@ -23,10 +23,14 @@ import csv
 import json
 import os
 import re
+import resource
+import socket
 import subprocess
 import sys
+import tempfile
 import time
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 
 from grader.contract import find_seal
 from grader.i18n import available_languages
@@ -69,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lang", choices=available_languages(), default=None,
                         help="language of the students' reports, passed on to each grade (default: [course] "
                              "language in course.toml, else English; the machine's locale is never used)")
+    from grader import cluster  # (here: grader.cluster imports this module)
+
+    cluster.add_arguments(parser)
 
 
 def discover(folder: Path) -> list[tuple[str, Path]]:
@@ -106,35 +113,98 @@ def load_valid_results(path: Path, nonce: str | None = None, sha256: str | None 
     return results if verify(results, nonce, sha256) else None
 
 
-def grade_one(student: str, path: Path, args: argparse.Namespace) -> tuple[str, str]:
-    """Run one ``grade`` subprocess; return (student, problem or "")."""
-    from grader.sandbox.process import die_with_parent
-
-    out = args.out / student
-    out.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "grader", "grade", str(path.resolve()), "--out", str(out.resolve()),
-               "--quiet", "--print-seal"]
+def grade_options(args: argparse.Namespace) -> list[str]:
+    """The options of grade-all that each ``grade`` gets (the limits only when given)."""
+    options = []
     for name in PASSTHROUGH:
         value = getattr(args, name)
         if value is not None:
-            command += [f"--{name.replace('_', '-')}", str(value)]
+            options += [f"--{name.replace('_', '-')}", str(value)]
     for flag in ("no_train", "no_lock_repo"):
         if getattr(args, flag):
-            command.append("--" + flag.replace("_", "-"))
-    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    try:
-        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=args.total_timeout + 300, preexec_fn=die_with_parent)
-    except subprocess.TimeoutExpired:
-        return student, "grader-error: the grade did not finish in time"
-    (out / "grade.log").write_text(f"$ {' '.join(command)}\n{done.stdout}\n{done.stderr}", encoding="utf-8")
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        return student, f"grader-error: {reason[:300]}"
-    seal = find_seal(done.stdout)
-    if seal is None or load_valid_results(out / "results.json", *seal) is None:
-        return student, "grader-error: results.json is missing, invalid or does not match this run's seal"
-    return student, ""
+            options.append("--" + flag.replace("_", "-"))
+    return options
+
+
+@dataclass
+class Graded:
+    """One grade, as it travels to whoever writes ``OUT/<student>/``: the files the grade wrote
+    (results.json, report.md, the attention picture, grade.log), its stdout (which carries the
+    seal) or the problem that stopped it, and where and how long it ran."""
+
+    student: str
+    files: dict[str, bytes] = field(default_factory=dict)
+    stdout: str = ""
+    problem: str = ""
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0  # the grade subprocess and its descendants (exact with one grade per process)
+    host: str = ""
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def grade_submission(student: str, path: Path, options: list[str], timeout: float) -> Graded:
+    """Grade one submission by a ``python -m grader grade`` subprocess into a scratch folder, and
+    return what it wrote. The one grading function of grade-all: the local pool calls it here,
+    a Dask worker calls it on its copy of the submission (grader/cluster.py); ``store`` writes
+    the result either way, so a class graded on a cluster scores what it scores here."""
+    from grader.sandbox.process import die_with_parent
+
+    begun, cpu_before = time.monotonic(), children_cpu_seconds()
+    graded = Graded(student, host=socket.gethostname())
+    with tempfile.TemporaryDirectory(prefix="grade-all-") as scratch:  # 0700: no worker's business
+        out = Path(scratch) / "out"
+        command = [sys.executable, "-m", "grader", "grade", str(Path(path).resolve()), "--out", str(out),
+                   "--quiet", "--print-seal", *options]
+        env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+        try:
+            done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                                  timeout=timeout, preexec_fn=die_with_parent)
+        except subprocess.TimeoutExpired:
+            graded.problem = "grader-error: the grade did not finish in time"
+        else:
+            graded.files = {p.relative_to(out).as_posix(): p.read_bytes()
+                            for p in sorted(out.rglob("*")) if p.is_file() and not p.is_symlink()}
+            graded.files["grade.log"] = f"$ {' '.join(command)}\n{done.stdout}\n{done.stderr}".encode()
+            graded.stdout = done.stdout
+            if done.returncode != 0:
+                reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+                graded.problem = f"grader-error: {reason[:300]}"
+    graded.seconds, graded.cpu_seconds = time.monotonic() - begun, children_cpu_seconds() - cpu_before
+    return graded
+
+
+def store(graded: Graded, out: Path) -> str:
+    """Write a grade's files into ``out/<student>/`` and check its seal; -> the problem, or "".
+
+    results.json is written last and each file through a temporary name, so that a grade-all
+    stopped at any point leaves no half-written results: a rerun regrades what is not there."""
+    folder = out / graded.student
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in sorted(graded.files, key=lambda n: (n == "results.json", n)):
+        relative = PurePosixPath(name)
+        if relative.is_absolute() or ".." in relative.parts:
+            return f"grader-error: the grade returned a file outside its folder: {name[:100]}"
+        target = folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(target.name + ".tmp")
+        temporary.write_bytes(graded.files[name])
+        temporary.replace(target)
+    if graded.problem:
+        return graded.problem
+    seal = find_seal(graded.stdout)
+    if seal is None or load_valid_results(folder / "results.json", *seal) is None:
+        return "grader-error: results.json is missing, invalid or does not match this run's seal"
+    return ""
+
+
+def grade_one(student: str, path: Path, args: argparse.Namespace) -> tuple[str, str]:
+    """Grade one submission into ``args.out/<student>/``; return (student, problem or "")."""
+    graded = grade_submission(student, path, grade_options(args), args.total_timeout + 300)
+    return student, store(graded, args.out)
 
 
 def _cell(value) -> str:
@@ -183,8 +253,10 @@ def main(args: argparse.Namespace) -> int:
     if not args.submissions.is_dir():
         print(f"grader: {args.submissions} is not a folder", file=sys.stderr)
         return 2
-    sandbox = isolation.probe(ROOT, worker_uid=False)  # each grade takes its own uid
-    if not sandbox.available:
+    on_cluster = bool(getattr(args, "scheduler", None) or getattr(args, "cluster", None))
+    # each grade takes its own uid; on a cluster each worker checks its own sandbox (grader/cluster.py)
+    sandbox = isolation.probe(ROOT, worker_uid=False) if not on_cluster else None
+    if sandbox is not None and not sandbox.available:
         if not args.allow_unisolated:
             print(_("grader: grade-all refuses to grade without sandbox isolation ({reason}); pass "
                     "--allow-unisolated to grade anyway", reason=sandbox.reason), file=sys.stderr)
@@ -197,16 +269,25 @@ def main(args: argparse.Namespace) -> int:
         students = discover(args.submissions)
         # As root, other students' submissions and results are none of a worker's business
         # (with bubblewrap no worker sees them anyway; the fallback hides them from graderworker).
-        if not sandbox.available:
+        if sandbox is not None and not sandbox.available:
             hide_from_worker(sandbox_user(), [args.submissions.resolve(), args.out.resolve()])
         jobs = max(1, args.jobs)
         todo = [(s, p) for s, p in students
                 if args.force or load_valid_results(args.out / s / "results.json") is None]
-        print(_("{total} submissions, {done} already graded, grading {todo} ({jobs} at a time)",
-                total=len(students), done=len(students) - len(todo), todo=len(todo), jobs=jobs),
-              file=sys.stderr, flush=True)
+        if on_cluster:
+            print(_("{total} submissions, {done} already graded, grading {todo} on a Dask cluster",
+                    total=len(students), done=len(students) - len(todo), todo=len(todo)), file=sys.stderr, flush=True)
+        else:
+            print(_("{total} submissions, {done} already graded, grading {todo} ({jobs} at a time)",
+                    total=len(students), done=len(students) - len(todo), todo=len(todo), jobs=jobs),
+                  file=sys.stderr, flush=True)
         started = time.monotonic()
-        problems = grade_many(todo, args, jobs, started)
+        if on_cluster:
+            from grader import cluster
+
+            problems = cluster.grade_many(todo, args, started)
+        else:
+            problems = grade_many(todo, args, jobs, started)
         rows = []
         for student, _source in students:  # (not `_`: the translation function)
             results = None if student in problems else load_valid_results(args.out / student / "results.json")
@@ -223,6 +304,11 @@ def main(args: argparse.Namespace) -> int:
             })
         write_gradebook(args.out / "gradebook.csv", rows, list(rubric.parts))
     except Exception as error:
+        from grader.cluster import ClusterError
+
+        if isinstance(error, ClusterError):  # no cluster to grade on: a usage error, nothing was graded
+            print(f"grader: {error}", file=sys.stderr)
+            return 2
         print(f"grader: grade-all failed: {type(error).__name__}: {error}"[:500], file=sys.stderr)
         return 1
     failed = sum(1 for row in rows if row["total"] == "")
