@@ -15,6 +15,7 @@ from torch import nn
 
 from grader.i18n import _
 from tests.support.checks import assert_close, assert_equal, check, tolerance
+from tests.support.likely_bugs import distinct_bugs, lazy_bugs
 from tests.support.oracles import attention as oracle
 from tests.support.strategies import dtypes, key_padding_mask, random_mask, seeds, tensor
 
@@ -104,7 +105,7 @@ def test_sdpa_four_dimensional_inputs_with_broadcast_masks(impl, b, h, t_q, t_k,
     expected_w = torch.from_numpy(exp_w).to(dtype)
     assert_close(weights, expected_w, what=_("attention weights vs numpy float64"), case=case, **tolerance(dtype),
                  hint=_("the mask broadcasts against the scores (..., T_q, T_k): don't reshape it"),
-                 likely_bugs=oracle.lazy_bugs(lambda: oracle.distinct_bugs(oracle.sdpa_bug_outputs(q, k, v, mask, dtype, "weights"), expected_w)))
+                 likely_bugs=lazy_bugs(lambda: distinct_bugs(oracle.sdpa_bug_outputs(q, k, v, mask, dtype, "weights"), expected_w)))
     assert_close(out, torch.from_numpy(exp_out).to(dtype), what=_("output vs numpy float64"), case=case,
                  **tolerance(dtype))
     assert_close(out, oracle.builtin_sdpa(q.double(), k.double(), v.double(), mask).to(dtype), **tolerance(dtype),
@@ -246,7 +247,7 @@ def test_mha_bigger_models_match_nn_multihead_attention(impl, dims, b, t_q, t_k,
     tol = F32_DEEP if dtype == torch.float32 else tolerance(dtype)
     case = mha_case(d_model, h, query, key, oracle.mask_label(mask_kind), dtype)
     assert_close(out, expected, what=_("output vs nn.MultiheadAttention"), case=case, hint=MHA_HINT, **tol,
-                 likely_bugs=oracle.lazy_bugs(lambda: oracle.distinct_bugs(oracle.mha_bug_outputs(state, query, key, value, h, mask, dtype), expected)))
+                 likely_bugs=lazy_bugs(lambda: distinct_bugs(oracle.mha_bug_outputs(state, query, key, value, h, mask, dtype), expected)))
     assert_close(mha.attn_weights, expected_weights, what=_("attn_weights vs nn.MultiheadAttention"), case=case, **tol)
 
 
@@ -260,7 +261,7 @@ def test_mha_one_feature_per_head(impl, d_model, b, t, dtype, seed):
                  case=_("{call} (d_k = 1)",
                         call=mha_case(d_model, d_model, x, x, _("padding mask (B, 1, T_k)"), dtype)),
                  hint=MHA_HINT, **tolerance(dtype),
-                 likely_bugs=oracle.lazy_bugs(lambda: oracle.distinct_bugs(oracle.mha_bug_outputs(state, x, x, x, d_model, mask, dtype), expected)))
+                 likely_bugs=lazy_bugs(lambda: distinct_bugs(oracle.mha_bug_outputs(state, x, x, x, d_model, mask, dtype), expected)))
 
 
 @given(b=st.integers(1, 3), t_q=st.integers(1, 7), t_k=st.integers(1, 7), pad=st.integers(1, 4), dtype=dtypes, seed=seeds)

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from grader.i18n import _
 from tests.support.checks import assert_close, check, tolerance
+from tests.support.likely_bugs import assert_close_naming_bugs
 from tests.support.oracles import layers as oracle
-from tests.support.oracles.layers import assert_close_naming_bugs
 from tests.support.strategies import dtypes, key_padding_mask, random_mask, seeds, tensor
 
 

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from grader.i18n import _
 from tests.support.checks import assert_close, check, tolerance
+from tests.support.likely_bugs import assert_close_naming_bugs
 from tests.support.oracles import layers as layer_oracle
 from tests.support.oracles import model as oracle
-from tests.support.oracles.layers import assert_close_naming_bugs
 from tests.support.strategies import dtypes, int_tensor, key_padding_mask, seeds, tensor
 
 DEFAULTS_HINT = _("defaults: d_model=512, num_heads=8, num_layers=6, d_ff=2048, max_len=5000")

@@ -13,8 +13,8 @@ from torch import nn
 
 from grader.i18n import _
 from tests.support.checks import assert_close, check, tolerance
+from tests.support.likely_bugs import distinct_bugs
 from tests.support.oracles import normalization as oracle
-from tests.support.oracles.attention import distinct_bugs
 from tests.support.strategies import dtypes, seeds, tensor
 
 LN_HINT = _("mean and biased variance over the last axis (keepdim=True); weight * (x - mean) / sqrt(var + eps) + bias")

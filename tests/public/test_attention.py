@@ -14,6 +14,7 @@ from torch import nn
 
 from grader.i18n import _
 from tests.support.checks import assert_close, assert_equal, check, tolerance
+from tests.support.likely_bugs import distinct_bugs, lazy_bugs, matching_bug
 from tests.support.oracles import attention as oracle
 from tests.support.strategies import (
     attention_shapes,
@@ -83,7 +84,7 @@ def check_masked_keys_get_zero(weights, q, k, v, mask, case):
     if not ok:
         mask_bugs = oracle.sdpa_bug_outputs(q, k, v, mask, torch.float64, "weights",
                                             variants=("mask_inverted", "mask_ignored", "mask_filled_with_zero"))
-        bug = oracle.matching_bug(weights, mask_bugs)
+        bug = matching_bug(weights, mask_bugs)
     message = bug or _("{count} masked keys got a non-zero weight (largest {largest})", count=int((leaked != 0).sum()),
                        largest=f"{leaked.abs().max().item() if leaked.numel() else 0:.3g}")
     check(ok, message, MASK_FILL_HINT, case=case, likely_bug=bug is not None)
@@ -117,7 +118,7 @@ def test_sdpa_weights_are_masked_distributions_and_output_is_weights_at_v(impl, 
         weights.sum(-1), torch.ones(lead + (b, t_q), dtype=dtype), what=_("sum of each row of the weights"), case=case,
         hint=_("softmax over the key axis (dim=-1), masking BEFORE the softmax, so each query's weights sum to 1"),
         **tolerance(dtype),
-        likely_bugs=oracle.distinct_bugs({
+        likely_bugs=distinct_bugs({
             descriptions["softmax_over_queries"]: oracle.sdpa(q, k, v, mask, variant="softmax_over_queries")[1].sum(-1),
             descriptions["mask_after_softmax"]: oracle.sdpa(q, k, v, mask, variant="mask_after_softmax")[1].sum(-1),
         }, torch.ones(lead + (b, t_q))),
@@ -144,11 +145,11 @@ def test_sdpa_matches_numpy_oracle_and_torch_builtin(impl, lead, shape, dtype, s
     assert_close(
         weights, expected_weights, what=_("attention weights vs numpy float64"), case=case, hint=SDPA_HINT,
         **tolerance(dtype),
-        likely_bugs=oracle.lazy_bugs(lambda: oracle.distinct_bugs(oracle.sdpa_bug_outputs(q, k, v, mask, dtype, "weights"), expected_weights)),
+        likely_bugs=lazy_bugs(lambda: distinct_bugs(oracle.sdpa_bug_outputs(q, k, v, mask, dtype, "weights"), expected_weights)),
     )
     assert_close(
         out, expected_out, what=_("output vs numpy float64"), case=case, hint=SDPA_HINT, **tolerance(dtype),
-        likely_bugs=oracle.lazy_bugs(lambda: oracle.distinct_bugs(oracle.sdpa_bug_outputs(q, k, v, mask, dtype), expected_out)),
+        likely_bugs=lazy_bugs(lambda: distinct_bugs(oracle.sdpa_bug_outputs(q, k, v, mask, dtype), expected_out)),
     )
     builtin = oracle.builtin_sdpa(q.double(), k.double(), v.double(), mask).to(dtype)
     assert_close(out, builtin, what=_("output vs F.scaled_dot_product_attention"), case=case, hint=SDPA_HINT,
@@ -300,7 +301,7 @@ def test_mha_self_attention_matches_nn_multihead_attention(impl, dims, b, t, dty
     case = _("MultiHeadAttention(d_model={d_model}, h={h}), self-attention on x {x}, {mask}, {dtype}", d_model=d_model,
              h=h, x=tuple(x.shape), mask=oracle.mask_label(mask_kind), dtype=dtype)
     assert_close(out, expected, what=_("output vs nn.MultiheadAttention"), case=case, hint=MHA_HINT, **tolerance(dtype),
-                 likely_bugs=oracle.lazy_bugs(lambda: oracle.distinct_bugs(oracle.mha_bug_outputs(state, x, x, x, h, mask, dtype), expected)))
+                 likely_bugs=lazy_bugs(lambda: distinct_bugs(oracle.mha_bug_outputs(state, x, x, x, h, mask, dtype), expected)))
     assert_close(mha.attn_weights, expected_weights, what=_("attn_weights (B, h, T_q, T_k) vs nn.MultiheadAttention"),
                  case=case, hint=_("attn_weights are the per-head softmax weights"), **tolerance(dtype))
 
@@ -319,7 +320,7 @@ def test_mha_cross_attention_matches_nn_multihead_attention(impl, dims, b, t_q, 
              "{mask}, {dtype}", d_model=d_model, h=h, query=tuple(query.shape), memory=tuple(key.shape),
              mask=oracle.mask_label(mask_kind), dtype=dtype)
     assert_close(out, expected, what=_("output vs nn.MultiheadAttention"), case=case, hint=MHA_HINT, **tolerance(dtype),
-                 likely_bugs=oracle.lazy_bugs(lambda: oracle.distinct_bugs(oracle.mha_bug_outputs(state, query, key, value, h, mask, dtype), expected)))
+                 likely_bugs=lazy_bugs(lambda: distinct_bugs(oracle.mha_bug_outputs(state, query, key, value, h, mask, dtype), expected)))
     assert_close(mha.attn_weights, expected_weights, what=_("attn_weights vs nn.MultiheadAttention"), case=case,
                  **tolerance(dtype), hint=_("queries come from `query`, keys from `key`, values from `value`"))
 
@@ -338,7 +339,7 @@ def test_mha_matches_numpy_oracle_float64(impl, dims, b, t_q, t_k, seed, mask_ki
              mask=oracle.mask_label(mask_kind), dtype=torch.float64)
     assert_close(out, expected, what=_("output vs numpy float64"), case=case,
                  hint=MHA_HINT, **tolerance(torch.float64),
-                 likely_bugs=oracle.lazy_bugs(lambda: oracle.distinct_bugs(oracle.mha_bug_outputs(state, query, memory, memory, h, mask, torch.float64), expected)))
+                 likely_bugs=lazy_bugs(lambda: distinct_bugs(oracle.mha_bug_outputs(state, query, memory, memory, h, mask, torch.float64), expected)))
     assert_close(mha.attn_weights, torch.from_numpy(expected_weights), what=_("attn_weights vs numpy float64"), case=case,
                  **tolerance(torch.float64))
 
@@ -361,7 +362,7 @@ def test_mha_accepts_every_mask_shape(impl, mask_shape):
              memory=tuple(memory.shape), mask_shape=mask_shape, shape=tuple(mask.shape))
     assert_close(out, expected, what=_("output vs nn.MultiheadAttention"), case=case, **tolerance(torch.float64),
                  hint=_("insert the head axis with mask.unsqueeze(1) so that the mask broadcasts against (B, h, T_q, T_k)"),
-                 likely_bugs=oracle.lazy_bugs(lambda: oracle.distinct_bugs(oracle.mha_bug_outputs(state, query, memory, memory, h, mask, torch.float64), expected)))
+                 likely_bugs=lazy_bugs(lambda: distinct_bugs(oracle.mha_bug_outputs(state, query, memory, memory, h, mask, torch.float64), expected)))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from grader.i18n import _
 from tests.support.checks import assert_close, check, tolerance
+from tests.support.likely_bugs import distinct_bugs
 from tests.support.oracles import feed_forward as oracle
-from tests.support.oracles.attention import distinct_bugs
 from tests.support.strategies import dtypes, seeds, tensor
 
 leading_shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple)  # 2-D to 4-D inputs

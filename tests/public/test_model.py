@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from grader.i18n import _
 from tests.support.checks import assert_close, check, tolerance
+from tests.support.likely_bugs import assert_close_naming_bugs
 from tests.support.oracles import model as oracle
-from tests.support.oracles.layers import assert_close_naming_bugs
 from tests.support.strategies import batch_sizes, dtypes, int_tensor, key_padding_mask, model_dims, seeds, tensor
 
 # The structural properties need fewer examples than the main reference check (keeps the file fast;

@@ -15,8 +15,8 @@ from torch import nn
 
 from grader.i18n import _
 from tests.support.checks import assert_close, assert_equal, check, tolerance
+from tests.support.likely_bugs import distinct_bugs
 from tests.support.oracles import normalization as oracle
-from tests.support.oracles.attention import distinct_bugs
 from tests.support.strategies import dtypes, seeds, tensor
 
 leading_shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple)
