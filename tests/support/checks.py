@@ -190,8 +190,21 @@ def raised_by(call):
     return None
 
 
-def tolerance(dtype: torch.dtype) -> dict:
-    """Default (rtol, atol) for comparing a computation in ``dtype`` with a float64 oracle."""
-    if dtype == torch.float64:
-        return {"rtol": 1e-9, "atol": 1e-10}
-    return {"rtol": 1e-4, "atol": 1e-5}
+# How far a computation in a dtype may land from the float64 oracle (``|a - e| <= atol + rtol * |e|``).
+# One layer: float32 rounds each sum to about 1e-7 relative, and these are sums of a few dozen terms.
+# A stack of layers (Encoder, Decoder, the Transformer) feeds rounding errors through several
+# layers and a vocabulary projection. On the reference solution, its float32 logits stay within a
+# tenth of 1e-4 (rtol and atol) in every configuration of the public and hidden tests; 2e-4 leaves
+# room for other correct orders of the sums, and a real bug is off by far more (the float64
+# checks, 1e-9, catch the subtle ones).
+TOLERANCES = {
+    "layer": {torch.float64: {"rtol": 1e-9, "atol": 1e-10}, torch.float32: {"rtol": 1e-4, "atol": 1e-5}},
+    "stack": {torch.float64: {"rtol": 1e-9, "atol": 1e-9}, torch.float32: {"rtol": 2e-4, "atol": 2e-4}},
+}
+
+
+def tolerance(dtype: torch.dtype, *, stack: bool = False) -> dict:
+    """(rtol, atol) for comparing a computation in ``dtype`` with a float64 oracle: of one layer,
+    or of a stack of layers (``stack=True``). Any dtype other than float64 gets float32's."""
+    table = TOLERANCES["stack" if stack else "layer"]
+    return dict(table[torch.float64 if dtype == torch.float64 else torch.float32])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from hypothesis import settings
 from hypothesis import strategies as st
 
 DTYPES = (torch.float32, torch.float64)
@@ -45,6 +46,11 @@ def key_padding_mask(batch: int, t_k: int, seed: int) -> torch.Tensor:
     return (torch.arange(t_k)[None, :] < torch.tensor(real)[:, None]).unsqueeze(1)
 
 
+def causal(size: int) -> torch.Tensor:
+    """``(1, T, T)`` bool, True on and below the diagonal: position i may attend to 0..i."""
+    return torch.tril(torch.ones(size, size, dtype=torch.bool)).unsqueeze(0)
+
+
 def random_mask(batch: int, t_q: int, t_k: int, seed: int) -> torch.Tensor:
     """``(B, T_q, T_k)`` bool with random holes; every query row keeps at least one key."""
     generator = torch.Generator().manual_seed(seed)
@@ -65,3 +71,10 @@ def model_dims(draw):
     """(d_model, num_heads) with d_model divisible by num_heads."""
     heads = draw(head_counts)
     return heads * draw(st.integers(1, 4)), heads
+
+
+def fewer_examples() -> settings:
+    """For properties that need fewer examples than a test against the reference: 2/5 of the
+    profile's examples, at least 5 (the `deep` profile still scales them up). Call it where a
+    test is defined, once ``conftest.py`` has loaded the profile."""
+    return settings(max_examples=max(5, settings().max_examples * 2 // 5))
