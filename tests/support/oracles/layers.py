@@ -221,6 +221,21 @@ def run_builtin_decoder_layer(layer, x, memory, src_mask, tgt_mask, num_heads):
     )
 
 
+def builtin_encoder_layer_output(sd: dict, d_model: int, num_heads: int, d_ff: int, x, src_mask) -> torch.Tensor:
+    """The built-in encoder layer with the weights ``sd`` on ``x`` (in float64, no gradient)."""
+    layer = builtin_encoder_layer(sd, d_model, num_heads, d_ff)
+    with torch.no_grad():
+        return run_builtin_encoder_layer(layer, x.double(), src_mask)
+
+
+def builtin_decoder_layer_output(sd: dict, d_model: int, num_heads: int, d_ff: int, x, memory, src_mask,
+                                 tgt_mask) -> torch.Tensor:
+    """The built-in decoder layer with the weights ``sd`` on ``x`` and ``memory`` (in float64, no gradient)."""
+    layer = builtin_decoder_layer(sd, d_model, num_heads, d_ff)
+    with torch.no_grad():
+        return run_builtin_decoder_layer(layer, x.double(), memory.double(), src_mask, tgt_mask, num_heads)
+
+
 # --------------------------------------------------------------------------- numpy
 
 
