@@ -60,6 +60,20 @@ def random_mask(batch: int, t_q: int, t_k: int, seed: int) -> torch.Tensor:
     return mask
 
 
+def attention_mask(kind: str | None, batch: int, t_q: int, t_k: int, seed: int) -> torch.Tensor | None:
+    """A mask of one of the kinds that ``oracles.attention.mask_label`` describes: None, "padding"
+    ``(B, 1, T_k)``, "random" ``(B, T_q, T_k)``, "shared" ``(1, T_q, T_k)`` or "causal" ``(1, T_q, T_q)``."""
+    if kind == "padding":
+        return key_padding_mask(batch, t_k, seed)
+    if kind == "random":
+        return random_mask(batch, t_q, t_k, seed)
+    if kind == "shared":
+        return random_mask(1, t_q, t_k, seed)
+    if kind == "causal":
+        return causal(t_q)
+    return None
+
+
 @st.composite
 def attention_shapes(draw):
     """(B, T_q, T_k, d_k, d_v) for scaled dot-product attention."""

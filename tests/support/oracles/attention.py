@@ -170,6 +170,14 @@ def multi_head_attention(state, query, key, value, num_heads: int, mask=None, va
     return _linear(merged, state, "w_o"), weights
 
 
+# What to look at, in the tests of scaled dot-product and multi-head attention.
+MHA_HINT = _(
+    "project with w_q/w_k/w_v, split (B, T, d_model) -> (B, T, h, d_k) -> transpose to (B, h, T, d_k), "
+    "attend with mask.unsqueeze(1), transpose back, merge to (B, T_q, d_model), then w_o"
+)
+STABLE_HINT = _("subtract the row maximum before exp (torch.softmax does), and mask with -inf or finfo.min")
+
+
 def bug_descriptions() -> dict[str, str]:
     """``{variant: what the student did, in their words}`` (in the current language)."""
     return {
@@ -274,6 +282,14 @@ def run_builtin_mha(mha: nn.MultiheadAttention, query, key, value, mask=None):
     kwargs = builtin_mask_arguments(mask, query.size(0), query.size(1), mha.num_heads)
     out, weights = mha(query, key, value, need_weights=True, average_attn_weights=False, **kwargs)
     return out, weights
+
+
+def builtin_mha_outputs(state, d_model, num_heads, query, key, value, mask, dtype):
+    """nn.MultiheadAttention in float64 on the same inputs: (output, weights) cast to ``dtype``."""
+    builtin = builtin_mha({k: v.double() for k, v in state.items()}, d_model, num_heads)
+    with torch.no_grad():
+        out, weights = run_builtin_mha(builtin, query.double(), key.double(), value.double(), mask)
+    return out.to(dtype), weights.to(dtype)
 
 
 def builtin_mha_param_grads(mha: nn.MultiheadAttention) -> dict:
