@@ -32,6 +32,18 @@ def int_tensor(shape, seed: int, low: int, high: int) -> torch.Tensor:
     return torch.randint(low, high, shape, generator=generator)
 
 
+def right_padded_tokens(batch: int, length: int, seed: int, pad_id: int, low: int, high: int, *,
+                        lengths_seed: int) -> torch.Tensor:
+    """``(B, T)`` token ids in [low, high) other than ``pad_id``, then right padding (``pad_id``);
+    every row keeps at least one token. The row lengths come from their own seed."""
+    tokens = int_tensor((batch, length), seed, low, high)
+    tokens[tokens == pad_id] = pad_id + 1  # the pad id only in the padding: "padded on the right"
+    generator = torch.Generator().manual_seed(lengths_seed)
+    real = torch.randint(1, length + 1, (batch,), generator=generator)
+    tokens[torch.arange(length)[None, :] >= real[:, None]] = pad_id
+    return tokens
+
+
 def lengths_with_padding(batch: int, max_len: int, seed: int) -> list[int]:
     """Per-row real lengths in [1, max_len]; at least one row uses the full length."""
     rng = np.random.default_rng(seed)
