@@ -191,12 +191,12 @@ def raised_by(call):
 
 
 # How far a computation in a dtype may land from the float64 oracle (``|a - e| <= atol + rtol * |e|``).
-# One layer: float32 rounds each sum to about 1e-7 relative, and these are sums of a few dozen terms.
-# A stack of layers (Encoder, Decoder, the Transformer) feeds rounding errors through several
-# layers and a vocabulary projection. On the reference solution, its float32 logits stay within a
-# tenth of 1e-4 (rtol and atol) in every configuration of the public and hidden tests; 2e-4 leaves
-# room for other correct orders of the sums, and a real bug is off by far more (the float64
-# checks, 1e-9, catch the subtle ones).
+# "layer": one layer or function. "stack": a stack of layers (Encoder, Decoder, the Transformer),
+# whose float32 rounding passes through every layer and the vocabulary projection. The reference
+# solution's float32 outputs stay within a tenth of 1e-4 (rtol and atol) in 1000 random
+# configurations drawn like the public and hidden stack and model tests; 2e-4 leaves room for
+# other correct orders of the sums, a bug is off by far more, and the float64 checks catch the
+# subtle ones.
 TOLERANCES = {
     "layer": {torch.float64: {"rtol": 1e-9, "atol": 1e-10}, torch.float32: {"rtol": 1e-4, "atol": 1e-5}},
     "stack": {torch.float64: {"rtol": 1e-9, "atol": 1e-9}, torch.float32: {"rtol": 2e-4, "atol": 2e-4}},
