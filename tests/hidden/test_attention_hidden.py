@@ -14,38 +14,19 @@ from hypothesis import strategies as st
 from torch import nn
 
 from grader.i18n import _
+from tests.support.builders import make_mha
 from tests.support.checks import assert_close, assert_equal, check, tolerance
+from tests.support.likely_bugs import distinct_bugs, lazy_bugs
 from tests.support.oracles import attention as oracle
-from tests.support.strategies import dtypes, key_padding_mask, random_mask, seeds, tensor
+from tests.support.strategies import attention_mask, dtypes, key_padding_mask, random_mask, seeds, tensor
 
-MHA_HINT = _(
-    "project with w_q/w_k/w_v, split (B, T, d_model) -> (B, T, h, d_k) -> transpose to (B, h, T, d_k), "
-    "attend with mask.unsqueeze(1), transpose back, merge to (B, T_q, d_model), then w_o"
-)
 F32_DEEP = {"rtol": 2e-4, "atol": 2e-5}  # float32 with d_model up to 32
-STABLE_HINT = _("subtract the row maximum before exp (torch.softmax does), and mask with -inf or finfo.min")
 
 
 @st.composite
 def bigger_model_dims(draw):
     heads = draw(st.sampled_from([1, 2, 4, 8]))
     return heads * draw(st.integers(1, 4)), heads
-
-
-def make_mha(impl, d_model, num_heads, dtype, seed, dropout=0.0, state=None):
-    state = oracle.random_mha_state(d_model, seed, dtype) if state is None else state
-    mha = impl.attention.MultiHeadAttention(d_model, num_heads, dropout=dropout)
-    mha.to(dtype)
-    mha.load_state_dict(state, strict=True)
-    mha.eval()
-    return mha, state
-
-
-def builtin_reference(state, d_model, num_heads, query, key, value, mask, dtype):
-    builtin = oracle.builtin_mha({k: v.double() for k, v in state.items()}, d_model, num_heads)
-    with torch.no_grad():
-        out, weights = oracle.run_builtin_mha(builtin, query.double(), key.double(), value.double(), mask)
-    return out.to(dtype), weights.to(dtype)
 
 
 def mha_case(d_model, h, query, key, mask, dtype, dropout=None):
@@ -104,7 +85,7 @@ def test_sdpa_four_dimensional_inputs_with_broadcast_masks(impl, b, h, t_q, t_k,
     expected_w = torch.from_numpy(exp_w).to(dtype)
     assert_close(weights, expected_w, what=_("attention weights vs numpy float64"), case=case, **tolerance(dtype),
                  hint=_("the mask broadcasts against the scores (..., T_q, T_k): don't reshape it"),
-                 likely_bugs=oracle.lazy_bugs(lambda: oracle.distinct_bugs(oracle.sdpa_bug_outputs(q, k, v, mask, dtype, "weights"), expected_w)))
+                 likely_bugs=lazy_bugs(lambda: distinct_bugs(oracle.sdpa_bug_outputs(q, k, v, mask, dtype, "weights"), expected_w)))
     assert_close(out, torch.from_numpy(exp_out).to(dtype), what=_("output vs numpy float64"), case=case,
                  **tolerance(dtype))
     assert_close(out, oracle.builtin_sdpa(q.double(), k.double(), v.double(), mask).to(dtype), **tolerance(dtype),
@@ -144,7 +125,7 @@ def test_sdpa_huge_scores_float32_finite_and_gradients_finite(impl, b, t_q, t_k,
     v = tensor((b, t_k, 3), seed + 2, torch.float32)
     mask = random_mask(b, t_q, t_k, seed)
     out, weights = impl.attention.scaled_dot_product_attention(q, k, v, mask)
-    hint = STABLE_HINT
+    hint = oracle.STABLE_HINT
     case = _("scaled_dot_product_attention(Q {q}, K {k}, V {v}, random mask (B, T_q, T_k), torch.float32) "
              "with scores ~{magnitude}", q=tuple(q.shape), k=tuple(k.shape), v=tuple(v.shape),
              magnitude=f"{magnitude:g}")
@@ -234,19 +215,13 @@ def test_mha_bigger_models_match_nn_multihead_attention(impl, dims, b, t_q, t_k,
     mha, state = make_mha(impl, d_model, h, dtype, seed)
     query = tensor((b, t_q, d_model), seed + 1, dtype)
     key, value = tensor((b, t_k, d_model), seed + 2, dtype), tensor((b, t_k, d_model), seed + 3, dtype)
-    mask = {
-        None: None,
-        "padding": key_padding_mask(b, t_k, seed),
-        "random": random_mask(b, t_q, t_k, seed),
-        "shared": random_mask(1, t_q, t_k, seed),
-        "causal": torch.tril(torch.ones(1, t_q, t_q, dtype=torch.bool)),
-    }[mask_kind]
+    mask = attention_mask(mask_kind, b, t_q, t_k, seed)
     out = mha(query, key, value, mask)
-    expected, expected_weights = builtin_reference(state, d_model, h, query, key, value, mask, dtype)
+    expected, expected_weights = oracle.builtin_mha_outputs(state, d_model, h, query, key, value, mask, dtype)
     tol = F32_DEEP if dtype == torch.float32 else tolerance(dtype)
     case = mha_case(d_model, h, query, key, oracle.mask_label(mask_kind), dtype)
-    assert_close(out, expected, what=_("output vs nn.MultiheadAttention"), case=case, hint=MHA_HINT, **tol,
-                 likely_bugs=oracle.lazy_bugs(lambda: oracle.distinct_bugs(oracle.mha_bug_outputs(state, query, key, value, h, mask, dtype), expected)))
+    assert_close(out, expected, what=_("output vs nn.MultiheadAttention"), case=case, hint=oracle.MHA_HINT, **tol,
+                 likely_bugs=lazy_bugs(lambda: distinct_bugs(oracle.mha_bug_outputs(state, query, key, value, h, mask, dtype), expected)))
     assert_close(mha.attn_weights, expected_weights, what=_("attn_weights vs nn.MultiheadAttention"), case=case, **tol)
 
 
@@ -255,12 +230,12 @@ def test_mha_one_feature_per_head(impl, d_model, b, t, dtype, seed):
     mha, state = make_mha(impl, d_model, d_model, dtype, seed)
     x = tensor((b, t, d_model), seed + 1, dtype)
     mask = key_padding_mask(b, t, seed)
-    expected, _unused = builtin_reference(state, d_model, d_model, x, x, x, mask, dtype)
+    expected, _unused = oracle.builtin_mha_outputs(state, d_model, d_model, x, x, x, mask, dtype)
     assert_close(mha(x, x, x, mask), expected, what=_("output vs nn.MultiheadAttention"),
                  case=_("{call} (d_k = 1)",
                         call=mha_case(d_model, d_model, x, x, _("padding mask (B, 1, T_k)"), dtype)),
-                 hint=MHA_HINT, **tolerance(dtype),
-                 likely_bugs=oracle.lazy_bugs(lambda: oracle.distinct_bugs(oracle.mha_bug_outputs(state, x, x, x, d_model, mask, dtype), expected)))
+                 hint=oracle.MHA_HINT, **tolerance(dtype),
+                 likely_bugs=lazy_bugs(lambda: distinct_bugs(oracle.mha_bug_outputs(state, x, x, x, d_model, mask, dtype), expected)))
 
 
 @given(b=st.integers(1, 3), t_q=st.integers(1, 7), t_k=st.integers(1, 7), pad=st.integers(1, 4), dtype=dtypes, seed=seeds)
@@ -301,7 +276,7 @@ def test_mha_attn_weights_follow_the_latest_call(impl):
     a, b = tensor((2, 3, 8), 32), tensor((1, 6, 8), 33)
     mha(a, a, a)
     mha(b, b, b)
-    _unused, expected = builtin_reference(state, 8, 2, b, b, b, None, torch.float64)
+    _unused, expected = oracle.builtin_mha_outputs(state, 8, 2, b, b, b, None, torch.float64)
     assert_close(mha.attn_weights, expected, what=_("attn_weights after the second call"),
                  case=_("MultiHeadAttention(d_model=8, h=2), self-attention on x {a}, then on x {b}", a=tuple(a.shape),
                         b=tuple(b.shape)),
@@ -322,7 +297,7 @@ def test_mha_large_inputs_stay_finite(impl):
                  call=mha_case(d_model, h, x, x, _("random mask (B, T_q, T_k)"), dtype))
         check(bool(torch.isfinite(out).all()), _("NaN or inf in the output for large scores"),
               _("use a numerically stable softmax and mask with -inf or finfo.min"), case=case)
-    expected, _unused = builtin_reference(state, d_model, h, x, x, x, mask, torch.float64)
+    expected, _unused = oracle.builtin_mha_outputs(state, d_model, h, x, x, x, mask, torch.float64)
     assert_close(out, expected, what=_("output vs nn.MultiheadAttention"), case=case, rtol=1e-7, atol=1e-8)
 
 

@@ -11,21 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.i18n import _
+from tests.support.builders import pe_buffer
 from tests.support.checks import assert_close, check, raised_by, tolerance
 from tests.support.oracles import embedding as oracle
 from tests.support.strategies import dtypes, int_tensor, seeds, tensor
-
-
-def pe_buffer(module) -> torch.Tensor:
-    buffers = dict(module.named_buffers())
-    check("pe" in buffers, _("PositionalEncoding has no buffer called pe (its buffers: {buffers})", buffers=sorted(buffers)),
-          _("register the table with self.register_buffer('pe', table)"))
-    return buffers["pe"]
-
-
-def pe_likely_bugs(max_len, d_model):
-    return {text: torch.from_numpy(oracle.sinusoid_table(max_len, d_model, name))
-            for name, text in oracle.PE_BUGS.items()}
 
 
 # ---------------------------------------------------------------- TokenEmbedding
@@ -165,7 +154,7 @@ def test_positional_table_odd_widths_end_in_a_lone_sine(impl, d_model, max_len):
     assert_close(pe, torch.from_numpy(expected), what=_("positional encoding table pe"),
                  case=_("PositionalEncoding(d_model={d_model}, max_len={max_len})", d_model=d_model, max_len=max_len),
                  hint=_("for an odd d_model, pe[:, 1::2] has one column fewer than pe[:, 0::2]"),
-                 likely_bugs=pe_likely_bugs(max_len, d_model), rtol=1e-6, atol=5e-5, check_dtype=False)
+                 likely_bugs=oracle.pe_bug_tables(max_len, d_model), rtol=1e-6, atol=5e-5, check_dtype=False)
 
 
 @given(d_model=st.sampled_from([2, 4, 6, 8, 16, 32, 64]), k=st.integers(1, 30), p0=st.integers(0, 40))

@@ -10,26 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.i18n import _
+from tests.support.builders import make_ffn
 from tests.support.checks import assert_close, assert_equal, check, tolerance
+from tests.support.likely_bugs import distinct_bugs
 from tests.support.oracles import feed_forward as oracle
-from tests.support.oracles.attention import distinct_bugs
 from tests.support.strategies import dtypes, seeds, tensor
-
-HINT = _("FFN(x) = w_2(dropout(relu(w_1(x)))), with w_1 = nn.Linear(d_model, d_ff), w_2 = nn.Linear(d_ff, d_model)")
-
-
-def ffn_case(d_model, d_ff, x, dtype=torch.float64):
-    return _("PositionwiseFeedForward(d_model={d_model}, d_ff={d_ff}) on an input of shape {shape}, {dtype}",
-             d_model=d_model, d_ff=d_ff, shape=tuple(x.shape), dtype=dtype)
-
-
-def make_ffn(impl, d_model, d_ff, dtype, seed, dropout=0.0, state=None):
-    state = oracle.random_ffn_state(d_model, d_ff, seed, dtype) if state is None else state
-    ffn = impl.feed_forward.PositionwiseFeedForward(d_model, d_ff, dropout=dropout)
-    ffn.to(dtype)
-    ffn.load_state_dict(state, strict=True)
-    ffn.eval()
-    return ffn, state
 
 
 def test_ffn_hand_computed_example(impl):
@@ -44,7 +29,8 @@ def test_ffn_hand_computed_example(impl):
     # position 0: hidden = relu(-0.5, -0.0, 2) = (0, 0, 2)   -> (-2 - 0.25, 6 + 1)
     # position 1: hidden = relu(4.5, 2.5, -1) = (4.5, 2.5, 0) -> (9.5 - 0.25, -0.25 + 1)
     expected = torch.tensor([[[-2.25, 7.0], [9.25, 0.75]]], dtype=torch.float64)
-    assert_close(ffn(x), expected, what=_("FFN output on a hand-computed example"), case=ffn_case(2, 3, x), hint=HINT,
+    assert_close(ffn(x), expected, what=_("FFN output on a hand-computed example"), case=oracle.ffn_case(2, 3, x),
+                 hint=oracle.FFN_HINT,
                  **tolerance(torch.float64), likely_bugs=oracle.ffn_bug_outputs(state, x, torch.float64))
 
 
@@ -55,8 +41,8 @@ def test_ffn_more_shapes_and_widths(impl, lead, d_model, d_ff, dtype, seed):
     x = tensor(lead + (d_model,), seed + 1, dtype, scale=2.0)
     expected = torch.from_numpy(oracle.feed_forward(state, x)).to(dtype)
     tol = {"rtol": 2e-4, "atol": 2e-5} if dtype == torch.float32 else tolerance(dtype)
-    assert_close(ffn(x), expected, what=_("FFN output vs numpy float64"), case=ffn_case(d_model, d_ff, x, dtype),
-                 hint=_("{formula}; keep every leading axis", formula=HINT), **tol,
+    assert_close(ffn(x), expected, what=_("FFN output vs numpy float64"), case=oracle.ffn_case(d_model, d_ff, x, dtype),
+                 hint=_("{formula}; keep every leading axis", formula=oracle.FFN_HINT), **tol,
                  likely_bugs=distinct_bugs(oracle.ffn_bug_outputs(state, x, dtype), expected))
 
 
@@ -69,7 +55,7 @@ def test_ffn_all_negative_hidden_layer_gives_the_bias(impl):
     x = tensor((2, 4, d_model), 4)
     assert_close(ffn(x), state["w_2.bias"].expand(2, 4, d_model),
                  what=_("FFN output when every hidden pre-activation is negative (it must be b_2)"),
-                 case=ffn_case(d_model, d_ff, x), hint=_("the ReLU sets them to 0, so the output is just b_2"),
+                 case=oracle.ffn_case(d_model, d_ff, x), hint=_("the ReLU sets them to 0, so the output is just b_2"),
                  **tolerance(torch.float64),
                  likely_bugs=oracle.ffn_bug_outputs(state, x, torch.float64))
 
@@ -114,7 +100,7 @@ def test_ffn_gradients_match_torch_builtin(impl, d_model, d_ff, dtype, seed):
     builtin = oracle.builtin_ffn({k: v.double() for k, v in state.items()})
     leaf = x.double().requires_grad_(True)
     (builtin(leaf) * upstream.double()).sum().backward()
-    case = ffn_case(d_model, d_ff, x, dtype)
+    case = oracle.ffn_case(d_model, d_ff, x, dtype)
     assert_close(arg_grads[0], leaf.grad.to(dtype), what=_("gradient of the FFN with respect to its input"), case=case,
                  **tolerance(dtype))
     names = {"w_1.weight": builtin[0].weight, "w_1.bias": builtin[0].bias,

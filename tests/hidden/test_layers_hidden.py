@@ -10,22 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.i18n import _
+from tests.support.builders import load_weights
 from tests.support.checks import assert_close, check, tolerance
+from tests.support.likely_bugs import assert_close_naming_bugs
 from tests.support.oracles import layers as oracle
-from tests.support.oracles.layers import assert_close_naming_bugs
-from tests.support.strategies import dtypes, key_padding_mask, random_mask, seeds, tensor
-
-
-def causal(t):
-    return torch.tril(torch.ones(t, t, dtype=torch.bool)).unsqueeze(0)
-
-
-def load(layer, state, dtype):
-    if dtype == torch.float64:
-        layer.double()
-    layer.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
-    layer.eval()
-    return layer
+from tests.support.strategies import causal, dtypes, key_padding_mask, random_mask, seeds, tensor
 
 
 NO_SQUEEZE_HINT = _("no squeeze(): keep every axis even when it has size 1")
@@ -39,11 +28,10 @@ def test_encoder_layer_matches_builtin_wider(impl, dims, batch, length, seed, dt
     d_model, heads = dims
     d_ff = 4 * d_model
     state = oracle.encoder_layer_state(d_model, d_ff, seed + 1000)
-    layer = load(impl.layers.EncoderLayer(d_model, heads, d_ff, 0.2), state, dtype)
+    layer = load_weights(impl.layers.EncoderLayer(d_model, heads, d_ff, 0.2), state, dtype)
     x = tensor((batch, length, d_model), seed + 1001, dtype, scale=2.0)
     mask = key_padding_mask(batch, length, seed + 1002)
-    with torch.no_grad():
-        expected = oracle.run_builtin_encoder_layer(oracle.builtin_encoder_layer(state, d_model, heads, d_ff), x.double(), mask)
+    expected = oracle.builtin_encoder_layer_output(state, d_model, heads, d_ff, x, mask)
     assert_close_naming_bugs(
         layer(x, mask), expected.to(dtype), partial(oracle.encoder_bug_outputs, state, x, mask, heads, dtype),
         what=_("EncoderLayer output vs nn.TransformerEncoderLayer"),
@@ -60,14 +48,12 @@ def test_decoder_layer_matches_builtin_wider(impl, dims, batch, t_src, t_tgt, se
     d_model, heads = dims
     d_ff = 4 * d_model
     state = oracle.decoder_layer_state(d_model, d_ff, seed + 2000)
-    layer = load(impl.layers.DecoderLayer(d_model, heads, d_ff, 0.2), state, dtype)
+    layer = load_weights(impl.layers.DecoderLayer(d_model, heads, d_ff, 0.2), state, dtype)
     x = tensor((batch, t_tgt, d_model), seed + 2001, dtype, scale=2.0)
     memory = tensor((batch, t_src, d_model), seed + 2002, dtype, scale=2.0)
     src_mask = key_padding_mask(batch, t_src, seed + 2003)
     tgt_mask = key_padding_mask(batch, t_tgt, seed + 2004) & causal(t_tgt)
-    with torch.no_grad():
-        expected = oracle.run_builtin_decoder_layer(oracle.builtin_decoder_layer(state, d_model, heads, d_ff),
-                                                    x.double(), memory.double(), src_mask, tgt_mask, heads)
+    expected = oracle.builtin_decoder_layer_output(state, d_model, heads, d_ff, x, memory, src_mask, tgt_mask)
     what = _("DecoderLayer output vs nn.TransformerDecoderLayer")
     case = _("DecoderLayer(d_model={d_model}, num_heads={heads}, d_ff={d_ff}), x {x}, memory {memory}, "
              "tgt_mask {tgt_mask}, {dtype}", d_model=d_model, heads=heads, d_ff=d_ff, x=tuple(x.shape),
@@ -92,7 +78,7 @@ def test_encoder_layer_accepts_arbitrary_attention_masks(impl, seed, t):
     # The contract passes src_mask straight to self-attention, so a (B, T, T) mask works too.
     d_model, heads, d_ff = 8, 2, 10
     state = oracle.encoder_layer_state(d_model, d_ff, seed)
-    layer = load(impl.layers.EncoderLayer(d_model, heads, d_ff, 0.0), state, torch.float64)
+    layer = load_weights(impl.layers.EncoderLayer(d_model, heads, d_ff, 0.0), state, torch.float64)
     x = tensor((2, t, d_model), seed + 1)
     mask = random_mask(2, t, t, seed + 2)
     expected = oracle.encoder_layer(state, x, mask, heads)
@@ -106,7 +92,7 @@ def test_encoder_layer_accepts_arbitrary_attention_masks(impl, seed, t):
 def test_encoder_layer_input_and_parameter_gradients_match_builtin(impl):
     d_model, heads, d_ff = 12, 3, 20
     state = oracle.encoder_layer_state(d_model, d_ff, 3001)
-    layer = load(impl.layers.EncoderLayer(d_model, heads, d_ff, 0.0), state, torch.float64)
+    layer = load_weights(impl.layers.EncoderLayer(d_model, heads, d_ff, 0.0), state, torch.float64)
     x = tensor((3, 5, d_model), 3002)
     mask = key_padding_mask(3, 5, 3003)
     upstream = tensor((3, 5, d_model), 3004)
@@ -134,7 +120,7 @@ def test_encoder_layer_input_and_parameter_gradients_match_builtin(impl):
 def test_decoder_layer_input_and_parameter_gradients_match_builtin(impl):
     d_model, heads, d_ff = 12, 4, 20
     state = oracle.decoder_layer_state(d_model, d_ff, 3101)
-    layer = load(impl.layers.DecoderLayer(d_model, heads, d_ff, 0.0), state, torch.float64)
+    layer = load_weights(impl.layers.DecoderLayer(d_model, heads, d_ff, 0.0), state, torch.float64)
     x = tensor((2, 4, d_model), 3102)
     memory = tensor((2, 6, d_model), 3103)
     src_mask = key_padding_mask(2, 6, 3104)
@@ -169,7 +155,7 @@ def test_encoder_layer_is_permutation_equivariant(impl, seed, t, dtype):
     # No positional information inside a layer: permuting the positions permutes the output.
     d_model, heads = 8, 2
     state = oracle.encoder_layer_state(d_model, 16, seed)
-    layer = load(impl.layers.EncoderLayer(d_model, heads, 16, 0.0), state, dtype)
+    layer = load_weights(impl.layers.EncoderLayer(d_model, heads, 16, 0.0), state, dtype)
     x = tensor((2, t, d_model), seed + 1, dtype)
     mask = key_padding_mask(2, t, seed + 2)
     perm = torch.randperm(t, generator=torch.Generator().manual_seed(seed))
@@ -184,7 +170,7 @@ def test_encoder_layer_is_permutation_equivariant(impl, seed, t, dtype):
 def test_decoder_layer_ignores_appended_memory_padding(impl, seed, extra, t_src, dtype):
     d_model, heads = 8, 4
     state = oracle.decoder_layer_state(d_model, 16, seed)
-    layer = load(impl.layers.DecoderLayer(d_model, heads, 16, 0.0), state, dtype)
+    layer = load_weights(impl.layers.DecoderLayer(d_model, heads, 16, 0.0), state, dtype)
     x = tensor((2, 3, d_model), seed + 1, dtype)
     memory = tensor((2, t_src, d_model), seed + 2, dtype)
     src_mask = torch.ones(2, 1, t_src, dtype=torch.bool)
@@ -202,7 +188,7 @@ def test_decoder_layer_ignores_appended_memory_padding(impl, seed, extra, t_src,
 def test_decoder_layer_shared_and_per_batch_causal_masks_agree(impl, seed, t):
     d_model, heads = 8, 2
     state = oracle.decoder_layer_state(d_model, 12, seed)
-    layer = load(impl.layers.DecoderLayer(d_model, heads, 12, 0.0), state, torch.float64)
+    layer = load_weights(impl.layers.DecoderLayer(d_model, heads, 12, 0.0), state, torch.float64)
     x = tensor((3, t, d_model), seed + 1)
     memory = tensor((3, 4, d_model), seed + 2)
     src_mask = key_padding_mask(3, 4, seed + 3)
@@ -218,7 +204,7 @@ def test_decoder_layer_causal_with_target_padding(impl, seed, t_tgt, j):
     j = min(j, t_tgt - 1)
     d_model, heads = 12, 3
     state = oracle.decoder_layer_state(d_model, 12, seed)
-    layer = load(impl.layers.DecoderLayer(d_model, heads, 12, 0.0), state, torch.float64)
+    layer = load_weights(impl.layers.DecoderLayer(d_model, heads, 12, 0.0), state, torch.float64)
     x = tensor((3, t_tgt, d_model), seed + 1)
     memory = tensor((3, 5, d_model), seed + 2)
     src_mask = key_padding_mask(3, 5, seed + 3)
@@ -235,7 +221,7 @@ def test_decoder_layer_causal_with_target_padding(impl, seed, t_tgt, j):
 def test_layers_length_one_everywhere(impl):
     d_model, heads, d_ff = 6, 3, 4
     state = oracle.decoder_layer_state(d_model, d_ff, 3201)
-    layer = load(impl.layers.DecoderLayer(d_model, heads, d_ff, 0.0), state, torch.float32)
+    layer = load_weights(impl.layers.DecoderLayer(d_model, heads, d_ff, 0.0), state, torch.float32)
     x = tensor((1, 1, d_model), 3202, torch.float32)
     memory = tensor((1, 1, d_model), 3203, torch.float32)
     src_mask = torch.ones(1, 1, 1, dtype=torch.bool)
@@ -246,7 +232,7 @@ def test_layers_length_one_everywhere(impl):
                         x=tuple(x.shape), memory=tuple(memory.shape), dtype=torch.float32),
                  hint=NO_SQUEEZE_HINT, **tolerance(torch.float32))
     state = oracle.encoder_layer_state(d_model, d_ff, 3204)
-    layer = load(impl.layers.EncoderLayer(d_model, heads, d_ff, 0.0), state, torch.float32)
+    layer = load_weights(impl.layers.EncoderLayer(d_model, heads, d_ff, 0.0), state, torch.float32)
     expected = oracle.encoder_layer(state, x, src_mask, heads)
     assert_close(layer(x, src_mask), torch.from_numpy(expected).float(),
                  what=_("EncoderLayer output vs numpy float64"),
@@ -257,8 +243,8 @@ def test_layers_length_one_everywhere(impl):
 def test_layers_float32_and_float64_agree(impl):
     d_model, heads, d_ff = 16, 4, 24
     state = oracle.encoder_layer_state(d_model, d_ff, 3301)
-    single = load(impl.layers.EncoderLayer(d_model, heads, d_ff, 0.0), state, torch.float32)
-    double = load(impl.layers.EncoderLayer(d_model, heads, d_ff, 0.0), state, torch.float64)
+    single = load_weights(impl.layers.EncoderLayer(d_model, heads, d_ff, 0.0), state, torch.float32)
+    double = load_weights(impl.layers.EncoderLayer(d_model, heads, d_ff, 0.0), state, torch.float64)
     x = tensor((2, 7, d_model), 3302)
     mask = key_padding_mask(2, 7, 3303)
     out32, out64 = single(x.float(), mask), double(x, mask)
@@ -275,7 +261,7 @@ def test_layers_float32_and_float64_agree(impl):
 def test_layers_training_mode_with_dropout_zero_is_deterministic(impl):
     d_model, heads, d_ff = 8, 2, 8
     state = oracle.decoder_layer_state(d_model, d_ff, 3401)
-    layer = load(impl.layers.DecoderLayer(d_model, heads, d_ff, 0.0), state, torch.float64)
+    layer = load_weights(impl.layers.DecoderLayer(d_model, heads, d_ff, 0.0), state, torch.float64)
     layer.train()
     x = tensor((2, 3, d_model), 3402)
     memory = tensor((2, 4, d_model), 3403)
@@ -295,7 +281,7 @@ def test_layers_dropout_rate_reaches_the_sublayers(impl):
     # LayerNorm(x) at each step: the output equals the three norms applied to x in turn.
     d_model, heads, d_ff = 8, 2, 8
     state = oracle.encoder_layer_state(d_model, d_ff, 3501)
-    layer = load(impl.layers.EncoderLayer(d_model, heads, d_ff, 1.0), state, torch.float64)
+    layer = load_weights(impl.layers.EncoderLayer(d_model, heads, d_ff, 1.0), state, torch.float64)
     layer.train()
     x = tensor((2, 4, d_model), 3502)
     mask = key_padding_mask(2, 4, 3503)

@@ -8,26 +8,12 @@ from hypothesis import strategies as st
 
 from grader.i18n import _
 from tests.support.checks import assert_equal, check
-from tests.support.strategies import int_tensor, seeds
-
-
-def right_padded(batch, length, seed, pad_id, low=0, high=200):
-    """Ids in [low, high) other than pad_id, then right padding; every row keeps >= 1 token."""
-    tokens = int_tensor((batch, length), seed, low, high)
-    tokens[tokens == pad_id] = pad_id + 1
-    generator = torch.Generator().manual_seed(seed + 7)
-    real = torch.randint(1, length + 1, (batch,), generator=generator)
-    tokens[torch.arange(length)[None, :] >= real[:, None]] = pad_id
-    return tokens
-
-
-def expected_causal(size):
-    return torch.ones(size, size, dtype=torch.bool).tril().unsqueeze(0)
+from tests.support.strategies import causal, right_padded_tokens, seeds
 
 
 @given(size=st.sampled_from([13, 32, 100]))
 def test_causal_mask_for_long_sequences(impl, size):
-    assert_equal(impl.masks.causal_mask(size), expected_causal(size), what=_("causal mask"),
+    assert_equal(impl.masks.causal_mask(size), causal(size), what=_("causal mask"),
                  case=f"causal_mask({size})",
                  hint=_("build it from size: torch.tril(torch.ones(size, size, dtype=torch.bool)).unsqueeze(0)"))
 
@@ -35,7 +21,7 @@ def test_causal_mask_for_long_sequences(impl, size):
 @given(batch=st.integers(1, 6), length=st.integers(1, 40), seed=seeds, pad_id=st.sampled_from([1, 2, 57, 199]))
 def test_padding_mask_with_any_pad_id(impl, batch, length, seed, pad_id):
     """Padding mask with a pad id other than 0, next to larger and smaller token ids."""
-    tokens = right_padded(batch, length, seed, pad_id)
+    tokens = right_padded_tokens(batch, length, seed, pad_id, 0, 200, lengths_seed=seed + 7)
     assert_equal(impl.masks.padding_mask(tokens, pad_id), (tokens != pad_id).unsqueeze(1), what=_("padding mask"),
                  case=_("padding_mask(tokens of shape {shape}, pad_id={pad_id})", shape=tuple(tokens.shape),
                         pad_id=pad_id),
@@ -47,21 +33,21 @@ def test_padding_mask_with_any_pad_id(impl, batch, length, seed, pad_id):
 @given(batch=st.integers(1, 4), length=st.integers(1, 20), seed=seeds, pad_id=st.sampled_from([2, 9]))
 def test_target_mask_with_any_pad_id(impl, batch, length, seed, pad_id):
     """Target mask with a pad id other than 0 (tokens include the id 0)."""
-    tokens = right_padded(batch, length, seed, pad_id, low=0, high=12)
-    expected = (tokens != pad_id).unsqueeze(1) & expected_causal(length)
+    tokens = right_padded_tokens(batch, length, seed, pad_id, 0, 12, lengths_seed=seed + 7)
+    expected = (tokens != pad_id).unsqueeze(1) & causal(length)
     assert_equal(impl.masks.target_mask(tokens, pad_id), expected, what=_("target mask"),
                  case=_("target_mask(tokens of shape {shape}, pad_id={pad_id})", shape=tuple(tokens.shape),
                         pad_id=pad_id),
                  hint=_("pass pad_id on to padding_mask; combine with causal_mask(T) using &"),
                  likely_bugs={_("the padding id is fixed to 0 instead of the pad_id argument"):
-                              (tokens != 0).unsqueeze(1) & expected_causal(length)})
+                              (tokens != 0).unsqueeze(1) & causal(length)})
 
 
 @given(length=st.sampled_from([33, 64]), seed=seeds)
 def test_target_mask_for_long_sequences(impl, length, seed):
     """Target mask of a long padded batch: the causal part must be built for T, not a fixed size."""
-    tokens = right_padded(2, length, seed, 0, low=1, high=50)
-    expected = (tokens != 0).unsqueeze(1) & expected_causal(length)
+    tokens = right_padded_tokens(2, length, seed, 0, 1, 50, lengths_seed=seed + 7)
+    expected = (tokens != 0).unsqueeze(1) & causal(length)
     actual = impl.masks.target_mask(tokens, 0)
     check(actual.dtype == torch.bool, _("the target mask must be bool, got {dtype}", dtype=actual.dtype),
           _("combine two bool masks with &"), case=f"target_mask(tokens {tuple(tokens.shape)}, 0)")

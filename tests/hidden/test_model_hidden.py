@@ -4,46 +4,19 @@ Larger configurations, other pad ids, fresh weights, parameter gradients against
 assembled from PyTorch built-ins, the contract's default sizes, and edge cases.
 """
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.i18n import _
+from tests.support.builders import batch_inputs, make_model
 from tests.support.checks import assert_close, check, tolerance
+from tests.support.likely_bugs import assert_close_naming_bugs
 from tests.support.oracles import layers as layer_oracle
 from tests.support.oracles import model as oracle
-from tests.support.oracles.layers import assert_close_naming_bugs
-from tests.support.strategies import dtypes, int_tensor, key_padding_mask, seeds, tensor
+from tests.support.strategies import causal, dtypes, fewer_examples, int_tensor, key_padding_mask, seeds, tensor
 
 DEFAULTS_HINT = _("defaults: d_model=512, num_heads=8, num_layers=6, d_ff=2048, max_len=5000")
 NO_HARD_CODED_DTYPES = _("no hard-coded dtypes")
-FEWER = settings(max_examples=max(5, settings().max_examples * 2 // 5))  # structural checks: fewer examples
-MODEL_TOL = {torch.float64: {"rtol": 1e-9, "atol": 1e-9}, torch.float32: {"rtol": 2e-4, "atol": 2e-4}}
-
-
-def causal(t):
-    return torch.tril(torch.ones(t, t, dtype=torch.bool)).unsqueeze(0)
-
-
-def make_model(impl, cfg, seed, dtype=torch.float64, dropout=0.0):
-    model = impl.model.Transformer(**cfg.kwargs(dropout))
-    if dtype == torch.float64:
-        model.double()
-    state = oracle.transformer_state(cfg, seed)
-    model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
-    model.eval()
-    return model, state
-
-
-def batch_inputs(cfg, seed, batch, t_src, t_tgt):
-    src = int_tensor((batch, t_src), seed, 0, cfg.src_vocab)
-    src[src == cfg.pad_id] = (cfg.pad_id + 1) % cfg.src_vocab
-    src_mask = key_padding_mask(batch, t_src, seed + 1)
-    src[~src_mask[:, 0, :]] = cfg.pad_id
-    tgt = int_tensor((batch, t_tgt), seed + 2, 0, cfg.tgt_vocab)
-    tgt[tgt == cfg.pad_id] = (cfg.pad_id + 1) % cfg.tgt_vocab
-    tgt_real = key_padding_mask(batch, t_tgt, seed + 3)
-    tgt[~tgt_real[:, 0, :]] = cfg.pad_id
-    return src, tgt, src_mask, tgt_real & causal(t_tgt)
 
 
 def cfg_text(cfg):
@@ -77,7 +50,7 @@ def test_transformer_forward_matches_builtin_more_configs(impl, cfg, batch, t_sr
         case=_("Transformer({config}), src {src}, tgt {tgt}, padded batch, {dtype}", config=cfg_text(cfg),
                src=tuple(src.shape), tgt=tuple(tgt.shape), dtype=dtype),
         hint="generator(decode(tgt, encode(src, src_mask), src_mask, tgt_mask))",
-        **MODEL_TOL[dtype],
+        **tolerance(dtype, stack=True),
     )
 
 
@@ -123,7 +96,7 @@ def test_transformer_parameter_gradients_match_builtin(impl):
                      case=case,
                      hint=_("the embedding pad rows get no gradient (padding_idx=pad_id); compare the forward "
                             "with the built-in model"),
-                     **MODEL_TOL[torch.float64])
+                     **tolerance(torch.float64, stack=True))
 
 
 def test_transformer_default_sizes_follow_the_paper(impl):
@@ -160,10 +133,11 @@ def test_transformer_length_one_source_and_target(impl):
                  what=_("logits vs the model built from PyTorch modules"),
                  case=_("a source and a target of length 1: src {src}, tgt {tgt}, {dtype}", src=tuple(src.shape),
                         tgt=tuple(tgt.shape), dtype=torch.float64),
-                 hint=_("no squeeze(): keep every axis even when it has size 1"), **MODEL_TOL[torch.float64])
+                 hint=_("no squeeze(): keep every axis even when it has size 1"),
+                 **tolerance(torch.float64, stack=True))
 
 
-@FEWER
+@fewer_examples()
 @given(seed=seeds, dtype=dtypes)
 def test_encode_depends_only_on_the_source(impl, seed, dtype):
     cfg = oracle.Config(d_model=12, num_heads=3)
@@ -179,14 +153,14 @@ def test_encode_depends_only_on_the_source(impl, seed, dtype):
     with torch.no_grad():
         expected = oracle.BuiltinTransformer(state, cfg).encode(src, src_mask)
     assert_close_naming_bugs(memory, expected.to(dtype), what=_("output of encode (the memory) vs the built-in encoder"),
-                 case=case, hint="encoder(positional(src_embed(src)), src_mask)", **MODEL_TOL[dtype])
+                 case=case, hint="encoder(positional(src_embed(src)), src_mask)", **tolerance(dtype, stack=True))
     hidden = model.decode(tgt, memory, src_mask, tgt_mask)
     check(tuple(hidden.shape) == (2, 6, 12),
           _("decode returned shape {shape}, expected (B, T_tgt, d_model) = (2, 6, 12)", shape=tuple(hidden.shape)),
           _("decode stops before the generator"), case=case)
 
 
-@FEWER
+@fewer_examples()
 @given(seed=seeds)
 def test_decoder_attends_to_the_given_memory(impl, seed):
     cfg = oracle.Config()
@@ -200,10 +174,10 @@ def test_decoder_attends_to_the_given_memory(impl, seed):
                  case=_("tgt {tgt}, a random memory {memory} (not an encoder output), {dtype}", tgt=tuple(tgt.shape),
                         memory=tuple(memory.shape), dtype=torch.float64),
                  hint=_("decode must use its memory argument in every decoder layer (not re-encode anything)"),
-                 **MODEL_TOL[torch.float64])
+                 **tolerance(torch.float64, stack=True))
 
 
-@FEWER
+@fewer_examples()
 @given(seed=seeds, extra=st.integers(1, 6))
 def test_transformer_ignores_source_padding_token_values(impl, seed, extra):
     cfg = oracle.Config(pad_id=2)
@@ -233,7 +207,7 @@ def test_transformer_float32_matches_float64(impl):
     check(logits.dtype == torch.float32, _("the float32 model returned {dtype} logits", dtype=logits.dtype),
           NO_HARD_CODED_DTYPES, case=case)
     assert_close(logits, expected.float(), what=_("float32 logits vs the float64 built-in model"), case=case,
-                 hint=NO_HARD_CODED_DTYPES, **MODEL_TOL[torch.float32])
+                 hint=NO_HARD_CODED_DTYPES, **tolerance(torch.float32, stack=True))
 
 
 def test_transformer_dropout_changes_outputs_only_in_training(impl):
@@ -251,7 +225,7 @@ def test_transformer_dropout_changes_outputs_only_in_training(impl):
     with torch.no_grad():
         expected = oracle.BuiltinTransformer(state, cfg).forward(src, tgt, src_mask, tgt_mask)
     assert_close_naming_bugs(first, expected, what=_("logits after train() then eval() vs the reference without dropout"),
-                 case=case, hint=_("eval() must switch every dropout off"), **MODEL_TOL[torch.float64])
+                 case=case, hint=_("eval() must switch every dropout off"), **tolerance(torch.float64, stack=True))
     check(bool((trained - first).abs().max() > 1e-3),
           _("dropout does nothing in training mode: the logits are the evaluation-mode ones"),
           _("pass dropout to the positional encoding and the stacks"), case=case)

@@ -12,45 +12,14 @@ from hypothesis import strategies as st
 from torch import nn
 
 from grader.i18n import _
+from tests.support.builders import affine, linear_module, make_add_norm, make_layer_norm
 from tests.support.checks import assert_close, check, tolerance
+from tests.support.likely_bugs import distinct_bugs
 from tests.support.oracles import normalization as oracle
-from tests.support.oracles.attention import distinct_bugs
 from tests.support.strategies import dtypes, seeds, tensor
-
-LN_HINT = _("mean and biased variance over the last axis (keepdim=True); weight * (x - mean) / sqrt(var + eps) + bias")
-ADD_NORM_HINT = _("AddNorm(x, sublayer) = norm(x + dropout(sublayer(x))): residual sum first, then the layer norm")
-
 
 SUBLAYER_NAMES = {"linear": "nn.Linear", "sequential": "nn.Sequential(Linear, ReLU, Linear)", "tanh": "nn.Tanh()",
                   "relu": "nn.ReLU()"}
-
-
-def affine(d, seed, dtype=torch.float64):
-    return (1.0 + tensor((d,), seed, dtype, scale=0.5)), tensor((d,), seed + 1, dtype, scale=0.5)
-
-
-def make_layer_norm(impl, d, dtype, eps=None, weight=None, bias=None):
-    norm = impl.normalization.LayerNorm(d) if eps is None else impl.normalization.LayerNorm(d, eps=eps)
-    norm.to(dtype)
-    if weight is not None:
-        norm.load_state_dict({"weight": weight.to(dtype), "bias": bias.to(dtype)}, strict=True)
-    return norm
-
-
-def make_add_norm(impl, d, dtype, weight, bias, dropout=0.0):
-    add_norm = impl.normalization.AddNorm(d, dropout=dropout)
-    add_norm.to(dtype)
-    add_norm.load_state_dict({"norm.weight": weight.to(dtype), "norm.bias": bias.to(dtype)}, strict=True)
-    add_norm.eval()
-    return add_norm
-
-
-def linear_module(d_in, d_out, seed, dtype):
-    linear = nn.Linear(d_in, d_out).to(dtype)
-    with torch.no_grad():
-        linear.weight.copy_(tensor((d_out, d_in), seed, scale=1.0 / np.sqrt(d_in)))
-        linear.bias.copy_(tensor((d_out,), seed + 1, scale=0.5))
-    return linear
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -92,7 +61,7 @@ def test_layernorm_more_shapes_and_eps_values_match_nn_layernorm(impl, lead, d, 
     assert_close(out, expected, what=_("LayerNorm output vs nn.LayerNorm"),
                  case=_("LayerNorm({d}, eps={eps}) with a random weight and bias, on an input of shape {shape} and scale "
                         "{scale}, {dtype}", d=d, eps=f"{eps:g}", shape=tuple(x.shape), scale=f"{scale:g}", dtype=dtype),
-                 hint=LN_HINT, **tol,
+                 hint=oracle.LN_HINT, **tol,
                  likely_bugs=distinct_bugs(oracle.layer_norm_bug_outputs(x, weight, bias, eps, dtype), expected))
 
 
@@ -108,7 +77,8 @@ def test_layernorm_huge_inputs_stay_finite(impl):
               _("compute the variance of the centred values, mean((x - mean)^2)"), case=case)
         with torch.no_grad():
             expected = oracle.builtin_layer_norm(weight, bias)(x.to(dtype).double()).to(dtype)
-        assert_close(out, expected, what=_("LayerNorm output on large inputs vs nn.LayerNorm"), case=case, hint=LN_HINT,
+        assert_close(out, expected, what=_("LayerNorm output on large inputs vs nn.LayerNorm"), case=case,
+                     hint=oracle.LN_HINT,
                      **({"rtol": 1e-3, "atol": 1e-3} if dtype == torch.float32 else tolerance(dtype)))
 
 
@@ -154,7 +124,7 @@ def test_addnorm_with_other_sublayers(impl, b, t, d, dtype, seed, kind):
     x = tensor((b, t, d), seed, dtype, scale=2.0)
     if kind == "linear":
         lin = linear_module(d, d, seed + 5, dtype)
-        sublayer, fn = lin, (lambda a: oracle.linear(a, lin.weight.detach(), lin.bias.detach()))
+        sublayer, fn = lin, oracle.linear_fn(lin)
     elif kind == "sequential":
         l1, l2 = linear_module(d, 3 * d, seed + 5, dtype), linear_module(3 * d, d, seed + 7, dtype)
         sublayer = nn.Sequential(l1, nn.ReLU(), l2)
@@ -171,7 +141,7 @@ def test_addnorm_with_other_sublayers(impl, b, t, d, dtype, seed, kind):
     assert_close(out, expected, what=_("AddNorm output vs numpy float64"),
                  case=_("AddNorm({d}) around the sublayer {sublayer}, in eval mode, on an input of shape {shape}, {dtype}",
                         d=d, sublayer=SUBLAYER_NAMES[kind], shape=tuple(x.shape), dtype=dtype),
-                 hint=ADD_NORM_HINT, **tolerance(dtype),
+                 hint=oracle.ADD_NORM_HINT, **tolerance(dtype),
                  likely_bugs=distinct_bugs(oracle.add_norm_bug_outputs(x, fn, weight, bias, dtype), expected))
 
 
@@ -189,7 +159,7 @@ def test_addnorm_gradients_match_autograd_reference(impl):
     case = _("AddNorm({d}) around an nn.Linear sublayer, on an input of shape {shape}, {dtype}",
              d=d, shape=tuple(x.shape), dtype=torch.float64)
     assert_close(arg_grads[0], leaf.grad, what=_("AddNorm gradient with respect to x (through the residual and the sublayer)"),
-                 case=case, hint=ADD_NORM_HINT, **tolerance(torch.float64))
+                 case=case, hint=oracle.ADD_NORM_HINT, **tolerance(torch.float64))
     for name, grad in (("norm.weight", w.grad), ("norm.bias", b_.grad)):
         check(param_grads.get(name) is not None, _("no gradient reached AddNorm.{name}", name=name),
               _("call self.norm (a LayerNorm) in forward"), case=case)
@@ -202,7 +172,7 @@ def test_addnorm_dropout_extremes_in_training_mode(impl):
     weight, bias = affine(d, 50)
     x = tensor((3, 5, d), 51)
     lin = linear_module(d, d, 52, torch.float64)
-    fn = lambda a: oracle.linear(a, lin.weight.detach(), lin.bias.detach())  # noqa: E731
+    fn = oracle.linear_fn(lin)
     # p = 1: the sublayer's output is dropped entirely, leaving norm(x).
     add_norm = make_add_norm(impl, d, torch.float64, weight, bias, dropout=1.0)
     add_norm.train()
@@ -219,4 +189,4 @@ def test_addnorm_dropout_extremes_in_training_mode(impl):
     assert_close(add_norm(x, lin), torch.from_numpy(oracle.add_norm(x, fn, weight, bias)), **tolerance(torch.float64),
                  what=_("AddNorm output in training mode with dropout 0"),
                  case=_("AddNorm({d}, dropout=0.0) around an nn.Linear sublayer, in training mode, on an input of "
-                        "shape {shape}", d=d, shape=tuple(x.shape)), hint=ADD_NORM_HINT)
+                        "shape {shape}", d=d, shape=tuple(x.shape)), hint=oracle.ADD_NORM_HINT)

@@ -13,9 +13,12 @@ from hypothesis import strategies as st
 from torch import nn
 
 from grader.i18n import _
+from tests.support.builders import make_mha
 from tests.support.checks import assert_close, assert_equal, check, tolerance
+from tests.support.likely_bugs import distinct_bugs, lazy_bugs, matching_bug
 from tests.support.oracles import attention as oracle
 from tests.support.strategies import (
+    attention_mask,
     attention_shapes,
     dtypes,
     key_padding_mask,
@@ -31,41 +34,8 @@ mask_kinds = st.sampled_from([None, "padding", "random"])
 
 SDPA_HINT = _("weights = softmax(Q Kᵀ / sqrt(d_k), dim=-1) with masked scores filled BEFORE the softmax; "
               "output = weights @ V")
-MHA_HINT = _(
-    "project with w_q/w_k/w_v, split (B, T, d_model) -> (B, T, h, d_k) -> transpose to (B, h, T, d_k), "
-    "attend with mask.unsqueeze(1), transpose back, merge to (B, T_q, d_model), then w_o"
-)
 MASK_FILL_HINT = _("mask=True means 'may attend'; fill the scores where mask is False with -inf or the most negative "
                    "float before the softmax (a modest value such as -1e4 is not enough)")
-STABLE_HINT = _("subtract the row maximum before exp (torch.softmax does), and mask with -inf or finfo.min")
-
-
-def make_mask(kind, batch, t_q, t_k, seed):
-    if kind == "padding":
-        return key_padding_mask(batch, t_k, seed)
-    if kind == "random":
-        return random_mask(batch, t_q, t_k, seed)
-    if kind == "shared":
-        return random_mask(1, t_q, t_k, seed)
-    return None
-
-
-def make_mha(impl, d_model, num_heads, dtype, seed, dropout=0.0):
-    """The student's MultiHeadAttention with weights chosen here (and state-dict names checked)."""
-    state = oracle.random_mha_state(d_model, seed, dtype)
-    mha = impl.attention.MultiHeadAttention(d_model, num_heads, dropout=dropout)
-    mha.to(dtype)
-    mha.load_state_dict(state, strict=True)
-    mha.eval()
-    return mha, state
-
-
-def builtin_reference(state, d_model, num_heads, query, key, value, mask, dtype):
-    """nn.MultiheadAttention in float64 on the same inputs: (output, weights) cast to ``dtype``."""
-    builtin = oracle.builtin_mha({k: v.double() for k, v in state.items()}, d_model, num_heads)
-    with torch.no_grad():
-        out, weights = oracle.run_builtin_mha(builtin, query.double(), key.double(), value.double(), mask)
-    return out.to(dtype), weights.to(dtype)
 
 
 def sdpa_case(q, k, v, mask_kind, dtype):
@@ -83,7 +53,7 @@ def check_masked_keys_get_zero(weights, q, k, v, mask, case):
     if not ok:
         mask_bugs = oracle.sdpa_bug_outputs(q, k, v, mask, torch.float64, "weights",
                                             variants=("mask_inverted", "mask_ignored", "mask_filled_with_zero"))
-        bug = oracle.matching_bug(weights, mask_bugs)
+        bug = matching_bug(weights, mask_bugs)
     message = bug or _("{count} masked keys got a non-zero weight (largest {largest})", count=int((leaked != 0).sum()),
                        largest=f"{leaked.abs().max().item() if leaked.numel() else 0:.3g}")
     check(ok, message, MASK_FILL_HINT, case=case, likely_bug=bug is not None)
@@ -98,7 +68,7 @@ def test_sdpa_weights_are_masked_distributions_and_output_is_weights_at_v(impl, 
     q = tensor(lead + (b, t_q, d_k), seed, dtype, scale=3.0)
     k = tensor(lead + (b, t_k, d_k), seed + 1, dtype, scale=3.0)
     v = tensor(lead + (b, t_k, d_v), seed + 2, dtype)
-    mask = make_mask(mask_kind, b, t_q, t_k, seed)  # (B, 1|T_q, T_k): broadcasts over the leading axes
+    mask = attention_mask(mask_kind, b, t_q, t_k, seed)  # (B, 1|T_q, T_k): broadcasts over the leading axes
     out, weights = impl.attention.scaled_dot_product_attention(q, k, v, mask)
     case = sdpa_case(q, k, v, mask_kind, dtype)
     check(tuple(out.shape) == lead + (b, t_q, d_v),
@@ -117,7 +87,7 @@ def test_sdpa_weights_are_masked_distributions_and_output_is_weights_at_v(impl, 
         weights.sum(-1), torch.ones(lead + (b, t_q), dtype=dtype), what=_("sum of each row of the weights"), case=case,
         hint=_("softmax over the key axis (dim=-1), masking BEFORE the softmax, so each query's weights sum to 1"),
         **tolerance(dtype),
-        likely_bugs=oracle.distinct_bugs({
+        likely_bugs=distinct_bugs({
             descriptions["softmax_over_queries"]: oracle.sdpa(q, k, v, mask, variant="softmax_over_queries")[1].sum(-1),
             descriptions["mask_after_softmax"]: oracle.sdpa(q, k, v, mask, variant="mask_after_softmax")[1].sum(-1),
         }, torch.ones(lead + (b, t_q))),
@@ -135,7 +105,7 @@ def test_sdpa_matches_numpy_oracle_and_torch_builtin(impl, lead, shape, dtype, s
     q = tensor(lead + (b, t_q, d_k), seed, dtype, scale=1.5)
     k = tensor(lead + (b, t_k, d_k), seed + 1, dtype, scale=1.5)
     v = tensor(lead + (b, t_k, d_v), seed + 2, dtype)
-    mask = make_mask(mask_kind, b, t_q, t_k, seed)
+    mask = attention_mask(mask_kind, b, t_q, t_k, seed)
     out, weights = impl.attention.scaled_dot_product_attention(q, k, v, mask)
     expected_out, expected_weights = oracle.sdpa(q, k, v, mask)
     expected_out = torch.from_numpy(expected_out).to(dtype)
@@ -144,11 +114,11 @@ def test_sdpa_matches_numpy_oracle_and_torch_builtin(impl, lead, shape, dtype, s
     assert_close(
         weights, expected_weights, what=_("attention weights vs numpy float64"), case=case, hint=SDPA_HINT,
         **tolerance(dtype),
-        likely_bugs=oracle.lazy_bugs(lambda: oracle.distinct_bugs(oracle.sdpa_bug_outputs(q, k, v, mask, dtype, "weights"), expected_weights)),
+        likely_bugs=lazy_bugs(lambda: distinct_bugs(oracle.sdpa_bug_outputs(q, k, v, mask, dtype, "weights"), expected_weights)),
     )
     assert_close(
         out, expected_out, what=_("output vs numpy float64"), case=case, hint=SDPA_HINT, **tolerance(dtype),
-        likely_bugs=oracle.lazy_bugs(lambda: oracle.distinct_bugs(oracle.sdpa_bug_outputs(q, k, v, mask, dtype), expected_out)),
+        likely_bugs=lazy_bugs(lambda: distinct_bugs(oracle.sdpa_bug_outputs(q, k, v, mask, dtype), expected_out)),
     )
     builtin = oracle.builtin_sdpa(q.double(), k.double(), v.double(), mask).to(dtype)
     assert_close(out, builtin, what=_("output vs F.scaled_dot_product_attention"), case=case, hint=SDPA_HINT,
@@ -161,8 +131,8 @@ def test_sdpa_huge_scores_stay_finite(impl, shape, seed, mask_kind):
     # Entries ~100: dot products Q·K of order 1e4.
     q, k = tensor((b, t_q, d_k), seed, scale=100.0), tensor((b, t_k, d_k), seed + 1, scale=100.0)
     v = tensor((b, t_k, d_v), seed + 2)
-    mask = make_mask(mask_kind, b, t_q, t_k, seed)
-    hint = STABLE_HINT
+    mask = attention_mask(mask_kind, b, t_q, t_k, seed)
+    hint = oracle.STABLE_HINT
     for dtype in (torch.float32, torch.float64):
         out, weights = impl.attention.scaled_dot_product_attention(q.to(dtype), k.to(dtype), v.to(dtype), mask)
         case = _("{call} with scores ~1e4", call=sdpa_case(q, k, v, mask_kind, dtype))
@@ -185,7 +155,7 @@ def test_sdpa_gradients_match_torch_builtin(impl, shape, dtype, seed, mask_kind)
     b, t_q, t_k, d_k, d_v = shape
     q, k = tensor((b, t_q, d_k), seed, dtype), tensor((b, t_k, d_k), seed + 1, dtype)
     v = tensor((b, t_k, d_v), seed + 2, dtype)
-    mask = make_mask(mask_kind, b, t_q, t_k, seed)
+    mask = attention_mask(mask_kind, b, t_q, t_k, seed)
     upstream = tensor((b, t_q, d_v), seed + 3, dtype)
     arg_grads, _unused = impl.gradients(impl.attention.scaled_dot_product_attention, [q, k, v, mask], upstream)
     leaves = [x.double().requires_grad_(True) for x in (q, k, v)]
@@ -220,7 +190,7 @@ def test_sdpa_masked_padding_keys_change_nothing(impl, shape, pad, dtype, seed, 
     b, t_q, t_k, d_k, d_v = shape
     q, k = tensor((b, t_q, d_k), seed, dtype), tensor((b, t_k, d_k), seed + 1, dtype)
     v = tensor((b, t_k, d_v), seed + 2, dtype)
-    mask = make_mask(mask_kind, b, t_q, t_k, seed)
+    mask = attention_mask(mask_kind, b, t_q, t_k, seed)
     base_mask = torch.ones(b, 1, t_k, dtype=torch.bool) if mask is None else mask
     out, weights = impl.attention.scaled_dot_product_attention(q, k, v, mask)
     k_pad = torch.cat([k, tensor((b, pad, d_k), seed + 3, dtype, scale=5.0)], 1)
@@ -294,13 +264,14 @@ def test_mha_self_attention_matches_nn_multihead_attention(impl, dims, b, t, dty
     d_model, h = dims
     mha, state = make_mha(impl, d_model, h, dtype, seed)
     x = tensor((b, t, d_model), seed + 1, dtype)
-    mask = torch.tril(torch.ones(1, t, t, dtype=torch.bool)) if mask_kind == "causal" else make_mask(mask_kind, b, t, t, seed)
+    mask = attention_mask(mask_kind, b, t, t, seed)
     out = mha(x, x, x, mask)
-    expected, expected_weights = builtin_reference(state, d_model, h, x, x, x, mask, dtype)
+    expected, expected_weights = oracle.builtin_mha_outputs(state, d_model, h, x, x, x, mask, dtype)
     case = _("MultiHeadAttention(d_model={d_model}, h={h}), self-attention on x {x}, {mask}, {dtype}", d_model=d_model,
              h=h, x=tuple(x.shape), mask=oracle.mask_label(mask_kind), dtype=dtype)
-    assert_close(out, expected, what=_("output vs nn.MultiheadAttention"), case=case, hint=MHA_HINT, **tolerance(dtype),
-                 likely_bugs=oracle.lazy_bugs(lambda: oracle.distinct_bugs(oracle.mha_bug_outputs(state, x, x, x, h, mask, dtype), expected)))
+    assert_close(out, expected, what=_("output vs nn.MultiheadAttention"), case=case, hint=oracle.MHA_HINT,
+                 **tolerance(dtype),
+                 likely_bugs=lazy_bugs(lambda: distinct_bugs(oracle.mha_bug_outputs(state, x, x, x, h, mask, dtype), expected)))
     assert_close(mha.attn_weights, expected_weights, what=_("attn_weights (B, h, T_q, T_k) vs nn.MultiheadAttention"),
                  case=case, hint=_("attn_weights are the per-head softmax weights"), **tolerance(dtype))
 
@@ -312,14 +283,15 @@ def test_mha_cross_attention_matches_nn_multihead_attention(impl, dims, b, t_q, 
     mha, state = make_mha(impl, d_model, h, dtype, seed)
     query = tensor((b, t_q, d_model), seed + 1, dtype)
     key, value = tensor((b, t_k, d_model), seed + 2, dtype), tensor((b, t_k, d_model), seed + 3, dtype)
-    mask = make_mask(mask_kind, b, t_q, t_k, seed)
+    mask = attention_mask(mask_kind, b, t_q, t_k, seed)
     out = mha(query, key, value, mask)
-    expected, expected_weights = builtin_reference(state, d_model, h, query, key, value, mask, dtype)
+    expected, expected_weights = oracle.builtin_mha_outputs(state, d_model, h, query, key, value, mask, dtype)
     case = _("MultiHeadAttention(d_model={d_model}, h={h}), cross-attention with query {query}, key and value {memory}, "
              "{mask}, {dtype}", d_model=d_model, h=h, query=tuple(query.shape), memory=tuple(key.shape),
              mask=oracle.mask_label(mask_kind), dtype=dtype)
-    assert_close(out, expected, what=_("output vs nn.MultiheadAttention"), case=case, hint=MHA_HINT, **tolerance(dtype),
-                 likely_bugs=oracle.lazy_bugs(lambda: oracle.distinct_bugs(oracle.mha_bug_outputs(state, query, key, value, h, mask, dtype), expected)))
+    assert_close(out, expected, what=_("output vs nn.MultiheadAttention"), case=case, hint=oracle.MHA_HINT,
+                 **tolerance(dtype),
+                 likely_bugs=lazy_bugs(lambda: distinct_bugs(oracle.mha_bug_outputs(state, query, key, value, h, mask, dtype), expected)))
     assert_close(mha.attn_weights, expected_weights, what=_("attn_weights vs nn.MultiheadAttention"), case=case,
                  **tolerance(dtype), hint=_("queries come from `query`, keys from `key`, values from `value`"))
 
@@ -329,7 +301,7 @@ def test_mha_matches_numpy_oracle_float64(impl, dims, b, t_q, t_k, seed, mask_ki
     d_model, h = dims
     mha, state = make_mha(impl, d_model, h, torch.float64, seed)
     query, memory = tensor((b, t_q, d_model), seed + 1), tensor((b, t_k, d_model), seed + 2, scale=2.0)
-    mask = make_mask(mask_kind, b, t_q, t_k, seed)
+    mask = attention_mask(mask_kind, b, t_q, t_k, seed)
     out = mha(query, memory, memory, mask)
     expected, expected_weights = oracle.multi_head_attention(state, query, memory, memory, h, mask)
     expected = torch.from_numpy(expected)
@@ -337,8 +309,8 @@ def test_mha_matches_numpy_oracle_float64(impl, dims, b, t_q, t_k, seed, mask_ki
              d_model=d_model, h=h, query=tuple(query.shape), memory=tuple(memory.shape),
              mask=oracle.mask_label(mask_kind), dtype=torch.float64)
     assert_close(out, expected, what=_("output vs numpy float64"), case=case,
-                 hint=MHA_HINT, **tolerance(torch.float64),
-                 likely_bugs=oracle.lazy_bugs(lambda: oracle.distinct_bugs(oracle.mha_bug_outputs(state, query, memory, memory, h, mask, torch.float64), expected)))
+                 hint=oracle.MHA_HINT, **tolerance(torch.float64),
+                 likely_bugs=lazy_bugs(lambda: distinct_bugs(oracle.mha_bug_outputs(state, query, memory, memory, h, mask, torch.float64), expected)))
     assert_close(mha.attn_weights, torch.from_numpy(expected_weights), what=_("attn_weights vs numpy float64"), case=case,
                  **tolerance(torch.float64))
 
@@ -355,13 +327,13 @@ def test_mha_accepts_every_mask_shape(impl, mask_shape):
     else:  # (1, T_q, T_k)
         mask = random_mask(1, t_q, t_k, 10)
     out = mha(query, memory, memory, mask)
-    expected, _unused = builtin_reference(state, d_model, h, query, memory, memory, mask, torch.float64)
+    expected, _unused = oracle.builtin_mha_outputs(state, d_model, h, query, memory, memory, mask, torch.float64)
     case = _("MultiHeadAttention(d_model={d_model}, h={h}), query {query}, key and value {memory}, "
              "a mask of shape {mask_shape} = {shape}", d_model=d_model, h=h, query=tuple(query.shape),
              memory=tuple(memory.shape), mask_shape=mask_shape, shape=tuple(mask.shape))
     assert_close(out, expected, what=_("output vs nn.MultiheadAttention"), case=case, **tolerance(torch.float64),
                  hint=_("insert the head axis with mask.unsqueeze(1) so that the mask broadcasts against (B, h, T_q, T_k)"),
-                 likely_bugs=oracle.lazy_bugs(lambda: oracle.distinct_bugs(oracle.mha_bug_outputs(state, query, memory, memory, h, mask, torch.float64), expected)))
+                 likely_bugs=lazy_bugs(lambda: distinct_bugs(oracle.mha_bug_outputs(state, query, memory, memory, h, mask, torch.float64), expected)))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -370,11 +342,11 @@ def test_mha_single_head_and_length_one(impl, dtype):
         mha, state = make_mha(impl, d_model, h, dtype, d_model * 10 + h)
         query, memory = tensor((2, t_q, d_model), 1, dtype), tensor((2, t_k, d_model), 2, dtype)
         out = mha(query, memory, memory)
-        expected, _unused = builtin_reference(state, d_model, h, query, memory, memory, None, dtype)
+        expected, _unused = oracle.builtin_mha_outputs(state, d_model, h, query, memory, memory, None, dtype)
         case = _("MultiHeadAttention(d_model={d_model}, h={h}), query {query}, key and value {memory}, no mask, {dtype}",
                  d_model=d_model, h=h, query=tuple(query.shape), memory=tuple(memory.shape), dtype=dtype)
         assert_close(out, expected, what=_("output vs nn.MultiheadAttention"), case=case,
-                     hint=_("{steps}; don't squeeze away axes of size 1", steps=MHA_HINT), **tolerance(dtype))
+                     hint=_("{steps}; don't squeeze away axes of size 1", steps=oracle.MHA_HINT), **tolerance(dtype))
 
 
 @given(dims=model_dims(), b=st.integers(1, 2), t=lengths, dtype=dtypes, seed=seeds, data=st.data())
@@ -398,7 +370,7 @@ def test_mha_batch_elements_are_independent(impl, dims, b, t_q, t_k, dtype, seed
     d_model, h = dims
     mha, _unused = make_mha(impl, d_model, h, dtype, seed)
     query, memory = tensor((b, t_q, d_model), seed + 1, dtype), tensor((b, t_k, d_model), seed + 2, dtype)
-    mask = make_mask(mask_kind, b, t_q, t_k, seed)
+    mask = attention_mask(mask_kind, b, t_q, t_k, seed)
     out = mha(query, memory, memory, mask)
     for i in range(b):
         alone = mha(query[i:i + 1], memory[i:i + 1], memory[i:i + 1], None if mask is None else mask[i:i + 1])
@@ -415,7 +387,7 @@ def test_mha_dropout_only_in_training_mode(impl):
     query, memory = tensor((2, 5, d_model), 1), tensor((2, 6, d_model), 2)
     mask = key_padding_mask(2, 6, 3)
     mha, state = make_mha(impl, d_model, h, torch.float64, 4, dropout=0.5)  # in eval mode
-    expected, _unused = builtin_reference(state, d_model, h, query, memory, memory, mask, torch.float64)
+    expected, _unused = oracle.builtin_mha_outputs(state, d_model, h, query, memory, memory, mask, torch.float64)
     case = _("MultiHeadAttention(d_model={d_model}, h={h}, dropout=0.5), query {query}, key and value {memory}, "
              "padding mask", d_model=d_model, h=h, query=tuple(query.shape), memory=tuple(memory.shape))
     for _call in range(2):

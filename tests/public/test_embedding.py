@@ -6,12 +6,12 @@ pe[p, 2i+1] = cos(p / 10000^(2i/d_model)).
 """
 import math
 
-import numpy as np
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.i18n import _
+from tests.support.builders import pe_buffer
 from tests.support.checks import assert_close, check, raised_by, tolerance
 from tests.support.oracles import embedding as oracle
 from tests.support.strategies import batch_sizes, dtypes, int_tensor, lengths, seeds, tensor
@@ -19,18 +19,6 @@ from tests.support.strategies import batch_sizes, dtypes, int_tensor, lengths, s
 # The pe buffer is float32 by default; a table computed in float32 is off by a few 1e-6 for
 # positions of a few dozen, so table comparisons use this tolerance whatever the dtype.
 PE_TOL = {"rtol": 1e-6, "atol": 2e-5}
-
-
-def pe_buffer(module) -> torch.Tensor:
-    buffers = dict(module.named_buffers())
-    check("pe" in buffers, _("PositionalEncoding has no buffer called pe (its buffers: {buffers})", buffers=sorted(buffers)),
-          _("register the table with self.register_buffer('pe', table)"))
-    return buffers["pe"]
-
-
-def pe_likely_bugs(max_len, d_model, dtype=torch.float64):
-    return {text: torch.from_numpy(oracle.sinusoid_table(max_len, d_model, name)).to(dtype)
-            for name, text in oracle.PE_BUGS.items()}
 
 
 def embedding_bugs(weight, tokens, vocab, d_model, dtype):
@@ -114,7 +102,7 @@ def test_positional_table_matches_paper_formula(impl, d_model, max_len):
         case=_("PositionalEncoding(d_model={d_model}, max_len={max_len})", d_model=d_model, max_len=max_len),
         hint=_("pe[p, 2i] = sin(p / 10000^(2i/d_model)), pe[p, 2i+1] = cos(p / 10000^(2i/d_model)); "
                "shape (max_len, d_model); for an odd d_model the last feature is a lone sine"),
-        likely_bugs=pe_likely_bugs(max_len, d_model),
+        likely_bugs=oracle.pe_bug_tables(max_len, d_model),
         check_dtype=False,
         **PE_TOL,
     )

@@ -10,22 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.i18n import _
+from tests.support.builders import make_ffn
 from tests.support.checks import assert_close, check, tolerance
+from tests.support.likely_bugs import distinct_bugs
 from tests.support.oracles import feed_forward as oracle
-from tests.support.oracles.attention import distinct_bugs
 from tests.support.strategies import dtypes, seeds, tensor
 
 leading_shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple)  # 2-D to 4-D inputs
-HINT = _("FFN(x) = w_2(dropout(relu(w_1(x)))), with w_1 = nn.Linear(d_model, d_ff), w_2 = nn.Linear(d_ff, d_model)")
-
-
-def make_ffn(impl, d_model, d_ff, dtype, seed, dropout=0.0, state=None):
-    state = oracle.random_ffn_state(d_model, d_ff, seed, dtype) if state is None else state
-    ffn = impl.feed_forward.PositionwiseFeedForward(d_model, d_ff, dropout=dropout)
-    ffn.to(dtype)
-    ffn.load_state_dict(state, strict=True)
-    ffn.eval()
-    return ffn, state
 
 
 @given(lead=leading_shapes, d_model=st.integers(1, 8), d_ff=st.integers(1, 16), dtype=dtypes, seed=seeds)
@@ -34,14 +25,14 @@ def test_ffn_matches_numpy_oracle_and_torch_builtin(impl, lead, d_model, d_ff, d
     x = tensor(lead + (d_model,), seed + 1, dtype)
     out = ffn(x)
     expected = torch.from_numpy(oracle.feed_forward(state, x)).to(dtype)
-    case = _("PositionwiseFeedForward(d_model={d_model}, d_ff={d_ff}) on an input of shape {shape}, {dtype}",
-             d_model=d_model, d_ff=d_ff, shape=tuple(x.shape), dtype=dtype)
-    assert_close(out, expected, what=_("FFN output vs numpy float64"), case=case, hint=HINT, **tolerance(dtype),
+    case = oracle.ffn_case(d_model, d_ff, x, dtype)
+    assert_close(out, expected, what=_("FFN output vs numpy float64"), case=case, hint=oracle.FFN_HINT,
+                 **tolerance(dtype),
                  likely_bugs=distinct_bugs(oracle.ffn_bug_outputs(state, x, dtype), expected))
     with torch.no_grad():
         builtin = oracle.builtin_ffn({k: v.double() for k, v in state.items()})(x.double()).to(dtype)
-    assert_close(out, builtin, what=_("FFN output vs nn.Sequential(Linear, ReLU, Linear)"), case=case, hint=HINT,
-                 **tolerance(dtype))
+    assert_close(out, builtin, what=_("FFN output vs nn.Sequential(Linear, ReLU, Linear)"), case=case,
+                 hint=oracle.FFN_HINT, **tolerance(dtype))
 
 
 @given(b=st.integers(1, 3), t=st.integers(1, 6), d_model=st.integers(1, 6), d_ff=st.integers(1, 12), dtype=dtypes, seed=seeds)
@@ -49,8 +40,7 @@ def test_ffn_is_position_wise(impl, b, t, d_model, d_ff, dtype, seed):
     ffn, _state = make_ffn(impl, d_model, d_ff, dtype, seed)
     x = tensor((b, t, d_model), seed + 1, dtype)
     out = ffn(x)
-    case = _("PositionwiseFeedForward(d_model={d_model}, d_ff={d_ff}) on an input of shape {shape}, {dtype}",
-             d_model=d_model, d_ff=d_ff, shape=tuple(x.shape), dtype=dtype)
+    case = oracle.ffn_case(d_model, d_ff, x, dtype)
     for i in range(t):
         assert_close(ffn(x[:, i:i + 1]), out[:, i:i + 1], **tolerance(dtype),
                      what=_("FFN of position {i} alone vs position {i} of the whole sequence", i=i), case=case,
@@ -130,8 +120,7 @@ def test_ffn_gradients_match_torch_builtin(impl):
     builtin = oracle.builtin_ffn(state)
     leaf = x.clone().requires_grad_(True)
     (builtin(leaf) * upstream).sum().backward()
-    case = _("PositionwiseFeedForward(d_model={d_model}, d_ff={d_ff}) on an input of shape {shape}, {dtype}",
-             d_model=d_model, d_ff=d_ff, shape=tuple(x.shape), dtype=torch.float64)
+    case = oracle.ffn_case(d_model, d_ff, x)
     assert_close(arg_grads[0], leaf.grad, what=_("gradient of the FFN with respect to its input"), case=case,
                  **tolerance(torch.float64))
     names = {"w_1.weight": builtin[0].weight, "w_1.bias": builtin[0].bias,

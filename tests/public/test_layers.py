@@ -13,47 +13,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.i18n import _
+from tests.support.builders import load_weights
 from tests.support.checks import assert_close, check, tolerance
+from tests.support.likely_bugs import assert_close_naming_bugs
 from tests.support.oracles import layers as oracle
-from tests.support.oracles.layers import assert_close_naming_bugs
-from tests.support.strategies import batch_sizes, dtypes, key_padding_mask, lengths, model_dims, seeds, tensor
-
-
-def causal(t):
-    return torch.tril(torch.ones(t, t, dtype=torch.bool)).unsqueeze(0)
+from tests.support.strategies import batch_sizes, causal, dtypes, key_padding_mask, lengths, model_dims, seeds, tensor
 
 
 def encoder_layer(impl, d_model, heads, d_ff, seed, dtype, dropout=0.0):
     """The student's EncoderLayer with the oracle's weights (strict load checks the names)."""
-    layer = impl.layers.EncoderLayer(d_model, heads, d_ff, dropout)
-    if dtype == torch.float64:
-        layer.double()
     state = oracle.encoder_layer_state(d_model, d_ff, seed)
-    layer.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
-    layer.eval()
-    return layer, state
+    return load_weights(impl.layers.EncoderLayer(d_model, heads, d_ff, dropout), state, dtype), state
 
 
 def decoder_layer(impl, d_model, heads, d_ff, seed, dtype, dropout=0.0):
-    layer = impl.layers.DecoderLayer(d_model, heads, d_ff, dropout)
-    if dtype == torch.float64:
-        layer.double()
     state = oracle.decoder_layer_state(d_model, d_ff, seed)
-    layer.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
-    layer.eval()
-    return layer, state
-
-
-def expected_encoder(state, d_model, heads, d_ff, x, src_mask):
-    builtin = oracle.builtin_encoder_layer(state, d_model, heads, d_ff)
-    with torch.no_grad():
-        return oracle.run_builtin_encoder_layer(builtin, x.double(), src_mask)
-
-
-def expected_decoder(state, d_model, heads, d_ff, x, memory, src_mask, tgt_mask):
-    builtin = oracle.builtin_decoder_layer(state, d_model, heads, d_ff)
-    with torch.no_grad():
-        return oracle.run_builtin_decoder_layer(builtin, x.double(), memory.double(), src_mask, tgt_mask, heads)
+    return load_weights(impl.layers.DecoderLayer(d_model, heads, d_ff, dropout), state, dtype), state
 
 
 ENCODER_HINT = _("post-norm: x = add_norm1(x, self-attention(x, x, x, src_mask)), then x = add_norm2(x, feed_forward); "
@@ -70,7 +45,7 @@ def test_encoder_layer_matches_builtin(impl, dims, batch, length, seed, dtype):
     layer, state = encoder_layer(impl, d_model, heads, d_ff, seed, dtype)
     x = tensor((batch, length, d_model), seed + 1, dtype)
     src_mask = key_padding_mask(batch, length, seed + 2)
-    expected = expected_encoder(state, d_model, heads, d_ff, x, src_mask).to(dtype)
+    expected = oracle.builtin_encoder_layer_output(state, d_model, heads, d_ff, x, src_mask).to(dtype)
     assert_close_naming_bugs(
         layer(x, src_mask), expected,
         partial(oracle.encoder_bug_outputs, state, x, src_mask, heads, dtype),
@@ -94,7 +69,7 @@ def test_decoder_layer_matches_builtin(impl, dims, batch, t_src, t_tgt, seed, dt
     tgt_mask = causal(t_tgt)
     if per_batch_tgt_mask:  # (B, T, T): target padding & causal
         tgt_mask = key_padding_mask(batch, t_tgt, seed + 4) & tgt_mask
-    expected = expected_decoder(state, d_model, heads, d_ff, x, memory, src_mask, tgt_mask).to(dtype)
+    expected = oracle.builtin_decoder_layer_output(state, d_model, heads, d_ff, x, memory, src_mask, tgt_mask).to(dtype)
     what = _("DecoderLayer output vs nn.TransformerDecoderLayer")
     case = _("DecoderLayer(d_model={d_model}, num_heads={heads}, d_ff={d_ff}), x {x}, memory {memory}, "
              "tgt_mask {tgt_mask}, {dtype}", d_model=d_model, heads=heads, d_ff=d_ff, x=tuple(x.shape),
@@ -125,7 +100,7 @@ def test_decoder_cross_attention_uses_memory_and_source_mask(impl):
     tgt_mask = causal(t)
     assert_close_naming_bugs(
         layer(x, memory, src_mask, tgt_mask),
-        expected_decoder(state, d_model, heads, d_ff, x, memory, src_mask, tgt_mask),
+        oracle.builtin_decoder_layer_output(state, d_model, heads, d_ff, x, memory, src_mask, tgt_mask),
         what=_("DecoderLayer output vs nn.TransformerDecoderLayer"),
         case=_("DecoderLayer(d_model={d_model}, num_heads={heads}, d_ff={d_ff}), x {x}, memory {memory} "
                "with source padding, causal tgt_mask, {dtype}", d_model=d_model, heads=heads, d_ff=d_ff,
@@ -222,7 +197,8 @@ def test_layers_length_one_and_single_head(impl):
     enc, enc_state = encoder_layer(impl, d_model, heads, d_ff, 21, torch.float64)
     x = tensor((2, 1, d_model), 22)
     mask = torch.ones(2, 1, 1, dtype=torch.bool)
-    assert_close_naming_bugs(enc(x, mask), expected_encoder(enc_state, d_model, heads, d_ff, x, mask),
+    assert_close_naming_bugs(enc(x, mask),
+                 oracle.builtin_encoder_layer_output(enc_state, d_model, heads, d_ff, x, mask),
                  what=_("EncoderLayer output vs nn.TransformerEncoderLayer"),
                  case=_("one head, sequences of length 1: x {x}, {dtype}", x=tuple(x.shape), dtype=torch.float64),
                  hint=ENCODER_HINT,
@@ -232,7 +208,7 @@ def test_layers_length_one_and_single_head(impl):
     memory = tensor((2, 3, d_model), 24)
     src_mask = torch.tensor([[[True, True, True]], [[True, False, False]]])
     assert_close_naming_bugs(dec(x, memory, src_mask, causal(1)),
-                 expected_decoder(dec_state, d_model, heads, d_ff, x, memory, src_mask, causal(1)),
+                 oracle.builtin_decoder_layer_output(dec_state, d_model, heads, d_ff, x, memory, src_mask, causal(1)),
                  what=_("DecoderLayer output vs nn.TransformerDecoderLayer"),
                  case=_("one head, a target of length 1: x {x}, memory {memory}, {dtype}",
                         x=tuple(x.shape), memory=tuple(memory.shape), dtype=torch.float64),
@@ -250,9 +226,10 @@ def test_layers_dropout_only_in_training_mode(impl):
     dec, dec_state = decoder_layer(impl, d_model, heads, d_ff, 35, torch.float32, dropout=0.5)
     runs = {
         "EncoderLayer": (enc, (memory, src_mask),
-                         expected_encoder(enc_state, d_model, heads, d_ff, memory, src_mask)),
+                         oracle.builtin_encoder_layer_output(enc_state, d_model, heads, d_ff, memory, src_mask)),
         "DecoderLayer": (dec, (x, memory, src_mask, causal(6)),
-                         expected_decoder(dec_state, d_model, heads, d_ff, x, memory, src_mask, causal(6))),
+                         oracle.builtin_decoder_layer_output(dec_state, d_model, heads, d_ff, x, memory, src_mask,
+                                                             causal(6))),
     }
     for name, (layer, args, expected) in runs.items():
         layer.eval()

@@ -8,28 +8,14 @@ from hypothesis import strategies as st
 
 from grader.i18n import _
 from tests.support.checks import assert_equal, check
-from tests.support.strategies import batch_sizes, int_tensor, lengths, seeds
+from tests.support.strategies import batch_sizes, causal, lengths, right_padded_tokens, seeds
 
 PAD = 0
 
 
-def padded_tokens(batch, length, seed, pad_id=PAD):
-    """Token ids in [1, 21) other than pad_id, with random right padding; row lengths >= 1."""
-    tokens = int_tensor((batch, length), seed, 1, 20)
-    tokens[tokens == pad_id] = pad_id + 1  # the pad id only in the padding: "padded on the right"
-    generator = torch.Generator().manual_seed(seed + 1)
-    real = torch.randint(1, length + 1, (batch,), generator=generator)
-    tokens[torch.arange(length)[None, :] >= real[:, None]] = pad_id
-    return tokens
-
-
-def expected_causal(size):
-    return torch.tensor([[j <= i for j in range(size)] for i in range(size)]).unsqueeze(0)
-
-
 @given(batch=batch_sizes, length=lengths, seed=seeds, pad_id=st.sampled_from([0, 3]))
 def test_padding_mask_marks_real_tokens(impl, batch, length, seed, pad_id):
-    tokens = padded_tokens(batch, length, seed, pad_id)
+    tokens = right_padded_tokens(batch, length, seed, pad_id, 1, 20, lengths_seed=seed + 1)
     actual = impl.masks.padding_mask(tokens, pad_id)
     expected = (tokens != pad_id).unsqueeze(1)
     assert_equal(
@@ -48,7 +34,7 @@ def test_padding_mask_marks_real_tokens(impl, batch, length, seed, pad_id):
 
 @given(size=st.integers(1, 12))
 def test_causal_mask_is_lower_triangular(impl, size):
-    expected = expected_causal(size)
+    expected = causal(size)
     actual = impl.masks.causal_mask(size)
     assert_equal(
         actual,
@@ -80,8 +66,8 @@ def test_causal_mask_on_requested_device(impl):
 
 @given(batch=batch_sizes, length=lengths, seed=seeds)
 def test_target_mask_combines_padding_and_causal(impl, batch, length, seed):
-    tokens = padded_tokens(batch, length, seed)
-    expected = (tokens != PAD).unsqueeze(1) & expected_causal(length)
+    tokens = right_padded_tokens(batch, length, seed, PAD, 1, 20, lengths_seed=seed + 1)
+    expected = (tokens != PAD).unsqueeze(1) & causal(length)
     actual = impl.masks.target_mask(tokens, PAD)
     assert_equal(
         actual,
@@ -91,8 +77,8 @@ def test_target_mask_combines_padding_and_causal(impl, batch, length, seed):
         hint=_("shape (B, T, T): padding_mask(tokens) & causal_mask(T); query i sees key j iff j <= i and j is real"),
         likely_bugs={
             _("padding and causal combined with | instead of &"):
-                (tokens != PAD).unsqueeze(1) | expected_causal(length),
-            _("only the causal part: padding keys are not hidden"): expected_causal(length).expand(batch, -1, -1),
+                (tokens != PAD).unsqueeze(1) | causal(length),
+            _("only the causal part: padding keys are not hidden"): causal(length).expand(batch, -1, -1),
             _("only the padding part: the future is not hidden"): (tokens != PAD).unsqueeze(1).expand(-1, length, -1),
         },
     )

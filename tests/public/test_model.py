@@ -9,50 +9,17 @@ sinusoid table, nn.TransformerEncoder / nn.TransformerDecoder without a final no
 with the same weights, in float64. Weight initialisation is not tested.
 """
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.i18n import _
+from tests.support.builders import batch_inputs, load_weights, make_model
 from tests.support.checks import assert_close, check, tolerance
+from tests.support.likely_bugs import assert_close_naming_bugs
 from tests.support.oracles import model as oracle
-from tests.support.oracles.layers import assert_close_naming_bugs
-from tests.support.strategies import batch_sizes, dtypes, int_tensor, key_padding_mask, model_dims, seeds, tensor
-
-# The structural properties need fewer examples than the main reference check (keeps the file fast;
-# the `deep` profile still scales them up).
-FEWER = settings(max_examples=max(5, settings().max_examples * 2 // 5))
-
-# A stack of layers in float32 drifts a little more than one layer.
-MODEL_TOL = {torch.float64: {"rtol": 1e-9, "atol": 1e-9}, torch.float32: {"rtol": 1e-4, "atol": 1e-4}}
-
-
-def causal(t):
-    return torch.tril(torch.ones(t, t, dtype=torch.bool)).unsqueeze(0)
-
-
-def make_model(impl, cfg, seed, dtype=torch.float64, dropout=0.0):
-    """The student's Transformer with the oracle's weights (strict load checks the names)."""
-    model = impl.model.Transformer(**cfg.kwargs(dropout))
-    if dtype == torch.float64:
-        model.double()
-    state = oracle.transformer_state(cfg, seed)
-    model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
-    model.eval()
-    return model, state
-
-
-def batch_inputs(cfg, seed, batch=2, t_src=5, t_tgt=4):
-    """Right-padded token batches and their masks (True = may attend)."""
-    src = int_tensor((batch, t_src), seed, 0, cfg.src_vocab)
-    src[src == cfg.pad_id] = (cfg.pad_id + 1) % cfg.src_vocab
-    src_mask = key_padding_mask(batch, t_src, seed + 1)
-    src[~src_mask[:, 0, :]] = cfg.pad_id
-    tgt = int_tensor((batch, t_tgt), seed + 2, 0, cfg.tgt_vocab)
-    tgt[tgt == cfg.pad_id] = (cfg.pad_id + 1) % cfg.tgt_vocab
-    tgt_real = key_padding_mask(batch, t_tgt, seed + 3)
-    tgt[~tgt_real[:, 0, :]] = cfg.pad_id
-    return src, tgt, src_mask, tgt_real & causal(t_tgt)
-
+from tests.support.strategies import (
+    batch_sizes, causal, dtypes, fewer_examples, int_tensor, key_padding_mask, model_dims, seeds, tensor,
+)
 
 FORWARD_HINT = _("logits = generator(decoder(positional(tgt_embed(tgt)), memory, src_mask, tgt_mask)) with "
                   "memory = encoder(positional(src_embed(src)), src_mask); no softmax at the end")
@@ -84,11 +51,11 @@ def test_transformer_forward_matches_builtin_model(impl, layers, dims, batch, t_
         what=_("logits vs the model built from PyTorch modules"),
         case=model_case(layers, d_model, heads, src, tgt, dtype),
         hint=FORWARD_HINT,
-        **MODEL_TOL[dtype],
+        **tolerance(dtype, stack=True),
     )
 
 
-@FEWER
+@fewer_examples()
 @given(seed=seeds, dtype=dtypes, t_src=st.integers(1, 6), t_tgt=st.integers(1, 6))
 def test_encode_and_decode_match_builtin_model(impl, seed, dtype, t_src, t_tgt):
     cfg = oracle.Config()
@@ -115,17 +82,17 @@ def test_encode_and_decode_match_builtin_model(impl, seed, dtype, t_src, t_tgt):
         model.encode(src, src_mask), memory.to(dtype), encode_bugs,
         what=_("output of encode (the memory) vs the built-in encoder"), case=case,
         hint="encoder(positional(src_embed(src)), src_mask)",
-        **MODEL_TOL[dtype],
+        **tolerance(dtype, stack=True),
     )
     assert_close_naming_bugs(
         model.decode(tgt, memory.to(dtype), src_mask, tgt_mask), hidden.to(dtype), decode_bugs,
         what=_("output of decode vs the built-in decoder"), case=case,
         hint=_("decoder(positional(tgt_embed(tgt)), memory, src_mask, tgt_mask), no generator"),
-        **MODEL_TOL[dtype],
+        **tolerance(dtype, stack=True),
     )
 
 
-@FEWER
+@fewer_examples()
 @given(layers=st.integers(1, 4), seed=seeds, dtype=dtypes, length=st.integers(1, 6))
 def test_encoder_stack_applies_layers_in_sequence(impl, layers, seed, dtype, length):
     d_model, heads, d_ff = 8, 2, 12
@@ -135,11 +102,8 @@ def test_encoder_stack_applies_layers_in_sequence(impl, layers, seed, dtype, len
     check(len(encoder.layers) == layers,
           _("Encoder(num_layers={layers}).layers has {count} layers", layers=layers, count=len(encoder.layers)),
           _("an nn.ModuleList of num_layers EncoderLayers"), case=case)
-    if dtype == torch.float64:
-        encoder.double()
     state = oracle.encoder_state(layers, d_model, d_ff, seed)
-    encoder.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
-    encoder.eval()
+    load_weights(encoder, state, dtype)
     x = tensor((2, length, d_model), seed + 1, dtype)
     mask = key_padding_mask(2, length, seed + 2)
     stack = oracle.builtin_encoder(state, layers, d_model, heads, d_ff)
@@ -153,11 +117,11 @@ def test_encoder_stack_applies_layers_in_sequence(impl, layers, seed, dtype, len
         what=_("Encoder output vs nn.TransformerEncoder"),
         case=_("{encoder}, x {x}, padding mask, {dtype}", encoder=case, x=tuple(x.shape), dtype=dtype),
         hint=_("for layer in self.layers: x = layer(x, src_mask); no final norm"),
-        likely_bugs=bugs, **MODEL_TOL[dtype],
+        likely_bugs=bugs, **tolerance(dtype, stack=True),
     )
 
 
-@FEWER
+@fewer_examples()
 @given(layers=st.integers(1, 4), seed=seeds, dtype=dtypes, t_tgt=st.integers(1, 6))
 def test_decoder_stack_applies_layers_in_sequence(impl, layers, seed, dtype, t_tgt):
     d_model, heads, d_ff = 8, 2, 12
@@ -167,11 +131,8 @@ def test_decoder_stack_applies_layers_in_sequence(impl, layers, seed, dtype, t_t
     check(len(decoder.layers) == layers,
           _("Decoder(num_layers={layers}).layers has {count} layers", layers=layers, count=len(decoder.layers)),
           _("an nn.ModuleList of num_layers DecoderLayers"), case=case)
-    if dtype == torch.float64:
-        decoder.double()
     state = oracle.decoder_state(layers, d_model, d_ff, seed)
-    decoder.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
-    decoder.eval()
+    load_weights(decoder, state, dtype)
     x = tensor((2, t_tgt, d_model), seed + 1, dtype)
     memory = tensor((2, 5, d_model), seed + 2, dtype)
     src_mask = key_padding_mask(2, 5, seed + 3)
@@ -189,11 +150,11 @@ def test_decoder_stack_applies_layers_in_sequence(impl, layers, seed, dtype, t_t
         case=_("{decoder}, x {x}, memory {memory}, causal tgt_mask, {dtype}", decoder=case, x=tuple(x.shape),
                memory=tuple(memory.shape), dtype=dtype),
         hint=_("for layer in self.layers: x = layer(x, memory, src_mask, tgt_mask) — the same memory for every layer"),
-        likely_bugs=bugs, **MODEL_TOL[dtype],
+        likely_bugs=bugs, **tolerance(dtype, stack=True),
     )
 
 
-@FEWER
+@fewer_examples()
 @given(seed=seeds, extra=st.integers(1, 4), t_src=st.integers(1, 5))
 def test_transformer_ignores_appended_source_padding(impl, seed, extra, t_src):
     cfg = oracle.Config()
@@ -213,7 +174,7 @@ def test_transformer_ignores_appended_source_padding(impl, seed, extra, t_src):
     )
 
 
-@FEWER
+@fewer_examples()
 @given(seed=seeds, t_tgt=st.integers(2, 7), j=st.integers(1, 6))
 def test_transformer_is_causal_on_the_target_side(impl, seed, t_tgt, j):
     j = min(j, t_tgt - 1)
@@ -239,7 +200,7 @@ def test_transformer_is_causal_on_the_target_side(impl, seed, t_tgt, j):
           case=_("tgt {tgt}, causal tgt_mask, {dtype}", tgt=tuple(tgt.shape), dtype=torch.float64))
 
 
-@FEWER
+@fewer_examples()
 @given(seed=seeds, batch=st.integers(2, 3))
 def test_transformer_treats_batch_rows_independently(impl, seed, batch):
     cfg = oracle.Config()
@@ -323,7 +284,8 @@ def test_transformer_dropout_only_in_training_mode(impl):
              dtype=torch.float32)
     assert_close(model(src, tgt, src_mask, tgt_mask), expected,
                  what=_("logits in evaluation mode vs the reference without dropout"), case=case,
-                 hint=_("every dropout must be an nn.Dropout: none may act after .eval()"), **MODEL_TOL[torch.float32])
+                 hint=_("every dropout must be an nn.Dropout: none may act after .eval()"),
+                 **tolerance(torch.float32, stack=True))
     model.train()
     first, second = model(src, tgt, src_mask, tgt_mask), model(src, tgt, src_mask, tgt_mask)
     check(bool((first - expected).abs().max() > 1e-3) and bool((first - second).abs().max() > 1e-3),

@@ -14,28 +14,14 @@ from hypothesis import strategies as st
 from torch import nn
 
 from grader.i18n import _
+from tests.support.builders import affine, linear_module, make_add_norm, make_layer_norm
 from tests.support.checks import assert_close, assert_equal, check, tolerance
+from tests.support.likely_bugs import distinct_bugs
 from tests.support.oracles import normalization as oracle
-from tests.support.oracles.attention import distinct_bugs
 from tests.support.strategies import dtypes, seeds, tensor
 
 leading_shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple)
 eps_values = st.sampled_from([1e-5, 1e-6, 1e-3])
-LN_HINT = _("mean and biased variance over the last axis (keepdim=True); weight * (x - mean) / sqrt(var + eps) + bias")
-ADD_NORM_HINT = _("AddNorm(x, sublayer) = norm(x + dropout(sublayer(x))): residual sum first, then the layer norm")
-
-
-def affine(d, seed, dtype=torch.float64):
-    """A gain and bias far from (ones, zeros), so that ignoring them shows."""
-    return (1.0 + tensor((d,), seed, dtype, scale=0.5)), tensor((d,), seed + 1, dtype, scale=0.5)
-
-
-def make_layer_norm(impl, d, dtype, eps=None, weight=None, bias=None):
-    norm = impl.normalization.LayerNorm(d) if eps is None else impl.normalization.LayerNorm(d, eps=eps)
-    norm.to(dtype)
-    if weight is not None:
-        norm.load_state_dict({"weight": weight.to(dtype), "bias": bias.to(dtype)}, strict=True)
-    return norm
 
 
 def rows_with_variance(shape, seed, dtype, std, shift):
@@ -58,20 +44,6 @@ def wrong_axis_statistics(x, eps=1e-5):
     return found
 
 
-def make_linear(d, seed, dtype):
-    """A trusted nn.Linear sublayer with weights chosen here."""
-    linear = nn.Linear(d, d).to(dtype)
-    with torch.no_grad():
-        linear.weight.copy_(tensor((d, d), seed, scale=1.0 / np.sqrt(d)))
-        linear.bias.copy_(tensor((d,), seed + 1, scale=0.5))
-    return linear
-
-
-def linear_fn(linear):
-    weight, bias = linear.weight.detach(), linear.bias.detach()
-    return lambda a: oracle.linear(a, weight, bias)
-
-
 # --------------------------------------------------------------------------- LayerNorm
 
 
@@ -91,7 +63,7 @@ def test_layernorm_default_parameters_give_mean_0_variance_1(impl, lead, d, dtyp
     wrong_axes = wrong_axis_statistics(x)
     expected_mean = torch.zeros(lead, dtype=torch.float64)
     assert_close(o.mean(-1), expected_mean, what=_("mean of each output row"), case=case,
-                 hint=LN_HINT, **stat_tol, check_dtype=False,
+                 hint=oracle.LN_HINT, **stat_tol, check_dtype=False,
                  likely_bugs=distinct_bugs({bug: mean for bug, (mean, _var) in wrong_axes.items()}, expected_mean))
     expected_var = std**2 / (std**2 + 1e-5)  # eps = 1e-5 shrinks the variance a little
     # Rows of std 1 cannot tell eps outside the square root from a division by the variance.
@@ -103,7 +75,7 @@ def test_layernorm_default_parameters_give_mean_0_variance_1(impl, lead, d, dtyp
         scale_bugs = {_("eps added outside the square root: use sqrt(var + eps)"): eps_outside,
                       _("divided by the variance instead of the standard deviation: use sqrt(var + eps)"): by_variance}
     assert_close(o.var(-1, correction=0), torch.full(lead, expected_var, dtype=torch.float64), check_dtype=False,
-                 what=_("(biased) variance of each output row"), case=case, hint=LN_HINT, **stat_tol,
+                 what=_("(biased) variance of each output row"), case=case, hint=oracle.LN_HINT, **stat_tol,
                  likely_bugs={
                      _("unbiased variance (divided by d_model - 1): use var(unbiased=False) / correction=0"):
                          torch.full(lead, (d - 1) / d * expected_var),
@@ -140,11 +112,13 @@ def test_layernorm_matches_nn_layernorm_and_numpy(impl, lead, d, dtype, seed, ep
     expected = torch.from_numpy(oracle.layer_norm(x, weight, bias, eps)).to(dtype)
     case = _("LayerNorm({d}, eps={eps}) with a random weight and bias, on an input of shape {shape} and scale {scale}, "
              "{dtype}", d=d, eps=f"{eps:g}", shape=tuple(x.shape), scale=f"{scale:g}", dtype=dtype)
-    assert_close(out, expected, what=_("LayerNorm output vs numpy float64"), case=case, hint=LN_HINT, **tolerance(dtype),
+    assert_close(out, expected, what=_("LayerNorm output vs numpy float64"), case=case, hint=oracle.LN_HINT,
+                 **tolerance(dtype),
                  likely_bugs=distinct_bugs(oracle.layer_norm_bug_outputs(x, weight, bias, eps, dtype), expected))
     with torch.no_grad():
         builtin = oracle.builtin_layer_norm(weight, bias, eps)(x.double()).to(dtype)
-    assert_close(out, builtin, what=_("LayerNorm output vs nn.LayerNorm"), case=case, hint=LN_HINT, **tolerance(dtype))
+    assert_close(out, builtin, what=_("LayerNorm output vs nn.LayerNorm"), case=case, hint=oracle.LN_HINT,
+                 **tolerance(dtype))
 
 
 @pytest.mark.parametrize("eps", [None, 1e-5, 1e-6, 1e-3])
@@ -212,19 +186,16 @@ def test_layernorm_gradients_match_nn_layernorm(impl, dtype):
 @given(b=st.integers(1, 3), t=st.integers(1, 6), d=st.integers(2, 10), dtype=dtypes, seed=seeds)
 def test_addnorm_with_linear_sublayer_matches_oracle(impl, b, t, d, dtype, seed):
     weight, bias = affine(d, seed + 3)
-    add_norm = impl.normalization.AddNorm(d, dropout=0.1)
-    add_norm.to(dtype)
-    add_norm.load_state_dict({"norm.weight": weight.to(dtype), "norm.bias": bias.to(dtype)}, strict=True)
-    add_norm.eval()
-    linear = make_linear(d, seed + 1, dtype)
+    add_norm = make_add_norm(impl, d, dtype, weight, bias, dropout=0.1)
+    linear = linear_module(d, d, seed + 1, dtype)
     x = tensor((b, t, d), seed, dtype)
     out = add_norm(x, linear)
-    sub = linear_fn(linear)
+    sub = oracle.linear_fn(linear)
     expected = torch.from_numpy(oracle.add_norm(x, sub, weight, bias)).to(dtype)
     assert_close(out, expected, what=_("AddNorm output vs numpy float64"),
                  case=_("AddNorm({d}) around an nn.Linear sublayer, in eval mode, on an input of shape {shape}, {dtype}",
                         d=d, shape=tuple(x.shape), dtype=dtype),
-                 hint=ADD_NORM_HINT, **tolerance(dtype),
+                 hint=oracle.ADD_NORM_HINT, **tolerance(dtype),
                  likely_bugs=distinct_bugs(oracle.add_norm_bug_outputs(x, sub, weight, bias, dtype), expected))
 
 
@@ -238,7 +209,7 @@ def test_addnorm_with_identity_sublayer(impl, dtype):
     assert_close(add_norm(x, nn.Identity()), expected, what=_("AddNorm output around nn.Identity (it must be LayerNorm(x + x))"),
                  case=_("AddNorm({d}) around nn.Identity, on an input of shape {shape}, {dtype}",
                         d=d, shape=tuple(x.shape), dtype=dtype),
-                 hint=ADD_NORM_HINT, **tolerance(dtype))
+                 hint=oracle.ADD_NORM_HINT, **tolerance(dtype))
 
 
 def test_addnorm_state_dict_and_initialisation(impl):
@@ -258,9 +229,9 @@ def test_addnorm_dropout_only_in_training_mode(impl):
     add_norm = impl.normalization.AddNorm(d, dropout=0.5)
     add_norm.to(torch.float64)
     add_norm.eval()
-    linear = make_linear(d, 30, torch.float64)
+    linear = linear_module(d, d, 30, torch.float64)
     x = tensor((2, 6, d), 31)
-    expected = torch.from_numpy(oracle.add_norm(x, linear_fn(linear), np.ones(d), np.zeros(d)))
+    expected = torch.from_numpy(oracle.add_norm(x, oracle.linear_fn(linear), np.ones(d), np.zeros(d)))
     case = _("AddNorm({d}, dropout=0.5) around an nn.Linear sublayer, on an input of shape {shape}",
              d=d, shape=tuple(x.shape))
     for _repeat in range(2):

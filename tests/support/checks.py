@@ -190,8 +190,21 @@ def raised_by(call):
     return None
 
 
-def tolerance(dtype: torch.dtype) -> dict:
-    """Default (rtol, atol) for comparing a computation in ``dtype`` with a float64 oracle."""
-    if dtype == torch.float64:
-        return {"rtol": 1e-9, "atol": 1e-10}
-    return {"rtol": 1e-4, "atol": 1e-5}
+# How far a computation in a dtype may land from the float64 oracle (``|a - e| <= atol + rtol * |e|``).
+# "layer": one layer or function. "stack": a stack of layers (Encoder, Decoder, the Transformer),
+# whose float32 rounding passes through every layer and the vocabulary projection. The reference
+# solution's float32 outputs stay within a tenth of 1e-4 (rtol and atol) in 1000 random
+# configurations drawn like the public and hidden stack and model tests; 2e-4 leaves room for
+# other correct orders of the sums, a bug is off by far more, and the float64 checks catch the
+# subtle ones.
+TOLERANCES = {
+    "layer": {torch.float64: {"rtol": 1e-9, "atol": 1e-10}, torch.float32: {"rtol": 1e-4, "atol": 1e-5}},
+    "stack": {torch.float64: {"rtol": 1e-9, "atol": 1e-9}, torch.float32: {"rtol": 2e-4, "atol": 2e-4}},
+}
+
+
+def tolerance(dtype: torch.dtype, *, stack: bool = False) -> dict:
+    """(rtol, atol) for comparing a computation in ``dtype`` with a float64 oracle: of one layer,
+    or of a stack of layers (``stack=True``). Any dtype other than float64 gets float32's."""
+    table = TOLERANCES["stack" if stack else "layer"]
+    return dict(table[torch.float64 if dtype == torch.float64 else torch.float32])

@@ -18,7 +18,6 @@ on the order in which the code under test consumes the global random generator.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -171,6 +170,14 @@ def multi_head_attention(state, query, key, value, num_heads: int, mask=None, va
     return _linear(merged, state, "w_o"), weights
 
 
+# What to look at, in the tests of scaled dot-product and multi-head attention.
+MHA_HINT = _(
+    "project with w_q/w_k/w_v, split (B, T, d_model) -> (B, T, h, d_k) -> transpose to (B, h, T, d_k), "
+    "attend with mask.unsqueeze(1), transpose back, merge to (B, T_q, d_model), then w_o"
+)
+STABLE_HINT = _("subtract the row maximum before exp (torch.softmax does), and mask with -inf or finfo.min")
+
+
 def bug_descriptions() -> dict[str, str]:
     """``{variant: what the student did, in their words}`` (in the current language)."""
     return {
@@ -231,17 +238,6 @@ def sdpa_bug_outputs(query, key, value, mask, dtype, which: str = "output", vari
     return bugs
 
 
-def matching_bug(actual, bugs: Mapping, rtol: float = 1e-4, atol: float = 1e-5) -> str | None:
-    """The description of the first bug whose result ``actual`` matches (None: no known bug).
-    For ``check()`` messages; ``assert_close`` does the same with its ``likely_bugs``."""
-    actual = torch.as_tensor(actual).detach().cpu().double()
-    for description, value in bugs.items():
-        value = torch.as_tensor(value).double()
-        if value.shape == actual.shape and torch.allclose(actual, value, rtol=rtol, atol=atol):
-            return description
-    return None
-
-
 # --------------------------------------------------------------------------- PyTorch built-ins
 
 
@@ -288,6 +284,14 @@ def run_builtin_mha(mha: nn.MultiheadAttention, query, key, value, mask=None):
     return out, weights
 
 
+def builtin_mha_outputs(state, d_model, num_heads, query, key, value, mask, dtype):
+    """nn.MultiheadAttention in float64 on the same inputs: (output, weights) cast to ``dtype``."""
+    builtin = builtin_mha({k: v.double() for k, v in state.items()}, d_model, num_heads)
+    with torch.no_grad():
+        out, weights = run_builtin_mha(builtin, query.double(), key.double(), value.double(), mask)
+    return out.to(dtype), weights.to(dtype)
+
+
 def builtin_mha_param_grads(mha: nn.MultiheadAttention) -> dict:
     """The built-in's parameter gradients in the contract's names."""
     d = mha.embed_dim
@@ -297,52 +301,3 @@ def builtin_mha_param_grads(mha: nn.MultiheadAttention) -> dict:
         "w_q.bias": b[:d], "w_k.bias": b[d:2 * d], "w_v.bias": b[2 * d:],
         "w_o.weight": mha.out_proj.weight.grad, "w_o.bias": mha.out_proj.bias.grad,
     }
-
-
-# --------------------------------------------------------------------------- likely_bugs helper
-
-
-def distinct_bugs(bugs: dict, expected, rtol: float = 1e-3, atol: float = 1e-4) -> dict:
-    """Drop the bug signatures that (for these inputs) coincide with the correct answer, e.g.
-    "heads split without the transpose" with a single head: naming them would mislead."""
-    expected = torch.as_tensor(expected).double()
-    kept = {}
-    for description, value in bugs.items():
-        value = torch.as_tensor(value)
-        if value.shape != expected.shape:
-            kept[description] = value
-            continue
-        if not torch.isfinite(value).all():
-            kept[description] = value
-            continue
-        if not torch.allclose(value.double(), expected, rtol=rtol, atol=atol):
-            kept[description] = value
-    return kept
-
-
-class lazy_bugs(Mapping):  # noqa: N801 - used like a function
-    """``likely_bugs`` computed only when needed: ``assert_close`` reads the bug signatures
-    only after a mismatch, so passing tests skip the (many) buggy-variant computations.
-
-    ``lazy_bugs(lambda: {...})`` behaves like the dict the function returns."""
-
-    def __init__(self, compute):
-        self._compute = compute
-        self._bugs = None
-
-    def _get(self) -> dict:
-        if self._bugs is None:
-            self._bugs = dict(self._compute())
-        return self._bugs
-
-    def __bool__(self) -> bool:  # truthy without computing anything
-        return True
-
-    def __getitem__(self, key):
-        return self._get()[key]
-
-    def __iter__(self):
-        return iter(self._get())
-
-    def __len__(self) -> int:
-        return len(self._get())

@@ -64,6 +64,11 @@ def sinusoid_table(max_len: int, d_model: int, variant: str = "correct") -> np.n
     return np.where(even, np.sin(angle), np.cos(angle))
 
 
+def pe_bug_tables(max_len: int, d_model: int, dtype=torch.float64) -> dict:
+    """``{what a student did: the table it gives}`` for every variant of ``PE_BUGS`` (``likely_bugs``)."""
+    return {text: torch.from_numpy(sinusoid_table(max_len, d_model, name)).to(dtype) for name, text in PE_BUGS.items()}
+
+
 def sinusoid_table_by_loop(max_len: int, d_model: int) -> np.ndarray:
     """The same table computed entry by entry with ``math`` (used only to check the oracle)."""
     table = np.zeros((max_len, d_model))

@@ -55,6 +55,15 @@ def feed_forward(state, x, variant: str = "correct") -> np.ndarray:
     return out
 
 
+# What to look at, and how an input reads, in the tests of the feed-forward network.
+FFN_HINT = _("FFN(x) = w_2(dropout(relu(w_1(x)))), with w_1 = nn.Linear(d_model, d_ff), w_2 = nn.Linear(d_ff, d_model)")
+
+
+def ffn_case(d_model, d_ff, x, dtype=torch.float64) -> str:
+    return _("PositionwiseFeedForward(d_model={d_model}, d_ff={d_ff}) on an input of shape {shape}, {dtype}",
+             d_model=d_model, d_ff=d_ff, shape=tuple(x.shape), dtype=dtype)
+
+
 def ffn_bug_outputs(state, x, dtype) -> dict:
     names = {
         _("the ReLU is missing: FFN(x) = max(0, x W1 + b1) W2 + b2"): "no_relu",

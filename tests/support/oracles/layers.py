@@ -221,6 +221,21 @@ def run_builtin_decoder_layer(layer, x, memory, src_mask, tgt_mask, num_heads):
     )
 
 
+def builtin_encoder_layer_output(sd: dict, d_model: int, num_heads: int, d_ff: int, x, src_mask) -> torch.Tensor:
+    """The built-in encoder layer with the weights ``sd`` on ``x`` (in float64, no gradient)."""
+    layer = builtin_encoder_layer(sd, d_model, num_heads, d_ff)
+    with torch.no_grad():
+        return run_builtin_encoder_layer(layer, x.double(), src_mask)
+
+
+def builtin_decoder_layer_output(sd: dict, d_model: int, num_heads: int, d_ff: int, x, memory, src_mask,
+                                 tgt_mask) -> torch.Tensor:
+    """The built-in decoder layer with the weights ``sd`` on ``x`` and ``memory`` (in float64, no gradient)."""
+    layer = builtin_decoder_layer(sd, d_model, num_heads, d_ff)
+    with torch.no_grad():
+        return run_builtin_decoder_layer(layer, x.double(), memory.double(), src_mask, tgt_mask, num_heads)
+
+
 # --------------------------------------------------------------------------- numpy
 
 
@@ -399,31 +414,7 @@ def decoder_bug_outputs(sd, x, memory, src_mask, tgt_mask, num_heads, dtype) -> 
     return out
 
 
-# --------------------------------------------------------------------------- messages
-
-PRECISION_BUG = _(
-    "float64 precision is lost: the result is right only to float32 precision — look for a float32 constant "
-    "or intermediate (torch.tensor(d_model), torch.sqrt(torch.tensor(d_k)), a hard-coded dtype=torch.float32); "
-    "use math.sqrt and keep the input's dtype"
-)
-
-
-def assert_close_naming_bugs(actual, expected, bugs=None, *, likely_bugs=None, **kwargs):
-    """``checks.assert_close``, with the known-bug outputs (``bugs()``, costly) computed only when
-    the check fails (``likely_bugs`` as in ``assert_close`` for the cheap ones). For float64
-    checks, a result right to float32 precision only is named too."""
-    from tests.support.checks import assert_close
-
-    try:
-        assert_close(actual, expected, **kwargs)
-        return
-    except AssertionError:
-        pass
-    likely = dict(likely_bugs or {})
-    likely.update(bugs() if bugs is not None else {})
-    if torch.as_tensor(expected).dtype == torch.float64:
-        likely[PRECISION_BUG] = expected
-    assert_close(actual, expected, likely_bugs=likely, **kwargs)  # outside the except: no chained traceback
+# --------------------------------------------------------------------------- naming a crash
 
 
 def name_decoder_crash(layer, sd, num_heads, dtype, error, *, t_src, t_tgt, what, hint="", case=""):

@@ -89,6 +89,12 @@ def linear(x, weight, bias=None) -> np.ndarray:
     return out if bias is None else out + as_numpy(bias)
 
 
+def linear_fn(module):
+    """The map of a trusted ``nn.Linear`` on numpy arrays (a ``sublayer_out_fn`` for ``add_norm``)."""
+    weight, bias = module.weight.detach(), module.bias.detach()
+    return lambda a: linear(a, weight, bias)
+
+
 def add_norm(x, sublayer_out_fn, weight, bias, eps: float = 1e-5, variant: str = "correct") -> np.ndarray:
     """LayerNorm(x + sublayer(x)) (post-norm, paper §3.1), dropout off.
 
@@ -111,6 +117,11 @@ def add_norm(x, sublayer_out_fn, weight, bias, eps: float = 1e-5, variant: str =
     if variant == "no_norm":
         return x + sublayer_out_fn(x)
     return norm(x + sublayer_out_fn(x))
+
+
+# What to look at, in the tests of LayerNorm and AddNorm.
+LN_HINT = _("mean and biased variance over the last axis (keepdim=True); weight * (x - mean) / sqrt(var + eps) + bias")
+ADD_NORM_HINT = _("AddNorm(x, sublayer) = norm(x + dropout(sublayer(x))): residual sum first, then the layer norm")
 
 
 def add_norm_bug_outputs(x, sublayer_out_fn, weight, bias, dtype, eps: float = 1e-5) -> dict:
