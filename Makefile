@@ -37,14 +37,14 @@ INTEGRATION := tests/selftest/test_sandbox.py tests/selftest/test_grader.py test
 	tests/selftest/test_feedback.py tests/selftest/test_isolation.py tests/selftest/test_report.py \
 	tests/selftest/test_progress.py tests/selftest/test_export.py tests/selftest/test_cluster.py
 
-.PHONY: help venv check test test-deep stubs catalogues grade demo grade-all train translate bench mutants clean
+.PHONY: help venv check test test-deep lint format stubs catalogues grade demo grade-all train translate bench mutants clean
 
 help:
 	@echo "Students:     make check [PART=attention]   make train   make translate"
 	@echo "Instructors:  make demo   make grade SUBMISSION=path OUT=dir   make grade-all SUBMISSIONS=dir OUT=dir"
 	@echo "              (grade, grade-all: TRAIN=0 no training, PARTS=a,b some parts; grade-all: JOBS=N at once)"
 	@echo "Hand-outs:    make release   make autograder   make notebooks [LANG=en|ja]"
-	@echo "Maintainers:  make test   make test-deep   make stubs   make catalogues   make bench   make mutants"
+	@echo "Maintainers:  make test   make test-deep   make lint   make format   make stubs   make catalogues   make bench   make mutants"
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -89,11 +89,23 @@ catalogues: venv
 	$(PY) -m builders.catalogues update
 	$(PY) -m builders.catalogues check
 
-# The repository's own test command (CI runs it): stubs up to date; the public suite on the
+# ruff (pinned in requirements.txt, configured in pyproject.toml): lint and format. `make test`
+# starts with it; `make format` rewrites the files; `pre-commit install` runs it at every commit.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	@! git grep -nE '#\s*noqa(:\s*[A-Z]+[0-9]+(,\s*[A-Z]+[0-9]+)*)?\s*$$' -- '*.py' ':!tests/selftest/hostile' \
+	  || { echo "make lint: a # noqa needs its reason on the same line (# noqa: E731 — why)"; exit 1; }
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# The repository's own test command (CI runs it): lint clean; stubs up to date; the public suite on the
 # reference, timed; hidden tests and self-tests; every public and hidden test must FAIL on the
 # stubs (a test that passes on NotImplementedError has no teeth); then the integration
 # self-tests (grader, sandbox, hostile submissions, hand-outs, training, mutants, variants).
-test: venv
+test: venv lint
 	$(PY) -m builders.stubs --check
 	@echo "== public tests against solutions/ (budget: 60 s on 2 cores)"
 	@start=$$(date +%s%N); $(PY) -m pytest tests/public --impl solutions -q -p no:warnings || exit 1; \

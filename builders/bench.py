@@ -27,6 +27,7 @@ Every measurement runs in a fresh subprocess (``--worker``), so patches, memory 
 thread settings never leak from one to the next. The machine's load average is recorded next
 to every run: on a shared machine, throughput (and so BLEU after a time budget) drops with it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,6 +51,7 @@ VARIANTS = ("reference", "no_positional_encoding", "no_causal_mask", "no_attenti
 # =============================================================================================
 # Worker side: one measurement in a fresh process
 # =============================================================================================
+
 
 def _rss_now_kib() -> int:
     try:
@@ -89,8 +91,15 @@ def torch_nn_model(src_vocab_size, tgt_vocab_size, config, pad_id=0):
             self.dropout = nn.Dropout(config.dropout)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self.transformer = nn.Transformer(d, config.num_heads, config.num_layers, config.num_layers,
-                                                  config.d_ff, config.dropout, batch_first=True)
+                self.transformer = nn.Transformer(
+                    d,
+                    config.num_heads,
+                    config.num_layers,
+                    config.num_layers,
+                    config.d_ff,
+                    config.dropout,
+                    batch_first=True,
+                )
             self.generator = nn.Linear(d, tgt_vocab_size)
             for p in self.parameters():
                 if p.dim() > 1:
@@ -108,8 +117,9 @@ def torch_nn_model(src_vocab_size, tgt_vocab_size, config, pad_id=0):
                 blocked = blocked[0]
             else:
                 blocked = blocked.repeat_interleave(self.num_heads, dim=0)
-            return self.transformer.decoder(self._embed(self.tgt_embed, tgt), memory, tgt_mask=blocked,
-                                            memory_key_padding_mask=~src_mask[:, 0, :])
+            return self.transformer.decoder(
+                self._embed(self.tgt_embed, tgt), memory, tgt_mask=blocked, memory_key_padding_mask=~src_mask[:, 0, :]
+            )
 
         def forward(self, src, tgt, src_mask, tgt_mask):
             return self.generator(self.decode(tgt, self.encode(src, src_mask), src_mask, tgt_mask))
@@ -119,12 +129,12 @@ def torch_nn_model(src_vocab_size, tgt_vocab_size, config, pad_id=0):
 
 def _apply_variant(variant, impl, model):
     """Patch the trusted model build for an ablation (in this worker process only)."""
-    import torch
 
     target_mask_fn = None
     if variant == "no_positional_encoding":
         model.positional.pe.zero_()
     elif variant == "no_causal_mask":
+
         def target_mask_fn(tgt_in):  # padding only: the decoder may look at the future while training
             return impl.masks.padding_mask(tgt_in, 0)
     elif variant == "no_attention_scaling":
@@ -140,7 +150,6 @@ def _apply_variant(variant, impl, model):
 def _count_flops_per_token(model, impl, examples, config, device, n_batches=4):
     """Model FLOPs (forward + backward, as counted by torch.utils.flop_counter) per
     source+target token, over a few training batches."""
-    import torch
     import torch.nn.functional as F
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -153,10 +162,15 @@ def _count_flops_per_token(model, impl, examples, config, device, n_batches=4):
         batch = collate([examples[i] for i in indices]).to(device)
         counter = FlopCounterMode(display=False)
         with counter:
-            logits = model(batch.src, batch.tgt_in, impl.masks.padding_mask(batch.src, 0),
-                           impl.masks.target_mask(batch.tgt_in, 0))
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch.tgt_out.reshape(-1),
-                                   ignore_index=0, label_smoothing=0.1)
+            logits = model(
+                batch.src, batch.tgt_in, impl.masks.padding_mask(batch.src, 0), impl.masks.target_mask(batch.tgt_in, 0)
+            )
+            loss = F.cross_entropy(
+                logits.float().reshape(-1, logits.size(-1)),
+                batch.tgt_out.reshape(-1),
+                ignore_index=0,
+                label_smoothing=0.1,
+            )
             loss.backward()
         model.zero_grad(set_to_none=True)
         total_flops += counter.get_total_flops()
@@ -171,8 +185,15 @@ def worker(spec: dict) -> dict:
 
     from grader.translation import cli, decode
     from grader.translation.batching import encode_pairs
-    from grader.translation.train import (ModelConfig, TrainConfig, build_model, count_parameters,
-                                          load_implementation, resolve_device, train_model)
+    from grader.translation.train import (
+        ModelConfig,
+        TrainConfig,
+        build_model,
+        count_parameters,
+        load_implementation,
+        resolve_device,
+        train_model,
+    )
     from grader.translation.vocab import Vocab
 
     warnings.filterwarnings("ignore", message="enable_nested_tensor")
@@ -181,9 +202,15 @@ def worker(spec: dict) -> dict:
     impl = load_implementation(spec.get("impl", "solutions"))
     corpus = cli.load_corpus(spec.get("task", "synthetic"), spec.get("data_dir"))
     model_config = ModelConfig.from_dict(spec.get("model"))
-    train_config = TrainConfig(steps=spec.get("steps"), seconds=spec.get("seconds"), seed=spec["seed"],
-                               threads=spec.get("threads"), device=spec.get("device", "auto"),
-                               bf16=bool(spec.get("bf16")), **spec.get("training", {}))
+    train_config = TrainConfig(
+        steps=spec.get("steps"),
+        seconds=spec.get("seconds"),
+        seed=spec["seed"],
+        threads=spec.get("threads"),
+        device=spec.get("device", "auto"),
+        bf16=bool(spec.get("bf16")),
+        **spec.get("training", {}),
+    )
     device = resolve_device(train_config.device)
     src_vocab = Vocab.build(en for en, _ in corpus.train)
     tgt_vocab = Vocab.build(ja for _, ja in corpus.train)
@@ -201,21 +228,31 @@ def worker(spec: dict) -> dict:
         model = build_model(impl, len(src_vocab), len(tgt_vocab), model_config, seed=train_config.seed)
     target_mask_fn = _apply_variant(variant, impl, model)
     result = train_model(model, impl, examples, train_config, device=device, target_mask_fn=target_mask_fn)
-    memory = {"rss_growth_mib": round(max(0, _maxrss_kib() - rss_before) / 1024, 1),
-              "max_rss_mib": round(_maxrss_kib() / 1024, 1)}
+    memory = {
+        "rss_growth_mib": round(max(0, _maxrss_kib() - rss_before) / 1024, 1),
+        "max_rss_mib": round(_maxrss_kib() / 1024, 1),
+    }
     if device.type == "cuda":
         memory["cuda_max_allocated_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     load_after = os.getloadavg()[0]
 
-    out = {"variant": variant, "seed": train_config.seed, "task": spec.get("task", "synthetic"),
-           "device": str(device), "threads": torch.get_num_threads(), "parameters": count_parameters(model),
-           "training": {k: v for k, v in result.as_dict().items() if k != "losses"},
-           "losses": result.losses, "memory": memory,
-           "load_average": [round(load_before, 2), round(load_after, 2)]}
+    out = {
+        "variant": variant,
+        "seed": train_config.seed,
+        "task": spec.get("task", "synthetic"),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "parameters": count_parameters(model),
+        "training": {k: v for k, v in result.as_dict().items() if k != "losses"},
+        "losses": result.losses,
+        "memory": memory,
+        "load_average": [round(load_before, 2), round(load_after, 2)],
+    }
     split = spec.get("split", "test")
     pairs = getattr(corpus, split)
-    evaluation = cli.evaluate_model(model, impl, src_vocab, tgt_vocab, pairs, beams=tuple(spec.get("beams", (0,))),
-                                    bf16=train_config.bf16)
+    evaluation = cli.evaluate_model(
+        model, impl, src_vocab, tgt_vocab, pairs, beams=tuple(spec.get("beams", (0,))), bf16=train_config.bf16
+    )
     out["evaluation"] = {k: {kk: vv for kk, vv in v.items() if kk != "hypotheses"} for k, v in evaluation.items()}
     first = next(iter(evaluation.values()))
     out["hypotheses_digest"] = _digest(first["hypotheses"])
@@ -258,13 +295,20 @@ def matmul_peak(threads: int | None, device: str = "auto", seconds: float = 3.0)
             torch.cuda.synchronize(dev)
         best = min(best, time.perf_counter() - start)
         runs += 1
-    return {"n": n, "device": str(dev), "threads": torch.get_num_threads(), "runs": runs,
-            "flops_per_second": 2 * n ** 3 / best, "load_average": round(os.getloadavg()[0], 2)}
+    return {
+        "n": n,
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "runs": runs,
+        "flops_per_second": 2 * n**3 / best,
+        "load_average": round(os.getloadavg()[0], 2),
+    }
 
 
 # =============================================================================================
 # Orchestrator
 # =============================================================================================
+
 
 def run_worker(spec: dict, timeout: float | None = None) -> dict:
     """Run ``worker(spec)`` in a fresh Python process; -> its result (or {"error": ...})."""
@@ -276,13 +320,22 @@ def run_worker(spec: dict, timeout: float | None = None) -> dict:
             env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(spec["threads"])
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "builders.bench", "--worker", str(spec_path),
-                               "--result", str(result_path)], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-m", "builders.bench", "--worker", str(spec_path), "--result", str(result_path)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         wall = time.perf_counter() - start
         if proc.returncode != 0 or not result_path.is_file():
-            return {"error": f"worker exited {proc.returncode}", "stderr": proc.stderr[-3000:], "spec": spec,
-                    "wall_seconds": round(wall, 1)}
+            return {
+                "error": f"worker exited {proc.returncode}",
+                "stderr": proc.stderr[-3000:],
+                "spec": spec,
+                "wall_seconds": round(wall, 1),
+            }
         result = json.loads(result_path.read_text())
         result["wall_seconds"] = round(wall, 1)
         return result
@@ -299,9 +352,15 @@ def machine_info(threads) -> dict:
                 break
     except OSError:
         pass
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu": cpu, "logical_cpus": os.cpu_count(), "threads": threads,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "threads": threads,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
     try:
         info["memory_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError):
@@ -345,19 +404,30 @@ class Bench:
 
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([0] if args.quick else [0, 1, 2])
         seconds = args.minutes * 60.0
-        base = {"impl": "solutions", "threads": args.threads, "device": args.device, "model": dict(MODEL_SIZES),
-                "bf16": args.bf16}
-        results = {"mode": "quick" if args.quick else "full", "machine": machine_info(args.threads),
-                   "budget_seconds": seconds, "seeds": seeds, "model": dict(MODEL_SIZES),
-                   "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        base = {
+            "impl": "solutions",
+            "threads": args.threads,
+            "device": args.device,
+            "model": dict(MODEL_SIZES),
+            "bf16": args.bf16,
+        }
+        results = {
+            "mode": "quick" if args.quick else "full",
+            "machine": machine_info(args.threads),
+            "budget_seconds": seconds,
+            "seeds": seeds,
+            "model": dict(MODEL_SIZES),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
         return cls(args, args.quick, seeds, seconds, set(filter(None, (args.skip or "").split(","))), base, results)
 
     def save(self) -> None:
         self.results["elapsed_seconds"] = round(time.perf_counter() - self.started, 1)
         if self.args.out:
             Path(self.args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(self.args.out).write_text(json.dumps(self.results, indent=2, ensure_ascii=False) + "\n",
-                                           encoding="utf-8")
+            Path(self.args.out).write_text(
+                json.dumps(self.results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+            )
 
 
 def measure_matmul_peak(bench: Bench) -> None:
@@ -370,13 +440,19 @@ def measure_matmul_peak(bench: Bench) -> None:
 def measure_synthetic(bench: Bench) -> None:
     """The built-in task: the reference and its ablations, every seed, then their medians."""
     runs = {}
-    variants = ["reference"] + ([] if "ablations" in bench.skip else
-                                ["no_positional_encoding", "no_causal_mask", "no_attention_scaling"])
+    variants = ["reference"] + (
+        [] if "ablations" in bench.skip else ["no_positional_encoding", "no_causal_mask", "no_attention_scaling"]
+    )
     for seed in bench.seeds:
         for variant in variants:
             _say(f"== synthetic, {variant}, seed {seed}, {bench.seconds:.0f} s of training")
-            spec = {**bench.base, "variant": variant, "seed": seed, "seconds": bench.seconds,
-                    "beams": [0, 4] if variant == "reference" else [0]}
+            spec = {
+                **bench.base,
+                "variant": variant,
+                "seed": seed,
+                "seconds": bench.seconds,
+                "beams": [0, 4] if variant == "reference" else [0],
+            }
             r = run_worker(spec)
             runs.setdefault(variant, []).append(r)
             _say("   " + _run_line(r))
@@ -401,8 +477,11 @@ def synthetic_summary(runs: dict[str, list[dict]], variants: list[str]) -> dict:
     summary["targets"] = {
         "reference_bleu_ge_90": (ref.get("greedy_bleu_median") or 0) >= 90,
         "beam_no_worse_than_greedy": (ref.get("beam4_bleu_median") or 0) >= (ref.get("greedy_bleu_median") or 0),
-        "ablations_far_below": all((summary[v]["greedy_bleu_median"] or 0) <= (ref.get("greedy_bleu_median") or 0) - 20
-                                   for v in variants[1:]) if len(variants) > 1 else None,
+        "ablations_far_below": all(
+            (summary[v]["greedy_bleu_median"] or 0) <= (ref.get("greedy_bleu_median") or 0) - 20 for v in variants[1:]
+        )
+        if len(variants) > 1
+        else None,
     }
     return summary
 
@@ -413,8 +492,14 @@ def compare_with_torch_nn(bench: Bench) -> None:
     peer_runs = {}
     for variant in ("reference", "torch_nn_transformer"):
         _say(f"== peer comparison: {variant}, {steps} steps, seed {bench.seeds[0]}")
-        spec = {**bench.base, "variant": variant, "seed": bench.seeds[0], "steps": steps, "beams": [0],
-                "count_flops": True}
+        spec = {
+            **bench.base,
+            "variant": variant,
+            "seed": bench.seeds[0],
+            "steps": steps,
+            "beams": [0],
+            "count_flops": True,
+        }
         peer_runs[variant] = run_worker(spec)
         _say("   " + _run_line(peer_runs[variant]))
     ours, peer = peer_runs["reference"], peer_runs["torch_nn_transformer"]
@@ -422,17 +507,21 @@ def compare_with_torch_nn(bench: Bench) -> None:
     comparison = {"steps": steps, "runs": peer_runs}
     try:
         mem_key = "cuda_max_allocated_mib" if "cuda_max_allocated_mib" in ours["memory"] else "rss_growth_mib"
-        comparison.update({
-            "throughput_ratio": ours["training"]["tokens_per_second"] / peer["training"]["tokens_per_second"],
-            "memory_metric": mem_key,
-            "memory_ratio": ours["memory"][mem_key] / max(peer["memory"][mem_key], 1e-9),
-            "bleu_difference": _bleu(ours) - _bleu(peer),
-            "reference_mfu": ours["model_flops_per_second"] / peak,
-            "torch_nn_mfu": peer["model_flops_per_second"] / peak,
-        })
-        comparison["goals"] = {"throughput_ratio_ge_0.9": comparison["throughput_ratio"] >= 0.9,
-                               "memory_ratio_le_1.1": comparison["memory_ratio"] <= 1.1,
-                               "bleu_within_1": abs(comparison["bleu_difference"]) <= 1.0}
+        comparison.update(
+            {
+                "throughput_ratio": ours["training"]["tokens_per_second"] / peer["training"]["tokens_per_second"],
+                "memory_metric": mem_key,
+                "memory_ratio": ours["memory"][mem_key] / max(peer["memory"][mem_key], 1e-9),
+                "bleu_difference": _bleu(ours) - _bleu(peer),
+                "reference_mfu": ours["model_flops_per_second"] / peak,
+                "torch_nn_mfu": peer["model_flops_per_second"] / peak,
+            }
+        )
+        comparison["goals"] = {
+            "throughput_ratio_ge_0.9": comparison["throughput_ratio"] >= 0.9,
+            "memory_ratio_le_1.1": comparison["memory_ratio"] <= 1.1,
+            "bleu_within_1": abs(comparison["bleu_difference"]) <= 1.0,
+        }
     except (KeyError, TypeError, ZeroDivisionError) as error:
         comparison["error"] = f"incomplete: {error!r}"
     bench.results["peer_comparison"] = comparison
@@ -451,8 +540,15 @@ def measure_enja(bench: Bench) -> None:
     else:
         minutes = bench.args.enja_minutes or (5.0 if bench.quick else 10.0)
         _say(f"== small_parallel_enja, reference, {minutes:g} min of training")
-        spec = {**bench.base, "variant": "reference", "task": "enja", "data_dir": data_dir, "seed": bench.seeds[0],
-                "seconds": minutes * 60.0, "beams": [0, 4]}
+        spec = {
+            **bench.base,
+            "variant": "reference",
+            "task": "enja",
+            "data_dir": data_dir,
+            "seed": bench.seeds[0],
+            "seconds": minutes * 60.0,
+            "beams": [0, 4],
+        }
         r = run_worker(spec)
         _say("   " + _run_line(r))
         bench.results["enja"] = {"minutes": minutes, "data_dir": data_dir, "run": r}
@@ -465,19 +561,29 @@ def check_determinism(bench: Bench) -> None:
     _say(f"== determinism: seed {bench.seeds[0]}, {steps} steps, twice")
     spec = {**bench.base, "variant": "reference", "seed": bench.seeds[0], "steps": steps, "beams": [0]}
     a, b = run_worker(spec), run_worker(spec)
-    same = (a.get("losses") == b.get("losses") and _bleu(a) == _bleu(b)
-            and a.get("hypotheses_digest") == b.get("hypotheses_digest"))
-    bench.results["determinism"] = {"steps": steps, "bleu": [_bleu(a), _bleu(b)],
-                                    "final_loss": [a.get("training", {}).get("final_loss"),
-                                                   b.get("training", {}).get("final_loss")],
-                                    "identical": bool(same), "runs": [a, b]}
+    same = (
+        a.get("losses") == b.get("losses")
+        and _bleu(a) == _bleu(b)
+        and a.get("hypotheses_digest") == b.get("hypotheses_digest")
+    )
+    bench.results["determinism"] = {
+        "steps": steps,
+        "bleu": [_bleu(a), _bleu(b)],
+        "final_loss": [a.get("training", {}).get("final_loss"), b.get("training", {}).get("final_loss")],
+        "identical": bool(same),
+        "runs": [a, b],
+    }
     _say(f"   BLEU {_bleu(a)} / {_bleu(b)}: {'identical' if same else 'DIFFERENT'}")
     bench.save()
 
 
 # The measurements in order, each with the --skip name that leaves it out.
-STEPS = (("synthetic", measure_synthetic), ("peer", compare_with_torch_nn), ("enja", measure_enja),
-         ("determinism", check_determinism))
+STEPS = (
+    ("synthetic", measure_synthetic),
+    ("peer", compare_with_torch_nn),
+    ("enja", measure_enja),
+    ("determinism", check_determinism),
+)
 
 
 def orchestrate(args: argparse.Namespace) -> dict:
@@ -497,8 +603,10 @@ def _run_line(r: dict) -> str:
         return f"ERROR {r['error']}: {r.get('stderr', '')[-400:]}"
     t = r["training"]
     beams = "  ".join(f"{k} {v['bleu']:.2f}" for k, v in r["evaluation"].items())
-    return (f"{t['steps']} steps, {t['tokens_per_second']:,.0f} tok/s, loss {t['final_loss']:.3f}, BLEU {beams}, "
-            f"load {r['load_average'][0]:.1f}->{r['load_average'][1]:.1f}, {r['wall_seconds']:.0f} s wall")
+    return (
+        f"{t['steps']} steps, {t['tokens_per_second']:,.0f} tok/s, loss {t['final_loss']:.3f}, BLEU {beams}, "
+        f"load {r['load_average'][0]:.1f}->{r['load_average'][1]:.1f}, {r['wall_seconds']:.0f} s wall"
+    )
 
 
 def _fmt(value, spec=".2f", none="-"):
@@ -510,8 +618,10 @@ def _fmt(value, spec=".2f", none="-"):
 def print_table(results: dict) -> None:
     m = results["machine"]
     _say("")
-    _say(f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, {m['threads']} threads, torch {m['torch']}"
-         + (f", CUDA {m['cuda']}" if m.get("cuda") else ""))
+    _say(
+        f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, {m['threads']} threads, torch {m['torch']}"
+        + (f", CUDA {m['cuda']}" if m.get("cuda") else "")
+    )
     _say(f"fp32 matmul peak: {results['matmul_peak']['flops_per_second'] / 1e9:.1f} GFLOP/s")
     syn = results.get("synthetic", {}).get("summary")
     if syn:
@@ -521,21 +631,35 @@ def print_table(results: dict) -> None:
         for variant in ("reference", "no_positional_encoding", "no_causal_mask", "no_attention_scaling"):
             if variant in syn:
                 s = syn[variant]
-                _say(f"  {variant:<26} {_fmt(s['greedy_bleu_median']):>11} {_fmt(s['beam4_bleu_median']):>10} "
-                     f"{_fmt(s['tokens_per_second_median'], ',.0f'):>10} {_fmt(s['steps_median'], '.0f'):>7}")
+                _say(
+                    f"  {variant:<26} {_fmt(s['greedy_bleu_median']):>11} {_fmt(s['beam4_bleu_median']):>10} "
+                    f"{_fmt(s['tokens_per_second_median'], ',.0f'):>10} {_fmt(s['steps_median'], '.0f'):>7}"
+                )
         _say(f"  targets: {syn['targets']}")
     peer = results.get("peer_comparison")
     if peer and "throughput_ratio" in peer:
         _say("")
         _say(f"Peer comparison at {peer['steps']} steps (reference / torch.nn.Transformer):")
         ours, theirs = peer["runs"]["reference"], peer["runs"]["torch_nn_transformer"]
-        _say(f"  tokens/s      {ours['training']['tokens_per_second']:>10,.0f} / {theirs['training']['tokens_per_second']:,.0f}"
-             f"   ratio {peer['throughput_ratio']:.2f}x (goal >= 0.9)")
-        _say(f"  memory ({peer['memory_metric']}) {ours['memory'][peer['memory_metric']]:.1f} / "
-             f"{theirs['memory'][peer['memory_metric']]:.1f} MiB   ratio {peer['memory_ratio']:.2f}x (goal <= 1.1)")
-        _say(f"  BLEU          {_bleu(ours):>10.2f} / {_bleu(theirs):.2f}   difference {peer['bleu_difference']:+.2f} (goal ±1)")
-        _say(f"  model FLOP/s  {ours['model_flops_per_second'] / 1e9:>10.2f} / {theirs['model_flops_per_second'] / 1e9:.2f} "
-             f"GFLOP/s = {100 * peer['reference_mfu']:.1f}% / {100 * peer['torch_nn_mfu']:.1f}% of the matmul peak")
+        _say(
+            f"  tokens/s      {ours['training']['tokens_per_second']:>10,.0f} / "
+            f"{theirs['training']['tokens_per_second']:,.0f}"
+            f"   ratio {peer['throughput_ratio']:.2f}x (goal >= 0.9)"
+        )
+        _say(
+            f"  memory ({peer['memory_metric']}) {ours['memory'][peer['memory_metric']]:.1f} / "
+            f"{theirs['memory'][peer['memory_metric']]:.1f} MiB   ratio {peer['memory_ratio']:.2f}x (goal <= 1.1)"
+        )
+        _say(
+            f"  BLEU          {_bleu(ours):>10.2f} / {_bleu(theirs):.2f}   difference "
+            f"{peer['bleu_difference']:+.2f} (goal ±1)"
+        )
+        _say(
+            (
+                f"  model FLOP/s  {ours['model_flops_per_second'] / 1e9:>10.2f} / "
+                f"{theirs['model_flops_per_second'] / 1e9:.2f} "
+            )(f"GFLOP/s = {100 * peer['reference_mfu']:.1f}% / {100 * peer['torch_nn_mfu']:.1f}% of the matmul peak")
+        )
     elif peer:
         _say(f"\nPeer comparison: {peer.get('error')}")
     enja = results.get("enja")
@@ -547,21 +671,26 @@ def print_table(results: dict) -> None:
             _say(f"small_parallel_enja: ERROR {enja['run']['error']}")
         else:
             r = enja["run"]
-            _say(f"small_parallel_enja, {enja['minutes']:g} min: BLEU greedy {_fmt(_bleu(r))}, beam4 "
-                 f"{_fmt(_bleu(r, 'beam4'))} ({r['training']['steps']} steps, {r['training']['epochs']:.2f} epochs, "
-                 f"{r['training']['tokens_per_second']:,.0f} tok/s, {r['wall_seconds']:.0f} s wall)")
+            _say(
+                f"small_parallel_enja, {enja['minutes']:g} min: BLEU greedy {_fmt(_bleu(r))}, beam4 "
+                f"{_fmt(_bleu(r, 'beam4'))} ({r['training']['steps']} steps, {r['training']['epochs']:.2f} epochs, "
+                f"{r['training']['tokens_per_second']:,.0f} tok/s, {r['wall_seconds']:.0f} s wall)"
+            )
     det = results.get("determinism")
     if det:
-        _say(f"\nDeterminism ({det['steps']} steps, same seed twice): BLEU {det['bleu']}, final loss "
-             f"{det['final_loss']}: {'identical' if det['identical'] else 'DIFFERENT'}")
+        _say(
+            f"\nDeterminism ({det['steps']} steps, same seed twice): BLEU {det['bleu']}, final loss "
+            f"{det['final_loss']}: {'identical' if det['identical'] else 'DIFFERENT'}"
+        )
     _say(f"\n(total {results.get('elapsed_seconds', 0) / 60:.1f} min)")
 
 
 def main(argv=None) -> int:
     from grader.cli import HelpFormatter, add_version
 
-    parser = argparse.ArgumentParser(prog="python -m builders.bench", description=__doc__.split("\n\n")[0],
-                                     formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m builders.bench", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     add_version(parser)
     parser.add_argument("--quick", action="store_true", help="1 seed instead of 3, shorter peer and enja runs")
     parser.add_argument("--out", default="bench/results.json", help="where the JSON results go")

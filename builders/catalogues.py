@@ -10,6 +10,7 @@ Messages are extracted with Babel from the code, one domain per area: a part's t
 oracles (``attention``, ``masks``, ...), the test harness (``feedback``), the grader
 (``grader``) and the stubs' docstrings (``stubs``, built by ``builders.stubs``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,14 @@ def domain_of(rel: str) -> str | None:
 
 
 def source_files() -> list[Path]:
-    files = [*ROOT.glob("tests/public/*.py"), *ROOT.glob("tests/hidden/*.py"), *ROOT.glob("tests/support/**/*.py"),
-             ROOT / "tests/conftest.py", *ROOT.glob("grader/**/*.py"), *ROOT.glob("builders/*.py")]
+    files = [
+        *ROOT.glob("tests/public/*.py"),
+        *ROOT.glob("tests/hidden/*.py"),
+        *ROOT.glob("tests/support/**/*.py"),
+        ROOT / "tests/conftest.py",
+        *ROOT.glob("grader/**/*.py"),
+        *ROOT.glob("builders/*.py"),
+    ]
     return sorted(f for f in files if f.is_file())
 
 
@@ -61,8 +68,9 @@ def extract() -> dict[str, dict[str, list[str]]]:
             continue
         # Babel warns about every f-string passed as a *value* (`_("{x}", x=f"...")`), which is fine.
         with contextlib.redirect_stderr(io.StringIO()):
-            found = list(extract_from_file("python", str(path), keywords=KEYWORDS, comment_tags=(),
-                                             strip_comment_tags=True))
+            found = list(
+                extract_from_file("python", str(path), keywords=KEYWORDS, comment_tags=(), strip_comment_tags=True)
+            )
         for lineno, message, _comments, _context in found:
             if isinstance(message, tuple):
                 message = message[0]
@@ -116,10 +124,18 @@ def update(langs: list[str], only: list[str] | None = None) -> None:
             old = read_catalogue(path) if path.exists() else None
             # The header keeps its dates, so an update changes only the messages.
             dates = {"creation_date": old.creation_date, "revision_date": old.revision_date} if old else {}
-            catalogue = Catalog(locale=lang, domain=domain, project="transformer-assignment", version="1",
-                                copyright_holder="the course staff", msgid_bugs_address="the course staff",
-                                last_translator="the course staff", language_team="the course staff",
-                                fuzzy=False, **dates)
+            catalogue = Catalog(
+                locale=lang,
+                domain=domain,
+                project="transformer-assignment",
+                version="1",
+                copyright_holder="the course staff",
+                msgid_bugs_address="the course staff",
+                last_translator="the course staff",
+                language_team="the course staff",
+                fuzzy=False,
+                **dates,
+            )
             gone = {m.id: m for m in old if m.id and m.string and m.id not in messages} if old is not None else {}
             for msgid, places in messages.items():
                 previous = old.get(msgid) if old is not None else None
@@ -131,13 +147,15 @@ def update(langs: list[str], only: list[str] | None = None) -> None:
                     close = difflib.get_close_matches(msgid, list(gone), n=1, cutoff=0.6)
                     if close:
                         string, flags = gone[close[0]].string, flags | {"fuzzy"}
-                catalogue.add(msgid, string,
-                              locations=[(p.rsplit(":", 1)[0], int(p.rsplit(":", 1)[1])) for p in places],
-                              flags=flags)
+                catalogue.add(
+                    msgid,
+                    string,
+                    locations=[(p.rsplit(":", 1)[0], int(p.rsplit(":", 1)[1])) for p in places],
+                    flags=flags,
+                )
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("wb") as handle:
-                write_po(handle, catalogue, width=100, sort_output=False, include_previous=False,
-                         omit_header=False)
+                write_po(handle, catalogue, width=100, sort_output=False, include_previous=False, omit_header=False)
             print(f"{path.relative_to(ROOT)}: {len(messages)} messages")
 
 
@@ -159,12 +177,15 @@ def problems(langs: list[str] | None = None) -> list[str]:
                 elif entry.fuzzy:
                     found.append(f"{lang}/{domain}: fuzzy translation for {msgid!r} ({places[0]})")
                 elif placeholders(msgid) != placeholders(entry.string):
-                    found.append(f"{lang}/{domain}: placeholders differ for {msgid!r}: "
-                                 f"{sorted(placeholders(msgid))} vs {sorted(placeholders(entry.string))} ({places[0]})")
+                    found.append(
+                        f"{lang}/{domain}: placeholders differ for {msgid!r}: "
+                        f"{sorted(placeholders(msgid))} vs {sorted(placeholders(entry.string))} ({places[0]})"
+                    )
             stale = [m.id for m in catalogue if m.id and m.id not in messages]
             for msgid in stale:
-                found.append(f"{lang}/{domain}: {msgid!r} is no longer in the code "
-                             "(run `python -m builders.catalogues update`)")
+                found.append(
+                    f"{lang}/{domain}: {msgid!r} is no longer in the code (run `python -m builders.catalogues update`)"
+                )
         found += conflicts(lang)
         domains = set(extracted)
         folder = LOCALE_DIR / lang / "LC_MESSAGES"
@@ -186,20 +207,25 @@ def conflicts(lang: str) -> list[str]:
                 continue
             first = seen.setdefault(message.id, (path.stem, message.string))
             if first[1] != message.string:
-                found.append(f"{lang}: {message.id!r} is translated differently in {first[0]}.po "
-                             f"({first[1]!r}) and {path.stem}.po ({message.string!r})")
+                found.append(
+                    f"{lang}: {message.id!r} is translated differently in {first[0]}.po "
+                    f"({first[1]!r}) and {path.stem}.po ({message.string!r})"
+                )
     return found
 
 
 def main(argv=None) -> int:
     from grader.cli import HelpFormatter, add_version
 
-    parser = argparse.ArgumentParser(prog="python -m builders.catalogues", description=__doc__,
-                                     formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m builders.catalogues", description=__doc__, formatter_class=HelpFormatter
+    )
     add_version(parser)
-    parser.add_argument("command", choices=("update", "check"),
-                        help="update: extract every _() message into the .po files; check: exit 1 when a "
-                             "message lacks a translation")
+    parser.add_argument(
+        "command",
+        choices=("update", "check"),
+        help="update: extract every _() message into the .po files; check: exit 1 when a message lacks a translation",
+    )
     parser.add_argument("--lang", action="append", help="only this language (repeatable)")
     parser.add_argument("--domain", action="append", help="update: only this domain (repeatable)")
     args = parser.parse_args(argv)

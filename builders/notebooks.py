@@ -41,6 +41,7 @@ The setup cell reads these environment variables:
     NOTEBOOK_TESTS_SELECT a pytest ``-k`` expression for the test cell (CI: a tiny subset)
     NOTEBOOK_STRICT=1     a NotImplementedError in a picture cell is an error (CI), not a note
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,10 +73,24 @@ SNIPPET = re.compile(r"^# %% (?P<name>[\w-]+)\s*$", re.MULTILINE)
 
 TEXT = {
     "en": {
-        "formula": "## The formula\n\nStraight from the docstrings of `transformer/{module}.py` — the specification you implement:",
-        "spec": "## The specification in full\n\nEvery docstring of `transformer/{module}.py`, as in your stub file. Shapes, the names of the submodules (the tests load weights by these names) and the pitfalls are all here.",
-        "tests": "## Run the public tests\n\nThe same tests as `make check PART={part}`, on the code under `IMPL`. A failing test says what it checked, what it expected, what came back — and, when your answer looks like a well-known bug, which one.",
-        "setup_comment": "# Setup — run this cell first.\n# IMPL: the folder holding the `transformer/` package that these cells use (yours by default).\n# Set the environment variable IMPL, or edit the default here.",
+        "formula": (
+            "## The formula\n\nStraight from the docstrings of `transformer/{module}.py` — the specification you "
+            "implement:"
+        ),
+        "spec": (
+            "## The specification in full\n\nEvery docstring of `transformer/{module}.py`, as in your stub file. "
+            "Shapes, the names of the submodules (the tests load weights by these names) and the pitfalls are all "
+            "here."
+        ),
+        "tests": (
+            "## Run the public tests\n\nThe same tests as `make check PART={part}`, on the code under `IMPL`. A "
+            "failing test says what it checked, what it expected, what came back — and, when your answer looks "
+            "like a well-known bug, which one."
+        ),
+        "setup_comment": (
+            "# Setup — run this cell first.\n# IMPL: the folder holding the `transformer/` package that these "
+            "cells use (yours by default).\n# Set the environment variable IMPL, or edit the default here."
+        ),
         "no_tests": "no public tests for this part yet",
         "skipped": "tests skipped (NOTEBOOK_RUN_TESTS=0); the command would be:",
         "module": "module `transformer.{module}`",
@@ -89,16 +104,32 @@ TEXT = {
     },
     "ja": {
         "formula": "## 数式\n\n`transformer/{module}.py` の docstring（あなたが実装する仕様）から引用しています：",
-        "spec": "## 仕様の全文\n\n`transformer/{module}.py` のすべての docstring の日本語版です（日本語版スタブの docstring と同じ内容です）。テンソルの形状、サブモジュールの名前（テストはこの名前で重みを読み込みます）、よくある落とし穴がすべて書かれています。",
-        "tests": "## 公開テストを実行する\n\n`make check PART={part}` と同じテストを、`IMPL` のコードに対して実行します。失敗したテストは、何を確かめたか・何を期待したか・実際に何が返ってきたかを示し、よく知られたバグに当てはまる場合はそのバグの名前も教えてくれます。",
-        "setup_comment": "# セットアップ — 最初にこのセルを実行してください。\n# IMPL: このノートブックが使う `transformer/` パッケージを含むフォルダ（既定はあなたのコード）。\n# 環境変数 IMPL を設定するか、ここで既定値を書き換えてください。",
+        "spec": (
+            "## 仕様の全文\n\n`transformer/{module}.py` のすべての docstring の日本語版です"
+            "（日本語版スタブの docstring と同じ内容です）。"
+            "テンソルの形状、サブモジュールの名前（テストはこの名前で重みを読み込みます）、"
+            "よくある落とし穴がすべて書かれています。"
+        ),
+        "tests": (
+            "## 公開テストを実行する\n\n`make check PART={part}` と同じテストを、`IMPL` "
+            "のコードに対して実行します。失敗したテストは、何を確かめたか・何を期待したか・実際に何が返ってきたかを示し、よく知られたバグに当てはまる場合はそのバグの名前も教えてくれます。"
+        ),
+        "setup_comment": (
+            "# セットアップ — 最初にこのセルを実行してください。\n"
+            "# IMPL: このノートブックが使う `transformer/` パッケージを含むフォルダ（既定はあなたのコード）。\n"
+            "# 環境変数 "
+            "IMPL を設定するか、ここで既定値を書き換えてください。"
+        ),
         "no_tests": "このパートの公開テストはまだありません",
         "skipped": "テストは省略しました（NOTEBOOK_RUN_TESTS=0）。実行するコマンド：",
         "module": "モジュール `transformer.{module}`",
         "find_root": "# 課題のフォルダ：ここから上にたどって、最初に tests/conftest.py を含むフォルダです。",
         "no_root": "{start} より上に課題のフォルダ（tests/conftest.py と grader/ を含むフォルダ）がありません",
         "no_package": "IMPL={impl!r}：{path} に transformer/__init__.py がありません",
-        "reimport": "# 以前に何を import していても、`transformer` を IMPL_PATH から import し直します（何度実行しても大丈夫です）。",
+        "reimport": (
+            "# 以前に何を import していても、`transformer` を IMPL_PATH から import し直します"
+            "（何度実行しても大丈夫です）。"
+        ),
         "under_test": "テスト対象の transformer パッケージ：",
         "tests_comment": "# このパートの公開テストを、IMPL のコードに対して別プロセスで実行します。",
         "test_language": "テストのメッセージもこのノートブックの言語で表示します",
@@ -166,8 +197,12 @@ def untranslated_docstrings(lang: str, parts=PARTS) -> list[str]:
     translate (empty for English)."""
     if lang == SOURCE_LANGUAGE:
         return []
-    return [f"{part}: {doc.splitlines()[0]}" for part in parts for _, _, doc in _module_docs(part)
-            if translate_docstring(doc, lang) == doc]
+    return [
+        f"{part}: {doc.splitlines()[0]}"
+        for part in parts
+        for _, _, doc in _module_docs(part)
+        if translate_docstring(doc, lang) == doc
+    ]
 
 
 def _title(kind: str, title: str, module: str, lang: str) -> str:
@@ -247,7 +282,7 @@ def setup_code(part: str, lang: str, default_impl: str) -> str:
     # f-string templates of the generated code (their fields are its variables)
     no_root = text["no_root"]
     no_package = text["no_package"].replace("{impl!r}", "{IMPL!r}").replace("{path}", "{IMPL_PATH}")
-    return f'''{text["setup_comment"]}
+    return f"""{text["setup_comment"]}
 import os, sys, pathlib
 IMPL = os.environ.get("IMPL", {default_impl!r})
 LANG = {lang!r}
@@ -277,11 +312,11 @@ import transformer
 print({text["under_test"]!r}, pathlib.Path(transformer.__file__).parent)
 
 {common}
-'''
+"""
 
 
 def tests_code(part: str, lang: str) -> str:
-    return f'''{TEXT[lang]["tests_comment"]}
+    return f"""{TEXT[lang]["tests_comment"]}
 import subprocess
 
 test_file = ROOT / "tests" / "public" / "test_{part}.py"
@@ -298,7 +333,7 @@ else:
     env.setdefault("COURSE_LANGUAGE", LANG)  # {TEXT[lang]["test_language"]}
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     print(result.stdout[-12000:], result.stderr[-3000:], sep="\\n")
-'''
+"""
 
 
 # -- content files --------------------------------------------------------------------------------
@@ -350,7 +385,9 @@ def build_notebook(part: str, lang: str, default_impl: str = "assignments") -> n
                 cells.append(v4.new_code_cell(tests_code(part, lang), metadata={"tags": ["tests"]}))
             elif name == "code":
                 if arg not in snippets:
-                    raise ContentError(f"{source.name}:{number}: no snippet {arg!r} in code/{part}.py (has {sorted(snippets)})")
+                    raise ContentError(
+                        f"{source.name}:{number}: no snippet {arg!r} in code/{part}.py (has {sorted(snippets)})"
+                    )
                 used.add(arg)
                 cells.append(v4.new_code_cell(localize_code(snippets[arg], lang), metadata={"tags": [arg]}))
             else:
@@ -366,11 +403,13 @@ def build_notebook(part: str, lang: str, default_impl: str = "assignments") -> n
     for index, cell in enumerate(cells):  # stable ids: the same content builds the same file
         cell.id = f"{part}-{lang}-{index:02d}"
     notebook = v4.new_notebook(cells=cells)
-    notebook.metadata.update({
-        "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
-        "language_info": {"name": "python"},
-        "transformer_assignment": {"part": part, "lang": lang},
-    })
+    notebook.metadata.update(
+        {
+            "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
+            "language_info": {"name": "python"},
+            "transformer_assignment": {"part": part, "lang": lang},
+        }
+    )
     nbformat.validate(notebook)
     return notebook
 
@@ -394,8 +433,15 @@ def build_notebooks(lang: str, out: Path, default_impl: str = "assignments", par
 # -- execution -------------------------------------------------------------------------------------
 
 
-def execute_notebooks(paths, *, cwd: Path = ROOT, env: dict | None = None, timeout: int = 300,
-                      pre_cells: list[str] | None = None, kernel_name: str = "python3"):
+def execute_notebooks(
+    paths,
+    *,
+    cwd: Path = ROOT,
+    env: dict | None = None,
+    timeout: int = 300,
+    pre_cells: list[str] | None = None,
+    kernel_name: str = "python3",
+):
     """Execute notebooks one after the other in ONE kernel (the kernel starts, and imports
     torch, once); each notebook starts from a cleared namespace (``%reset -f``), so one
     cannot silently rely on another's variables. Returns ``[(path, executed notebook, seconds)]``.
@@ -417,11 +463,15 @@ def execute_notebooks(paths, *, cwd: Path = ROOT, env: dict | None = None, timeo
     try:
         for path, pre in zip(paths, pre_cells):
             notebook = nbformat.read(path, as_version=4)
-            hidden = "get_ipython().run_line_magic('reset', '-f')\nimport matplotlib.pyplot\nmatplotlib.pyplot.close('all')\n" + pre
+            hidden = (
+                "get_ipython().run_line_magic('reset', '-f')\nimport "
+                "matplotlib.pyplot\nmatplotlib.pyplot.close('all')\n"
+            ) + pre
             notebook.cells.insert(0, v4.new_code_cell(hidden, metadata={"tags": ["ci-hidden"]}))
             started = time.monotonic()
-            client = NotebookClient(notebook, km=km, timeout=timeout, kernel_name=kernel_name,
-                                    resources={"metadata": {"path": str(cwd)}})
+            client = NotebookClient(
+                notebook, km=km, timeout=timeout, kernel_name=kernel_name, resources={"metadata": {"path": str(cwd)}}
+            )
             client.execute()
             notebook.cells.pop(0)
             results.append((path, notebook, time.monotonic() - started))
@@ -433,25 +483,40 @@ def execute_notebooks(paths, *, cwd: Path = ROOT, env: dict | None = None, timeo
 def main(argv: list[str] | None = None) -> int:
     from grader.cli import HelpFormatter, add_version
 
-    parser = argparse.ArgumentParser(prog="python -m builders.notebooks", description=__doc__,
-                                     formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m builders.notebooks", description=__doc__, formatter_class=HelpFormatter
+    )
     add_version(parser)
     parser.add_argument("--lang", choices=LANGS, help="one language (default: both)")
-    parser.add_argument("--out", type=Path, default=ROOT / "notebooks" / "build",
-                        help="output folder; the notebooks go to OUT/<lang>/ (default: notebooks/build)")
-    parser.add_argument("--impl", default=None,
-                        help="default IMPL written into the notebooks (default: assignments); with --execute, "
-                             "the package they run on (default: solutions)")
-    parser.add_argument("--execute", action="store_true", help="also execute them, saving the outputs (instructor preview)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "notebooks" / "build",
+        help="output folder; the notebooks go to OUT/<lang>/ (default: notebooks/build)",
+    )
+    parser.add_argument(
+        "--impl",
+        default=None,
+        help="default IMPL written into the notebooks (default: assignments); with --execute, "
+        "the package they run on (default: solutions)",
+    )
+    parser.add_argument(
+        "--execute", action="store_true", help="also execute them, saving the outputs (instructor preview)"
+    )
     args = parser.parse_args(argv)
     langs = [args.lang] if args.lang else list(LANGS)
     started = time.monotonic()
     for lang in langs:
-        paths = build_notebooks(lang, args.out / lang, default_impl=args.impl if args.impl and not args.execute else "assignments")
+        paths = build_notebooks(
+            lang, args.out / lang, default_impl=args.impl if args.impl and not args.execute else "assignments"
+        )
         print(f"wrote {len(paths)} notebooks to {args.out / lang}")
         if missing := untranslated_docstrings(lang):
-            print(f"warning: {len(missing)} docstrings have no {lang!r} translation in grader/locale/{lang}/LC_MESSAGES/"
-                  "stubs.po and are shown in English:\n  - " + "\n  - ".join(missing), file=sys.stderr)
+            print(
+                f"warning: {len(missing)} docstrings have no {lang!r} translation in grader/locale/{lang}/LC_MESSAGES/"
+                "stubs.po and are shown in English:\n  - " + "\n  - ".join(missing),
+                file=sys.stderr,
+            )
         if args.execute:
             impl = args.impl or "solutions"
             for path, notebook, seconds in execute_notebooks(paths, env={"IMPL": impl, "NOTEBOOK_RUN_TESTS": "0"}):

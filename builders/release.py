@@ -27,6 +27,7 @@ never imports a builder (checked on every build).
 Both read ``course.toml`` (course name, due date, points per part). See docs/release.md and
 docs/gradescope.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -96,8 +97,9 @@ def check_grade_args(args: tuple[str, ...]) -> None:
     except ImportError as error:  # the grader is not there yet: nothing to check against
         print(f"warning: cannot check [autograder] grade_args ({error})", file=sys.stderr)
         return
-    parser = argparse.ArgumentParser(prog="python -m grader grade", add_help=False, exit_on_error=False,
-                                     allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        prog="python -m grader grade", add_help=False, exit_on_error=False, allow_abbrev=False
+    )
     grade.add_arguments(parser)
     forbidden = {"--out", "--parts", "--no-train"} & {a.split("=")[0] for a in args}
     if forbidden:
@@ -134,7 +136,9 @@ def render_rubric(course: Course, *, keep_test=lambda path: True, header: str = 
             old, new = float(spec["points"]), course.points[name]
             spec["points"] = new
             if spec.get("bleu_thresholds") and old > 0:
-                spec["bleu_thresholds"] = [[bleu, round(points * new / old, 4)] for bleu, points in spec["bleu_thresholds"]]
+                spec["bleu_thresholds"] = [
+                    [bleu, round(points * new / old, 4)] for bleu, points in spec["bleu_thresholds"]
+                ]
     raw["total"] = sum(float(spec["points"]) for spec in parts.values())
     if course.leaderboard:  # the autograder has no course.toml: its rubric carries the setting
         raw.setdefault("gradescope", {})["leaderboard"] = True
@@ -288,8 +292,9 @@ def _public_text(root: Path = ROOT) -> str:
     for name in PUBLIC_BY_DESIGN:
         path = root / name
         files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
-    return "\n".join(normalise(line) for path in files if path.is_file()
-                     for line in path.read_text(encoding="utf-8").splitlines())
+    return "\n".join(
+        normalise(line) for path in files if path.is_file() for line in path.read_text(encoding="utf-8").splitlines()
+    )
 
 
 def solution_needles(root: Path = ROOT) -> dict[str, str]:
@@ -415,7 +420,9 @@ def check_no_test_split(folder: Path) -> None:
     """No held-out test sentence (English side) and no grading-only module in the hand-out."""
     from grader.data.synthetic import generate_corpus
 
-    leaks = [f"grader/{name} is in the hand-out" for name in sorted(GRADING_ONLY) if (folder / "grader" / name).exists()]
+    leaks = [
+        f"grader/{name} is in the hand-out" for name in sorted(GRADING_ONLY) if (folder / "grader" / name).exists()
+    ]
     test = {en for en, _ in generate_corpus(seed=0).test}
     for path in sorted(Path(folder).rglob("*")):
         rel = path.relative_to(folder)
@@ -442,18 +449,26 @@ def _points_table(rubric_text: str, lang: str = "en") -> tuple[str, float, str]:
     rows = []
     for number, name in enumerate(order, start=1):
         spec = parts[name]
-        where = (f"`transformer/{name}.py`" if (ROOT / "solutions" / "transformer" / f"{name}.py").is_file()
-                 else in_language(lang, "(your trained model)"))
+        where = (
+            f"`transformer/{name}.py`"
+            if (ROOT / "solutions" / "transformer" / f"{name}.py").is_file()
+            else in_language(lang, "(your trained model)")
+        )
         points = float(spec["points"])
         title = in_language(lang, spec.get("title", name))  # the rubric's titles are in the catalogue
         rows.append(f"| {number} | `{name}` | {where} | {points:g} | {title} |")
     note = ""
     if "translation" in parts and parts["translation"].get("bleu_thresholds"):
-        steps = in_language(lang, ", ").join(in_language(lang, "BLEU ≥ {bleu}: {points}", bleu=f"{b:g}", points=f"{p:g}")
-                                             for b, p in parts["translation"]["bleu_thresholds"])
-        note = in_language(lang, " The `translation` part is awarded by the BLEU score your model reaches after the"
-                                 " grader trains it ({steps} points); it needs working `model`, `masks` and `decoding` parts.",
-                           steps=steps)
+        steps = in_language(lang, ", ").join(
+            in_language(lang, "BLEU ≥ {bleu}: {points}", bleu=f"{b:g}", points=f"{p:g}")
+            for b, p in parts["translation"]["bleu_thresholds"]
+        )
+        note = in_language(
+            lang,
+            " The `translation` part is awarded by the BLEU score your model reaches after the"
+            " grader trains it ({steps} points); it needs working `model`, `masks` and `decoding` parts.",
+            steps=steps,
+        )
     return "\n".join(rows), float(rubric["total"]), note
 
 
@@ -492,8 +507,10 @@ def student_stubs(lang: str = "en") -> dict[str, str]:
     if stale:
         raise ReleaseError(f"assignments/ is out of date with solutions/ ({', '.join(stale)}): run `make stubs`")
     if lang == "en":
-        return {path.name: path.read_text(encoding="utf-8")
-                for path in sorted((ROOT / "assignments" / "transformer").glob("*.py"))}
+        return {
+            path.name: path.read_text(encoding="utf-8")
+            for path in sorted((ROOT / "assignments" / "transformer").glob("*.py"))
+        }
     try:
         return expected_stubs(lang=lang)
     except TranslationError as error:
@@ -510,13 +527,23 @@ def missing_public_tests() -> list[str]:
     with open(RUBRIC, "rb") as f:
         raw = tomllib.load(f)
     return sorted(
-        test for spec in raw.get("parts", {}).values() for test in spec.get("tests", ())
+        test
+        for spec in raw.get("parts", {}).values()
+        for test in spec.get("tests", ())
         if test.replace("\\", "/").startswith("tests/public/") and not (ROOT / test).is_file()
     )
 
 
-def build_student(out: Path, course: Course, *, lang: str = "en", verify: bool = True, make_zip: bool = True,
-                  python: str = sys.executable, log=print) -> Path:
+def build_student(
+    out: Path,
+    course: Course,
+    *,
+    lang: str = "en",
+    verify: bool = True,
+    make_zip: bool = True,
+    python: str = sys.executable,
+    log=print,
+) -> Path:
     """Write the student release to ``out`` (and ``out``.zip) with the stubs in ``lang``;
     return ``out``."""
     from builders.notebooks import build_notebooks
@@ -543,9 +570,15 @@ def build_student(out: Path, course: Course, *, lang: str = "en", verify: bool =
     copy_tree(ROOT / "tests" / "public", out / "tests" / "public")
     # The grader, without the grading-only corpus generator; its rubric lists public test files
     # only; the built-in task's public splits as data files.
-    copy_tree(ROOT / "grader", out / "grader",
-              skip=lambda rel: rel.name == "rubric.toml" or rel.as_posix() in GRADING_ONLY
-              or rel.as_posix().startswith(GENERATED_DATA + "/"))
+    copy_tree(
+        ROOT / "grader",
+        out / "grader",
+        skip=lambda rel: (
+            rel.name == "rubric.toml"
+            or rel.as_posix() in GRADING_ONLY
+            or rel.as_posix().startswith(GENERATED_DATA + "/")
+        ),
+    )
     grading_only_modules = {"grader." + name.removesuffix(".py").replace("/", ".") for name in GRADING_ONLY}
     check_no_excluded_imports(out, NEVER_SHIPPED | grading_only_modules)
     write_public_data(out)
@@ -581,8 +614,10 @@ def build_student(out: Path, course: Course, *, lang: str = "en", verify: bool =
     if verify:
         started = time.monotonic()
         table = verify_student_release(out, python=python)
-        log(f"verified: `make check` in the release reports 0 points on the stubs "
-            f"({len(table)} parts, {time.monotonic() - started:.1f} s)")
+        log(
+            f"verified: `make check` in the release reports 0 points on the stubs "
+            f"({len(table)} parts, {time.monotonic() - started:.1f} s)"
+        )
     _clean_build_litter(out)
     if make_zip:
         zip_path = out.with_suffix(".zip")
@@ -595,8 +630,10 @@ def clean_make_env(**extra: str) -> dict[str, str]:
     """The environment for a nested ``make``: nothing inherited from an outer make's
     command line (``make release IMPL=...`` must not leak into the release's ``make check``)."""
     env = {
-        k: v for k, v in os.environ.items()
-        if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "MAKEFILES", "IMPL", "PART", "PY", "VENV", "OUT"}
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "MAKEFILES", "IMPL", "PART", "PY", "VENV", "OUT"}
     }
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(extra)
@@ -617,8 +654,9 @@ def pytest_configure(config):
 """
 
 
-def run_release_check(folder: Path, results_json: Path, python: str = sys.executable,
-                      timeout: float = 900) -> subprocess.CompletedProcess:
+def run_release_check(
+    folder: Path, results_json: Path, python: str = sys.executable, timeout: float = 900
+) -> subprocess.CompletedProcess:
     """Run the release's own ``make check`` with ``python`` (no virtual environment made);
     every test's outcome, per part, goes to ``results_json`` (``--part-results-json``)."""
     if shutil.which("make") is None:
@@ -632,7 +670,11 @@ def run_release_check(folder: Path, results_json: Path, python: str = sys.execut
         }
         return subprocess.run(
             ["make", "--no-print-directory", "check", f"PY={python}", "IMPL=.", "PART="],
-            cwd=folder, env=clean_make_env(**extra), capture_output=True, text=True, timeout=timeout,
+            cwd=folder,
+            env=clean_make_env(**extra),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
 
@@ -645,8 +687,11 @@ def verify_student_release(folder: Path, python: str = sys.executable) -> dict[s
         records = json.loads(results_json.read_text(encoding="utf-8")) if results_json.is_file() else None
     output = result.stdout + result.stderr
     rubric = tomllib.loads((folder / "grader" / "rubric.toml").read_text(encoding="utf-8"))
-    expected = {name for name, spec in rubric["parts"].items()
-                if any((folder / test).is_file() for test in spec.get("tests", ()))}
+    expected = {
+        name
+        for name, spec in rubric["parts"].items()
+        if any((folder / test).is_file() for test in spec.get("tests", ()))
+    }
     problems = []
     if records is None:
         problems.append("no test results: `make check` did not run the tests")
@@ -664,7 +709,8 @@ def verify_student_release(folder: Path, python: str = sys.executable) -> dict[s
         problems.append("`make check` exited 0 although every test must fail on the stubs")
     if problems:
         raise ReleaseError(
-            "the student release failed its self-verification:\n  - " + "\n  - ".join(problems)
+            "the student release failed its self-verification:\n  - "
+            + "\n  - ".join(problems)
             + f"\n--- make check output (exit {result.returncode}) ---\n{output[-6000:]}"
         )
     return parts
@@ -688,8 +734,11 @@ def build_autograder(zip_path: Path, course: Course, *, log=print) -> Path:
         (stage / "grade_args.txt").write_text("".join(f"{arg}\n" for arg in grade_args), encoding="utf-8")
         write_requirements(stage / "requirements.txt")
         copy_file(ROOT / "pyproject.toml", stage / "pyproject.toml")
-        copy_tree(ROOT / "grader", stage / "grader",
-                  skip=lambda rel: rel.name == "rubric.toml" or rel.as_posix().startswith(GENERATED_DATA + "/"))
+        copy_tree(
+            ROOT / "grader",
+            stage / "grader",
+            skip=lambda rel: rel.name == "rubric.toml" or rel.as_posix().startswith(GENERATED_DATA + "/"),
+        )
         check_no_excluded_imports(stage, NEVER_SHIPPED)
         rubric_text = render_rubric(
             course,
@@ -718,24 +767,44 @@ def build_autograder(zip_path: Path, course: Course, *, log=print) -> Path:
 def main(argv: list[str] | None = None) -> int:
     from grader.cli import HelpFormatter, add_version
 
-    parser = argparse.ArgumentParser(prog="python -m builders.release", description=__doc__,
-                                     formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m builders.release", description=__doc__, formatter_class=HelpFormatter
+    )
     add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    student = sub.add_parser("student", help="build dist/student/ and dist/student.zip", formatter_class=HelpFormatter,
-                             description="Build the student release: a folder and its zip.")
+    student = sub.add_parser(
+        "student",
+        help="build dist/student/ and dist/student.zip",
+        formatter_class=HelpFormatter,
+        description="Build the student release: a folder and its zip.",
+    )
     student.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="course config (default: course.toml)")
-    student.add_argument("--lang", choices=STUDENT_LANGUAGES, default="en",
-                         help="language of the stubs' docstrings and hints (default: en); both READMEs are always included")
-    student.add_argument("--out", type=Path, default=ROOT / "dist" / "student",
-                         help="the release folder; the zip is written beside it as OUT.zip")
-    student.add_argument("--no-verify", action="store_true", help="skip running the release's `make check` on the stubs")
+    student.add_argument(
+        "--lang",
+        choices=STUDENT_LANGUAGES,
+        default="en",
+        help="language of the stubs' docstrings and hints (default: en); both READMEs are always included",
+    )
+    student.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "dist" / "student",
+        help="the release folder; the zip is written beside it as OUT.zip",
+    )
+    student.add_argument(
+        "--no-verify", action="store_true", help="skip running the release's `make check` on the stubs"
+    )
     student.add_argument("--no-zip", action="store_true", help="write the folder only")
-    autograder = sub.add_parser("autograder", help="build dist/autograder.zip for Gradescope",
-                                formatter_class=HelpFormatter, description="Build the Gradescope autograder zip.")
+    autograder = sub.add_parser(
+        "autograder",
+        help="build dist/autograder.zip for Gradescope",
+        formatter_class=HelpFormatter,
+        description="Build the Gradescope autograder zip.",
+    )
     autograder.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="course config (default: course.toml)")
-    autograder.add_argument("--out", type=Path, default=ROOT / "dist" / "autograder.zip",
-                            help="the zip to upload on Gradescope")
+    autograder.add_argument(
+        "--out", type=Path, default=ROOT / "dist" / "autograder.zip", help="the zip to upload on Gradescope"
+    )
     args = parser.parse_args(argv)
     try:
         course = load_course(args.config)

@@ -27,6 +27,7 @@ Usage:
     python -m builders.stubs --lang ja --out DIR    # write DIR/transformer/ in Japanese
     python -m builders.stubs --lang ja --check      # exit 1 if a text has no Japanese translation
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,8 @@ import ast
 import inspect
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from grader.i18n import LOCALE_DIR, SOURCE_LANGUAGE, read_catalogue
 
@@ -152,16 +153,24 @@ def _docstring_nodes(tree: ast.Module, source: str) -> list[ast.Constant]:
         if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         body = node.body
-        if (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str) and body[0].value.lineno not in hidden):
+        if (
+            body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+            and body[0].value.lineno not in hidden
+        ):
             found.append(body[0].value)
     return sorted({id(n): n for n in found}.values(), key=lambda n: (n.lineno, n.col_offset))
 
 
 def _hints(source: str) -> list[tuple[int, str]]:
     """``(line, hint)`` for every BEGIN SOLUTION marker."""
-    return [(number, (begin["hint"] or DEFAULT_HINT).strip())
-            for number, line in enumerate(source.splitlines(), start=1) if (begin := BEGIN.match(line))]
+    return [
+        (number, (begin["hint"] or DEFAULT_HINT).strip())
+        for number, line in enumerate(source.splitlines(), start=1)
+        if (begin := BEGIN.match(line))
+    ]
 
 
 def module_messages(source: str, rel: str) -> dict[str, list[str]]:
@@ -180,8 +189,11 @@ def module_messages(source: str, rel: str) -> dict[str, list[str]]:
 def catalogue_messages(solutions: Path = SOLUTIONS) -> dict[str, list[str]]:
     """Every translatable text of the stubs, ``{msgid: ["solutions/transformer/x.py:LINE", ...]}``:
     the generated notice, then each module's docstrings and hints in source order."""
-    notice_line = next(number for number, line in enumerate(Path(__file__).read_text(encoding="utf-8").splitlines(), 1)
-                       if line.startswith("GENERATED_NOTICE ="))
+    notice_line = next(
+        number
+        for number, line in enumerate(Path(__file__).read_text(encoding="utf-8").splitlines(), 1)
+        if line.startswith("GENERATED_NOTICE =")
+    )
     messages: dict[str, list[str]] = {notice_message(): [f"builders/stubs.py:{notice_line + 1}"]}
     for path in sorted(solutions.glob("*.py")):
         try:
@@ -261,11 +273,11 @@ def translate_source(source: str, module: str, translate: Callable[[str], str]) 
     translated = "".join(pieces) + source[position:]
 
     out = []
-    for number, line in enumerate(translated.splitlines(keepends=True), start=1):
+    for _number, line in enumerate(translated.splitlines(keepends=True), start=1):
         begin = BEGIN.match(line.rstrip("\r\n"))
         if begin:
             hint = " ".join(translate((begin["hint"] or DEFAULT_HINT).strip()).split())
-            line = f"{begin['indent']}# BEGIN SOLUTION: {hint}" + line[len(line.rstrip("\r\n")):]
+            line = f"{begin['indent']}# BEGIN SOLUTION: {hint}" + line[len(line.rstrip("\r\n")) :]
         out.append(line)
     translated = "".join(out)
 
@@ -290,8 +302,12 @@ def _without_texts(tree: ast.AST) -> str:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 body[0].value.value = ""
     return ast.dump(tree, include_attributes=False)
 
@@ -305,8 +321,10 @@ def load_translations(lang: str) -> dict[str, str]:
     entries left out: they count as missing)."""
     path = catalogue_path(lang)
     if not path.is_file():
-        raise TranslationError(f"no catalogue {path} for language {lang!r} "
-                               f"(create it with `python -m builders.catalogues update --lang {lang} --domain {DOMAIN}`)")
+        raise TranslationError(
+            f"no catalogue {path} for language {lang!r} "
+            f"(create it with `python -m builders.catalogues update --lang {lang} --domain {DOMAIN}`)"
+        )
     catalogue = read_catalogue(path)
     return {m.id: m.string for m in catalogue if m.id and isinstance(m.id, str) and m.string and not m.fuzzy}
 
@@ -316,16 +334,21 @@ def _short(msgid: str) -> str:
     return repr(first if first == msgid else first + " …")
 
 
-def missing_translations(lang: str, solutions: Path = SOLUTIONS,
-                         translations: dict[str, str] | None = None) -> list[str]:
+def missing_translations(
+    lang: str, solutions: Path = SOLUTIONS, translations: dict[str, str] | None = None
+) -> list[str]:
     """``"where: 'msgid'"`` for every text of the stubs that ``lang`` does not translate."""
     translations = load_translations(lang) if translations is None else translations
-    return [f"{places[0]}: {_short(msgid)}" for msgid, places in catalogue_messages(solutions).items()
-            if not translations.get(msgid)]
+    return [
+        f"{places[0]}: {_short(msgid)}"
+        for msgid, places in catalogue_messages(solutions).items()
+        if not translations.get(msgid)
+    ]
 
 
-def expected_stubs(solutions: Path = SOLUTIONS, lang: str = SOURCE_LANGUAGE,
-                   translations: dict[str, str] | None = None) -> dict[str, str]:
+def expected_stubs(
+    solutions: Path = SOLUTIONS, lang: str = SOURCE_LANGUAGE, translations: dict[str, str] | None = None
+) -> dict[str, str]:
     """File name -> stub text, for every module of the reference package, in ``lang``
     (``translations``: msgid -> text, default: ``lang``'s catalogue). Raises
     ``TranslationError`` naming every text ``lang`` does not translate."""
@@ -334,11 +357,13 @@ def expected_stubs(solutions: Path = SOLUTIONS, lang: str = SOURCE_LANGUAGE,
         translations = load_translations(lang) if translations is None else translations
         missing = missing_translations(lang, solutions, translations)
         if missing:
+            catalogue = catalogue_path(lang)
+            shown = catalogue.relative_to(ROOT) if catalogue.is_relative_to(ROOT) else catalogue
             raise TranslationError(
-                f"{len(missing)} texts of the stubs have no {lang!r} translation in "
-                f"{catalogue_path(lang).relative_to(ROOT) if catalogue_path(lang).is_relative_to(ROOT) else catalogue_path(lang)} "
+                f"{len(missing)} texts of the stubs have no {lang!r} translation in {shown} "
                 "(run `python -m builders.catalogues update --domain stubs` and fill them in):\n  - "
-                + "\n  - ".join(missing))
+                + "\n  - ".join(missing)
+            )
         translate = translations.__getitem__
     return {
         path.name: make_stub(path.read_text(encoding="utf-8"), path.stem, translate)
@@ -358,8 +383,12 @@ def stale_stubs(solutions: Path = SOLUTIONS, assignments: Path = ASSIGNMENTS) ->
     return stale
 
 
-def write_stubs(solutions: Path = SOLUTIONS, assignments: Path = ASSIGNMENTS, lang: str = SOURCE_LANGUAGE,
-                translations: dict[str, str] | None = None) -> list[str]:
+def write_stubs(
+    solutions: Path = SOLUTIONS,
+    assignments: Path = ASSIGNMENTS,
+    lang: str = SOURCE_LANGUAGE,
+    translations: dict[str, str] | None = None,
+) -> list[str]:
     """Write the stubs in ``lang`` to ``assignments`` (nothing is written when a translation
     is missing); returns the file names."""
     expected = expected_stubs(solutions, lang, translations)
@@ -375,14 +404,25 @@ def write_stubs(solutions: Path = SOLUTIONS, assignments: Path = ASSIGNMENTS, la
 def main(argv: list[str] | None = None) -> int:
     from grader.cli import HelpFormatter, add_version
 
-    parser = argparse.ArgumentParser(prog="python -m builders.stubs", description=__doc__, formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m builders.stubs", description=__doc__, formatter_class=HelpFormatter
+    )
     add_version(parser)
-    parser.add_argument("--check", action="store_true",
-                        help="only check that assignments/ is up to date (with --lang: that every text is translated)")
-    parser.add_argument("--lang", default=SOURCE_LANGUAGE,
-                        help="language of the docstrings and hints (default: en; another needs --out or --check)")
-    parser.add_argument("--out", type=Path,
-                        help="write OUT/transformer/*.py instead of assignments/ (required with --lang other than en)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only check that assignments/ is up to date (with --lang: that every text is translated)",
+    )
+    parser.add_argument(
+        "--lang",
+        default=SOURCE_LANGUAGE,
+        help="language of the docstrings and hints (default: en; another needs --out or --check)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="write OUT/transformer/*.py instead of assignments/ (required with --lang other than en)",
+    )
     args = parser.parse_args(argv)
     if args.lang == SOURCE_LANGUAGE and args.out is None:
         if args.check:

@@ -15,6 +15,7 @@ that formatter here, ``train``, ``translate`` and ``evaluate`` included (their p
 ``grader.translation.cli.add_subcommands``; each sets ``func``, which gets the parsed namespace
 and returns the exit status).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,20 +37,28 @@ messages); default: [course] language in course.toml, else English (never the ma
 def build_parser() -> argparse.ArgumentParser:
     from grader import grade, grade_all
 
-    parser = argparse.ArgumentParser(prog="python -m grader", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m grader", description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter
+    )
     add_version(parser)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    grade_parser = subparsers.add_parser("grade", help="grade one submission", formatter_class=HelpFormatter,
-                                         description="Grade one submission: results.json and report.md in --out.")
+    grade_parser = subparsers.add_parser(
+        "grade",
+        help="grade one submission",
+        formatter_class=HelpFormatter,
+        description="Grade one submission: results.json and report.md in --out.",
+    )
     grade.add_arguments(grade_parser)
     grade_parser.set_defaults(func=grade.main)
 
-    all_parser = subparsers.add_parser("grade-all", help="grade every submission in a folder",
-                                       formatter_class=HelpFormatter,
-                                       description="Grade every submission in a folder (one sub-folder or .zip per "
-                                                   "student):\nOUT/<student>/ and OUT/gradebook.csv.")
+    all_parser = subparsers.add_parser(
+        "grade-all",
+        help="grade every submission in a folder",
+        formatter_class=HelpFormatter,
+        description="Grade every submission in a folder (one sub-folder or .zip per "
+        "student):\nOUT/<student>/ and OUT/gradebook.csv.",
+    )
     grade_all.add_arguments(all_parser)
     all_parser.set_defaults(func=grade_all.main)
 

@@ -9,6 +9,7 @@ and ```x```: the docstrings are written for Sphinx, the help for a terminal) and
 ``(default: ...)`` to every option whose help does not already say it; flags (``store_true``)
 and options without a default (``None``) get nothing appended.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,17 +38,23 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if isinstance(action, argparse._SubParsersAction) and action.help is not argparse.SUPPRESS:
             # argparse measures the subcommands without their indent: "grade-all" would wrap
             longest = max((len(self._format_action_invocation(s)) for s in action._get_subactions()), default=0)
-            self._action_max_length = max(self._action_max_length,
-                                          longest + self._current_indent + 2 * self._indent_increment)
+            self._action_max_length = max(
+                self._action_max_length, longest + self._current_indent + 2 * self._indent_increment
+            )
 
     def _format_text(self, text: str) -> str:
         return super()._format_text(plain(text))
 
     @staticmethod
     def _shows_default(action: argparse.Action) -> bool:
-        return (bool(action.option_strings) and action.default is not None and action.default is not False
-                and action.default != argparse.SUPPRESS and action.help != argparse.SUPPRESS
-                and not isinstance(action, (argparse._HelpAction, argparse._VersionAction, VersionAction)))
+        return (
+            bool(action.option_strings)
+            and action.default is not None
+            and action.default is not False
+            and action.default != argparse.SUPPRESS
+            and action.help != argparse.SUPPRESS
+            and not isinstance(action, (argparse._HelpAction, argparse._VersionAction, VersionAction))
+        )
 
     def _format_action(self, action: argparse.Action) -> str:
         if not action.help and self._shows_default(action):  # argparse shows nothing for an option without help
@@ -71,8 +78,15 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
             except ValueError:
                 pass
         if default is not action.default:
-            action = argparse.Action(action.option_strings, action.dest, default=default, help=action.help,
-                                     metavar=action.metavar, choices=action.choices, type=action.type)
+            action = argparse.Action(
+                action.option_strings,
+                action.dest,
+                default=default,
+                help=action.help,
+                metavar=action.metavar,
+                choices=action.choices,
+                type=action.type,
+            )
         return plain(super()._expand_help(action))
 
 
@@ -85,8 +99,13 @@ def version() -> str:
         text = "unknown"
     if (ROOT / ".git").exists():
         try:
-            described = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=ROOT,
-                                       capture_output=True, text=True, timeout=5).stdout.strip()
+            described = subprocess.run(
+                ["git", "describe", "--always", "--dirty", "--tags"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             described = ""
         if described:
@@ -97,8 +116,13 @@ def version() -> str:
 class VersionAction(argparse.Action):
     """``--version``: computed only when asked (``git describe`` is a subprocess)."""
 
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
-                 help="show the grader's version and exit"):
+    def __init__(
+        self,
+        option_strings,
+        dest=argparse.SUPPRESS,
+        default=argparse.SUPPRESS,
+        help="show the grader's version and exit",
+    ):
         super().__init__(option_strings, dest, nargs=0, default=default, help=help)
 
     def __call__(self, parser, namespace, values, option_string=None):

@@ -24,6 +24,7 @@ Workers: ``PYTHONPATH=<checkout> <checkout>/.venv/bin/dask worker tcp://HOST:POR
 ``--resources GPU=1`` on a GPU node: with ``--gpu`` (or ``[cluster] gpu = true``) a grade that
 trains runs only on such a worker, and the training finds CUDA through ``--device auto``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,9 +48,22 @@ from grader.sandbox import intake
 CLUSTERS = ("local", "slurm", "pbs", "sge", "lsf")
 COURSE = grade_all.ROOT / "course.toml"
 # [cluster] in course.toml: the batch jobs of --cluster slurm|pbs|sge|lsf (docs/cluster.md).
-SETTINGS = {"queue": str, "account": str, "cores": int, "memory": str, "processes": int, "walltime": str,
-            "jobs": int, "gpu": bool, "grader_root": str, "python": str, "interface": str,
-            "job_extra_directives": list, "local_directory": str, "log_directory": str}
+SETTINGS = {
+    "queue": str,
+    "account": str,
+    "cores": int,
+    "memory": str,
+    "processes": int,
+    "walltime": str,
+    "jobs": int,
+    "gpu": bool,
+    "grader_root": str,
+    "python": str,
+    "interface": str,
+    "job_extra_directives": list,
+    "local_directory": str,
+    "log_directory": str,
+}
 DEFAULTS = {"cores": 2, "memory": "8GB", "walltime": "02:00:00", "jobs": 1, "gpu": False}
 # What decides a score: a worker whose copy of these differs from the client's does not grade.
 FINGERPRINTED = ("grader", "tests/conftest.py", "tests/support", "tests/public", "tests/hidden", "course.toml")
@@ -66,19 +80,32 @@ class ClusterError(Exception):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                       help="grade on the workers of this running Dask scheduler, one task per submission "
-                            "(docs/cluster.md)")
-    where.add_argument("--cluster", choices=CLUSTERS,
-                       help="start a Dask cluster and grade on it: local (--jobs worker processes here) or "
-                            "batch jobs through dask-jobqueue, set up by [cluster] in course.toml")
-    parser.add_argument("--gpu", action="store_true",
-                        help="on a cluster: a grade that trains waits for a worker started with --resources "
-                             "GPU=1 (also [cluster] gpu = true in course.toml)")
-    parser.add_argument("--tries", type=int, default=3, metavar="N",
-                        help="tries per submission on a cluster: a worker that dies grading it sends it to another "
-                             "one, up to N tries in all, then it is reported as not graded (a running scheduler "
-                             "counts its own distributed.scheduler.allowed-failures instead)")
+    where.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="grade on the workers of this running Dask scheduler, one task per submission (docs/cluster.md)",
+    )
+    where.add_argument(
+        "--cluster",
+        choices=CLUSTERS,
+        help="start a Dask cluster and grade on it: local (--jobs worker processes here) or "
+        "batch jobs through dask-jobqueue, set up by [cluster] in course.toml",
+    )
+    parser.add_argument(
+        "--gpu",
+        action="store_true",
+        help="on a cluster: a grade that trains waits for a worker started with --resources "
+        "GPU=1 (also [cluster] gpu = true in course.toml)",
+    )
+    parser.add_argument(
+        "--tries",
+        type=int,
+        default=3,
+        metavar="N",
+        help="tries per submission on a cluster: a worker that dies grading it sends it to another "
+        "one, up to N tries in all, then it is reported as not graded (a running scheduler "
+        "counts its own distributed.scheduler.allowed-failures instead)",
+    )
 
 
 def load_settings(path: Path = COURSE) -> dict:
@@ -99,6 +126,7 @@ def load_settings(path: Path = COURSE) -> dict:
 
 
 # --- the submission as bytes -------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Packed:
@@ -142,9 +170,14 @@ def _add_package(archive: zipfile.ZipFile, folder: Path, package: Path) -> None:
     sent = 0
     for directory, subdirs, files in os.walk(package, followlinks=False):
         relative = Path(directory).relative_to(package)
-        subdirs[:] = sorted(d for d in subdirs if d not in intake.IGNORED_DIRS and not d.startswith(".")
-                            and len(relative.parts) < intake.MAX_DEPTH
-                            and not os.path.islink(os.path.join(directory, d)))
+        subdirs[:] = sorted(
+            d
+            for d in subdirs
+            if d not in intake.IGNORED_DIRS
+            and not d.startswith(".")
+            and len(relative.parts) < intake.MAX_DEPTH
+            and not os.path.islink(os.path.join(directory, d))
+        )
         base = Path(directory).relative_to(folder)
         if base.parts:
             archive.writestr(base.as_posix() + "/", b"")
@@ -195,6 +228,7 @@ def unpack(packed: Packed, into: Path) -> Path:
 
 # --- on the worker ------------------------------------------------------------------------------
 
+
 def fingerprint() -> str:
     """SHA-256 of what decides a score here: the grader, the tests, course.toml (read anew for each
     task, about 20 ms: the grade subprocess reads the checkout as it is now, not as it was)."""
@@ -217,20 +251,31 @@ def isolation_problem() -> str:
     return "" if sandbox.available else sandbox.reason
 
 
-def grade_task(student: str, packed: Packed, options: list[str], timeout: float, expected: str,
-               allow_unisolated: bool) -> grade_all.Graded:
+def grade_task(
+    student: str, packed: Packed, options: list[str], timeout: float, expected: str, allow_unisolated: bool
+) -> grade_all.Graded:
     """A Dask task: grade one packed submission on this worker, as grade-all grades it locally."""
     from distributed import get_worker
 
     where, here = get_worker().address, fingerprint()
     if here != expected:
-        return grade_all.Graded(student, host=where, problem=(
-            f"grader-error: the worker {where} grades with another version of the grader, tests or course.toml "
-            f"(fingerprint {here}, the client's {expected}): update its checkout"))
+        return grade_all.Graded(
+            student,
+            host=where,
+            problem=(
+                f"grader-error: the worker {where} grades with another version of the grader, tests or course.toml "
+                f"(fingerprint {here}, the client's {expected}): update its checkout"
+            ),
+        )
     if isolation_problem() and not allow_unisolated:
-        return grade_all.Graded(student, host=where, problem=(
-            f"grader-error: the worker {where} has no sandbox isolation ({isolation_problem()}); install "
-            "bubblewrap there or pass --allow-unisolated"))
+        return grade_all.Graded(
+            student,
+            host=where,
+            problem=(
+                f"grader-error: the worker {where} has no sandbox isolation ({isolation_problem()}); install "
+                "bubblewrap there or pass --allow-unisolated"
+            ),
+        )
     with tempfile.TemporaryDirectory(prefix="grade-all-submission-") as folder:
         graded = grade_all.grade_submission(student, unpack(packed, Path(folder)), options, timeout)
     graded.host = where
@@ -239,14 +284,17 @@ def grade_task(student: str, packed: Packed, options: list[str], timeout: float,
 
 # --- on the client ------------------------------------------------------------------------------
 
+
 def connect(args: argparse.Namespace, settings: dict):
     """-> (client, the cluster started here or None)."""
     try:
         import dask
         from distributed import Client
     except ImportError as error:
-        raise ClusterError(f"--scheduler and --cluster need Dask ({error}): .venv/bin/pip install "
-                           "-r requirements.txt (dask, distributed, dask-jobqueue)") from None
+        raise ClusterError(
+            f"--scheduler and --cluster need Dask ({error}): .venv/bin/pip install "
+            "-r requirements.txt (dask, distributed, dask-jobqueue)"
+        ) from None
     if args.scheduler:
         try:
             return Client(args.scheduler, timeout="30s"), None
@@ -256,14 +304,20 @@ def connect(args: argparse.Namespace, settings: dict):
     if args.cluster == "local":
         from distributed import LocalCluster
 
-        cluster = LocalCluster(n_workers=max(1, args.jobs), threads_per_worker=1, processes=True,
-                               dashboard_address=":0", resources={"GPU": 1} if settings["gpu"] else None)
+        cluster = LocalCluster(
+            n_workers=max(1, args.jobs),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            resources={"GPU": 1} if settings["gpu"] else None,
+        )
         return Client(cluster), cluster
     try:
         import dask_jobqueue
     except ImportError as error:
-        raise ClusterError(f"--cluster {args.cluster} needs dask-jobqueue ({error}): .venv/bin/pip install "
-                           "-r requirements.txt") from None
+        raise ClusterError(
+            f"--cluster {args.cluster} needs dask-jobqueue ({error}): .venv/bin/pip install -r requirements.txt"
+        ) from None
     kind = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster"}[args.cluster]
     root = settings.get("grader_root", str(grade_all.ROOT))
     extra_directives = list(settings.get("job_extra_directives", []))
@@ -273,13 +327,21 @@ def connect(args: argparse.Namespace, settings: dict):
         if args.cluster == "slurm" and not any("gres" in d or "gpus" in d for d in extra_directives):
             extra_directives.append("--gres=gpu:1")
     account = "account" if args.cluster in ("slurm", "pbs") else "project"  # -A; SGE and LSF call it a project
-    options = {"queue": settings.get("queue"), account: settings.get("account"), "cores": settings["cores"],
-               "memory": settings["memory"], "processes": settings.get("processes", settings["cores"]),
-               "walltime": settings["walltime"], "interface": settings.get("interface"),
-               "python": settings.get("python", f"{root}/.venv/bin/python"),
-               "job_script_prologue": [f"cd {root}", f"export PYTHONPATH={root}"],
-               "job_extra_directives": extra_directives, "worker_extra_args": worker_args,
-               "local_directory": settings.get("local_directory"), "log_directory": settings.get("log_directory")}
+    options = {
+        "queue": settings.get("queue"),
+        account: settings.get("account"),
+        "cores": settings["cores"],
+        "memory": settings["memory"],
+        "processes": settings.get("processes", settings["cores"]),
+        "walltime": settings["walltime"],
+        "interface": settings.get("interface"),
+        "python": settings.get("python", f"{root}/.venv/bin/python"),
+        "job_script_prologue": [f"cd {root}", f"export PYTHONPATH={root}"],
+        "job_extra_directives": extra_directives,
+        "worker_extra_args": worker_args,
+        "local_directory": settings.get("local_directory"),
+        "log_directory": settings.get("log_directory"),
+    }
     cluster = getattr(dask_jobqueue, kind)(**{k: v for k, v in options.items() if v is not None})
     cluster.scale(jobs=settings["jobs"])
     return Client(cluster), cluster
@@ -298,8 +360,13 @@ def load_line(client, done_by: dict[str, int], unfinished: int) -> str:
     shown = sorted(set(workers) | set(done_by))
     counts = [f"{w.removeprefix('tcp://')} {done_by.get(w, 0)}" for w in shown[:MAX_WORKERS_SHOWN]]
     counts += ["..."] if len(shown) > MAX_WORKERS_SHOWN else []
-    return _("workers: {workers} ({grading} grading, {waiting} waiting); graded per worker: {counts}",
-             workers=len(workers), grading=grading, waiting=max(0, unfinished - grading), counts=", ".join(counts))
+    return _(
+        "workers: {workers} ({grading} grading, {waiting} waiting); graded per worker: {counts}",
+        workers=len(workers),
+        grading=grading,
+        waiting=max(0, unfinished - grading),
+        counts=", ".join(counts),
+    )
 
 
 def grade_many(todo: list[tuple[str, Path]], args: argparse.Namespace, started: float) -> dict[str, str]:
@@ -316,9 +383,15 @@ def grade_many(todo: list[tuple[str, Path]], args: argparse.Namespace, started: 
     try:
         from distributed import as_completed
 
-        print(_("Dask scheduler {address}; dashboard: {dashboard}", address=client.scheduler.address,
-                dashboard=client.dashboard_link if "dashboard" in client.scheduler_info().get("services", {})
-                else "-"), file=sys.stderr, flush=True)
+        print(
+            _(
+                "Dask scheduler {address}; dashboard: {dashboard}",
+                address=client.scheduler.address,
+                dashboard=client.dashboard_link if "dashboard" in client.scheduler_info().get("services", {}) else "-",
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
         options, timeout = grade_all.grade_options(args), args.total_timeout + 300
         resources = {"GPU": 1} if settings["gpu"] and trains(args) else None
         expected, waiting = fingerprint(), iter(todo)
@@ -341,17 +414,30 @@ def grade_many(todo: list[tuple[str, Path]], args: argparse.Namespace, started: 
                     problems[student] = f"grader-error: could not be sent to the cluster: {error}"[:300]
                     report(student, problems[student], 0.0)
                     continue
-                future = client.submit(grade_task, student, packed, options, timeout, expected,
-                                       args.allow_unisolated, key=f"grade-{student}-{uuid.uuid4().hex[:8]}",
-                                       pure=False, resources=resources, retries=max(0, args.tries - 1))
+                future = client.submit(
+                    grade_task,
+                    student,
+                    packed,
+                    options,
+                    timeout,
+                    expected,
+                    args.allow_unisolated,
+                    key=f"grade-{student}-{uuid.uuid4().hex[:8]}",
+                    pure=False,
+                    resources=resources,
+                    retries=max(0, args.tries - 1),
+                )
                 futures[future] = student
                 finished.add(future)
 
         def report(student: str, problem: str, seconds: float) -> None:
             nonlocal k
             k += 1
-            print(grade_all.progress_line(k, len(todo), student, problem, seconds, time.monotonic() - started),
-                  file=sys.stderr, flush=True)
+            print(
+                grade_all.progress_line(k, len(todo), student, problem, seconds, time.monotonic() - started),
+                file=sys.stderr,
+                flush=True,
+            )
 
         shown_load = time.monotonic()
         try:
@@ -363,8 +449,11 @@ def grade_many(todo: list[tuple[str, Path]], args: argparse.Namespace, started: 
                         graded = future.result()
                     except Exception as error:  # every try failed (KilledWorker), or the cluster could not run it
                         reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
-                        hint = (" (start the scheduler and the workers with PYTHONPATH=<checkout>, docs/cluster.md)"
-                                if "No module named 'grader'" in reason or "deserializ" in reason else "")
+                        hint = (
+                            " (start the scheduler and the workers with PYTHONPATH=<checkout>, docs/cluster.md)"
+                            if "No module named 'grader'" in reason or "deserializ" in reason
+                            else ""
+                        )
                         problems[student] = f"grader-error: could not be graded on the cluster: {reason}{hint}"
                         report(student, problems[student], 0.0)
                         continue
@@ -382,16 +471,26 @@ def grade_many(todo: list[tuple[str, Path]], args: argparse.Namespace, started: 
                 time.sleep(0.1)
         except KeyboardInterrupt:
             client.cancel(list(futures))
-            print(_("interrupted: {k} of {n} written; the same command again grades the rest", k=k, n=len(todo)),
-                  file=sys.stderr, flush=True)
+            print(
+                _("interrupted: {k} of {n} written; the same command again grades the rest", k=k, n=len(todo)),
+                file=sys.stderr,
+                flush=True,
+            )
             raise SystemExit(130) from None  # what a shell reports for Ctrl-C, without a traceback
         wall = time.monotonic() - started
         print(load_line(client, done_by, 0), file=sys.stderr, flush=True)
-        print(_("on the cluster: {wall} wall, {cpu} of CPU and {busy} of grading on the workers: {speedup}× "
+        print(
+            _(
+                "on the cluster: {wall} wall, {cpu} of CPU and {busy} of grading on the workers: {speedup}× "
                 "the speed of one worker grading one submission at a time",
-                wall=grade_all.format_duration(wall), cpu=grade_all.format_duration(cpu),
-                busy=grade_all.format_duration(busy), speedup=f"{busy / max(wall, 1e-9):.2f}"),
-              file=sys.stderr, flush=True)
+                wall=grade_all.format_duration(wall),
+                cpu=grade_all.format_duration(cpu),
+                busy=grade_all.format_duration(busy),
+                speedup=f"{busy / max(wall, 1e-9):.2f}",
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
     finally:
         client.close()
         if cluster is not None:

@@ -6,6 +6,7 @@ of the model the translation part trains. Standard library only: the sandboxed w
 this file the way it gets ``sandbox/protocol.py`` (copied beside it), the Gradescope
 ``run_autograder`` script and the hand-out builders import it too.
 """
+
 from __future__ import annotations
 
 import re
@@ -14,8 +15,17 @@ from pathlib import Path
 # The package a student hands in, and its modules in the order a student implements them
 # (also the order of the rubric, the README table and `make check`).
 PACKAGE = "transformer"
-MODULES = ("masks", "attention", "feed_forward", "normalization", "embedding", "layers", "model", "decoding",
-           "training")
+MODULES = (
+    "masks",
+    "attention",
+    "feed_forward",
+    "normalization",
+    "embedding",
+    "layers",
+    "model",
+    "decoding",
+    "training",
+)
 # The part graded by training the whole model; it has no module of its own.
 TRANSLATION_PART = "translation"
 PARTS = (*MODULES, TRANSLATION_PART)

@@ -5,6 +5,7 @@ settings the grader itself reads when grading in the repository (``[course] lang
 A hand-out carries no course.toml: the Gradescope autograder gets the language as ``--lang``
 and the leaderboard in its rubric (``builders/release.py``); without the file, the defaults.
 """
+
 from __future__ import annotations
 
 import tomllib
@@ -58,5 +59,9 @@ def load_course(path: Path | None = DEFAULT_CONFIG) -> Course:
     leaderboard = raw.get("gradescope", {}).get("leaderboard", False)
     if not isinstance(leaderboard, bool):
         raise CourseError(f"{path}: [gradescope] leaderboard must be true or false")
-    return Course(**{k: str(v) for k, v in course.items()}, points={k: float(v) for k, v in points.items()},
-                  grade_args=tuple(grade_args), leaderboard=leaderboard)
+    return Course(
+        **{k: str(v) for k, v in course.items()},
+        points={k: float(v) for k, v in points.items()},
+        grade_args=tuple(grade_args),
+        leaderboard=leaderboard,
+    )

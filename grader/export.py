@@ -29,6 +29,7 @@ submission; otherwise all of them, as a folder. Points carry at most two decimal
 without a submission, or whose grade failed, keeps an empty grade (the LMS leaves it as it is);
 the summary on stdout names them, and the late ones.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,7 @@ from pathlib import Path, PurePosixPath
 from grader.i18n import _
 
 MOODLE_ENTRY = re.compile(r"^(?P<name>.+?)_(?P<id>\d+)_(?P<plugin>assignsubmission_[a-z]+)_?(?P<rest>.*)$", re.S)
-CANVAS_ENTRY = re.compile(r"^(?P<login>[^_]+)_(?:(?P<late>late)_)?(?P<id>\d+)_(?P<sub>\d+)_(?P<file>.+)$",
-                          re.S | re.I)
+CANVAS_ENTRY = re.compile(r"^(?P<login>[^_]+)_(?:(?P<late>late)_)?(?P<id>\d+)_(?P<sub>\d+)_(?P<file>.+)$", re.S | re.I)
 MAX_ENTRIES = 100_000
 MAX_BYTES = 8 * 2**30  # declared uncompressed size of a class download
 IGNORED = {"__MACOSX", ".DS_Store", "__pycache__"}
@@ -67,25 +67,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from grader import grade_all
 
     kinds = parser.add_subparsers(dest="lms", required=True, metavar="{moodle,canvas}")
-    moodle = kinds.add_parser("moodle", prog="python -m grader export moodle",
-                              help="Moodle assignment: grading worksheet and feedback-files zip",
-                              formatter_class=parser.formatter_class,
-                              description="Grade Moodle's 'Download all submissions' and fill its grading "
-                                          "worksheet; see grader/export.py.")
+    moodle = kinds.add_parser(
+        "moodle",
+        prog="python -m grader export moodle",
+        help="Moodle assignment: grading worksheet and feedback-files zip",
+        formatter_class=parser.formatter_class,
+        description="Grade Moodle's 'Download all submissions' and fill its grading worksheet; see grader/export.py.",
+    )
     grade_all.add_arguments(moodle)
-    moodle.add_argument("--worksheet", type=Path, required=True,
-                        help="the grading worksheet CSV downloaded from Moodle (Identifier, Grade, Feedback comments)")
-    canvas = kinds.add_parser("canvas", prog="python -m grader export canvas",
-                              help="Canvas: a gradebook-import CSV", formatter_class=parser.formatter_class,
-                              description="Grade Canvas's 'Download Submissions' zip and write a CSV for Grades > "
-                                          "Import; see grader/export.py.")
+    moodle.add_argument(
+        "--worksheet",
+        type=Path,
+        required=True,
+        help="the grading worksheet CSV downloaded from Moodle (Identifier, Grade, Feedback comments)",
+    )
+    canvas = kinds.add_parser(
+        "canvas",
+        prog="python -m grader export canvas",
+        help="Canvas: a gradebook-import CSV",
+        formatter_class=parser.formatter_class,
+        description="Grade Canvas's 'Download Submissions' zip and write a CSV for Grades > "
+        "Import; see grader/export.py.",
+    )
     grade_all.add_arguments(canvas)
-    canvas.add_argument("--assignment", required=True,
-                        help="the gradebook column, e.g. 'Transformer (1234)': name and assignment id as in "
-                             "Canvas's gradebook export")
-    canvas.add_argument("--roster", type=Path, default=None,
-                        help="Canvas's gradebook export CSV (names, SIS ids, sections); default: the names in "
-                             "the file names")
+    canvas.add_argument(
+        "--assignment",
+        required=True,
+        help="the gradebook column, e.g. 'Transformer (1234)': name and assignment id as in Canvas's gradebook export",
+    )
+    canvas.add_argument(
+        "--roster",
+        type=Path,
+        default=None,
+        help="Canvas's gradebook export CSV (names, SIS ids, sections); default: the names in the file names",
+    )
     for sub in (moodle, canvas):
         for action in sub._actions:  # grade-all's folder argument also takes the LMS's zip here
             if action.dest == "submissions":
@@ -102,6 +117,7 @@ def points(value) -> str:
 
 # ---------------------------------------------------------------- reading the downloads
 
+
 def unpack(download: Path, destination: Path) -> Path:
     """The download as a folder: a folder as it is; a zip unpacked (checked first) into ``destination``."""
     if download.is_dir():
@@ -117,8 +133,13 @@ def unpack(download: Path, destination: Path) -> Path:
             raise ValueError(_("{path}: too many entries or too large", path=download))
         for entry in entries:
             posix = PurePosixPath(entry.filename.replace("\\", "/"))
-            if (entry.filename.startswith(("/", "\\")) or ".." in posix.parts or "\x00" in entry.filename
-                    or (posix.parts and ":" in posix.parts[0]) or stat.S_ISLNK(entry.external_attr >> 16)):
+            if (
+                entry.filename.startswith(("/", "\\"))
+                or ".." in posix.parts
+                or "\x00" in entry.filename
+                or (posix.parts and ":" in posix.parts[0])
+                or stat.S_ISLNK(entry.external_attr >> 16)
+            ):
                 raise ValueError(_("{path}: unsafe entry {entry}", path=download, entry=repr(entry.filename)[:80]))
             if entry.is_dir() or set(posix.parts) & IGNORED:
                 continue
@@ -130,8 +151,11 @@ def unpack(download: Path, destination: Path) -> Path:
 
 
 def _files(folder: Path) -> list[tuple[str, Path]]:
-    return sorted((p.relative_to(folder).as_posix(), p) for p in folder.rglob("*")
-                  if p.is_file() and not p.is_symlink() and not set(p.relative_to(folder).parts) & IGNORED)
+    return sorted(
+        (p.relative_to(folder).as_posix(), p)
+        for p in folder.rglob("*")
+        if p.is_file() and not p.is_symlink() and not set(p.relative_to(folder).parts) & IGNORED
+    )
 
 
 def _top(folder: Path, pattern: re.Pattern) -> Path:
@@ -190,6 +214,7 @@ def stage(students: dict[str, Student], staging: Path) -> None:
 
 # ---------------------------------------------------------------- grading
 
+
 def grade(students: dict[str, Student], args: argparse.Namespace) -> dict[str, dict | None]:
     """Grade the staged submissions with grade-all; key -> results (None when the grade failed)."""
     from grader import grade_all
@@ -205,11 +230,15 @@ def grade(students: dict[str, Student], args: argparse.Namespace) -> dict[str, d
 
 
 def feedback_comment(results: dict) -> str:
-    return _("{score} of {max} points. Each part, what passed and what to fix: report.md in the feedback files.",
-             score=points(results["score"]), max=points(results["extra_data"].get("max_score", 0)))
+    return _(
+        "{score} of {max} points. Each part, what passed and what to fix: report.md in the feedback files.",
+        score=points(results["score"]),
+        max=points(results["extra_data"].get("max_score", 0)),
+    )
 
 
 # ---------------------------------------------------------------- writing what the LMS imports
+
 
 def _read_csv(path: Path) -> tuple[list[list[str]], bool]:
     raw = path.read_bytes()
@@ -234,15 +263,27 @@ def fill_moodle_worksheet(worksheet: Path, target: Path, graded: dict[str, dict]
     header, warnings = rows[0], []
     for column in ("Identifier", "Grade", "Last modified (grade)"):
         if column not in header:
-            raise ValueError(_("{path}: no '{column}' column: is this Moodle's grading worksheet (in English)?",
-                               path=worksheet, column=column))
+            raise ValueError(
+                _(
+                    "{path}: no '{column}' column: is this Moodle's grading worksheet (in English)?",
+                    path=worksheet,
+                    column=column,
+                )
+            )
     ident, grade_at = header.index("Identifier"), header.index("Grade")
     comment_at = header.index("Feedback comments") if "Feedback comments" in header else None
     if comment_at is None:
-        warnings.append(_("the worksheet has no 'Feedback comments' column (enable feedback comments in the "
-                          "assignment's settings): only grades were filled"))
-    maximum_at = header.index("Maximum grade") if "Maximum grade" in header else (
-        header.index("Maximum Grade") if "Maximum Grade" in header else None)
+        warnings.append(
+            _(
+                "the worksheet has no 'Feedback comments' column (enable feedback comments in the "
+                "assignment's settings): only grades were filled"
+            )
+        )
+    maximum_at = (
+        header.index("Maximum grade")
+        if "Maximum grade" in header
+        else (header.index("Maximum Grade") if "Maximum Grade" in header else None)
+    )
     status_at = header.index("Status") if "Status" in header else None
     ungraded, late = [], []
     for row in rows[1:]:
@@ -262,9 +303,13 @@ def fill_moodle_worksheet(worksheet: Path, target: Path, graded: dict[str, dict]
         if maximum_at is not None and row[maximum_at].strip():
             try:
                 if abs(float(row[maximum_at].replace(",", ".")) - results["extra_data"]["max_score"]) > 1e-6:
-                    warnings.append(_("Moodle's maximum grade is {moodle}, the grades are out of {max} points",
-                                      moodle=row[maximum_at],
-                                      max=points(results["extra_data"]["max_score"])))
+                    warnings.append(
+                        _(
+                            "Moodle's maximum grade is {moodle}, the grades are out of {max} points",
+                            moodle=row[maximum_at],
+                            max=points(results["extra_data"]["max_score"]),
+                        )
+                    )
             except (ValueError, KeyError):
                 pass
     _write_csv(target, rows, bom)
@@ -292,8 +337,9 @@ def moodle_feedback_zip(target: Path, students: dict[str, Student], graded: dict
 CANVAS_IDENTITY = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 
 
-def canvas_gradebook(target: Path, assignment: str, students: dict[str, Student], graded: dict[str, dict],
-                     roster: Path | None) -> list[str]:
+def canvas_gradebook(
+    target: Path, assignment: str, students: dict[str, Student], graded: dict[str, dict], roster: Path | None
+) -> list[str]:
     """The gradebook-import CSV; returns the roster's user ids without a grade here."""
     people: dict[str, dict[str, str]] = {}
     if roster is not None:
@@ -306,8 +352,9 @@ def canvas_gradebook(target: Path, assignment: str, students: dict[str, Student]
             if re.fullmatch(r"\d+", record.get("ID", "").strip()):  # skips "Points Possible" and test students' blanks
                 people[record["ID"].strip()] = {k: record.get(k, "") for k in CANVAS_IDENTITY}
     for user, student in students.items():
-        people.setdefault(user, {"Student": student.name, "ID": user, "SIS User ID": "", "SIS Login ID": "",
-                                 "Section": ""})
+        people.setdefault(
+            user, {"Student": student.name, "ID": user, "SIS User ID": "", "SIS Login ID": "", "Section": ""}
+        )
     out = [[*CANVAS_IDENTITY, assignment]]
     ungraded = []
     for user, person in people.items():
@@ -320,6 +367,7 @@ def canvas_gradebook(target: Path, assignment: str, students: dict[str, Student]
 
 
 # ---------------------------------------------------------------- the command
+
 
 def _ids(ids: list[str]) -> str:
     return f"{len(ids)} ({', '.join(ids)})" if ids else "0"
@@ -340,8 +388,14 @@ def main(args: argparse.Namespace) -> int:
             print(_("grader: no such worksheet: {path}", path=args.worksheet), file=sys.stderr)
             return 2
         if not students:
-            print(_("grader: {path} holds no {lms} submissions (see python -m grader export {lms} --help)",
-                    path=args.submissions, lms=args.lms), file=sys.stderr)
+            print(
+                _(
+                    "grader: {path} holds no {lms} submissions (see python -m grader export {lms} --help)",
+                    path=args.submissions,
+                    lms=args.lms,
+                ),
+                file=sys.stderr,
+            )
             return 2
         results = grade(students, args)
         graded = {s.lms_id: results[s.key] for s in students.values() if results.get(s.key) is not None}
@@ -352,9 +406,14 @@ def main(args: argparse.Namespace) -> int:
             ungraded, warnings, late = fill_moodle_worksheet(args.worksheet, sheet, graded)
             feedback = args.out / "moodle-feedback-files.zip"
             count = moodle_feedback_zip(feedback, students, graded, args.out / "grades")
-            written = [_("{path} (Moodle: Upload grading worksheet)", path=sheet),
-                       _("{path} ({count} reports; Moodle: Upload multiple feedback files in a zip)", path=feedback,
-                         count=count)]
+            written = [
+                _("{path} (Moodle: Upload grading worksheet)", path=sheet),
+                _(
+                    "{path} ({count} reports; Moodle: Upload multiple feedback files in a zip)",
+                    path=feedback,
+                    count=count,
+                ),
+            ]
         else:
             sheet = args.out / "canvas-gradebook-import.csv"
             ungraded = canvas_gradebook(sheet, args.assignment, students, graded, args.roster)
@@ -365,12 +424,26 @@ def main(args: argparse.Namespace) -> int:
         print(_("grader: export failed: {error}", error=f"{type(error).__name__}: {error}")[:500], file=sys.stderr)
         return 1
     flagged = [s.lms_id for s in students.values() if graded.get(s.lms_id, {}).get("extra_data", {}).get("flags")]
-    summary = {"graded": len(graded), "failed to grade": failed, "no submission": missing, "flagged": flagged,
-               "late": late}
+    summary = {
+        "graded": len(graded),
+        "failed to grade": failed,
+        "no submission": missing,
+        "flagged": flagged,
+        "late": late,
+    }
     (args.out / "export-summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    print(_("{lms}: {graded} graded; failed to grade: {failed}; no submission: {missing}; flagged: {flagged}; "
-            "late: {late}", lms=args.lms, graded=len(graded), failed=_ids(failed), missing=_ids(missing),
-            flagged=_ids(flagged), late=_ids(late)))
+    print(
+        _(
+            "{lms}: {graded} graded; failed to grade: {failed}; no submission: {missing}; flagged: {flagged}; "
+            "late: {late}",
+            lms=args.lms,
+            graded=len(graded),
+            failed=_ids(failed),
+            missing=_ids(missing),
+            flagged=_ids(flagged),
+            late=_ids(late),
+        )
+    )
     for line in warnings:
         print(_("warning: {warning}", warning=line))
     for line in written:

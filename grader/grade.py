@@ -40,6 +40,7 @@ any test module is imported, so the tests' own messages follow. On Gradescope th
 course.toml: the autograder passes ``--lang`` (see docs/gradescope.md). ``extra_data`` and check
 names stay in English (``grader/results.py``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,18 +59,32 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import pytest  # noqa: E402
+import pytest
 
-from grader.contract import PRIVATE_PATHS, TRANSLATION_PART, seal_line  # noqa: E402
-from grader.course import load_course  # noqa: E402
-from grader.i18n import N_, SOURCE_LANGUAGE, _, available_languages, set_language  # noqa: E402
-from grader.results import (  # noqa: E402
-    Check, GradeResult, PartResult, Text, parts_table, progress_line, render, write_outputs,
+from grader.contract import PRIVATE_PATHS, TRANSLATION_PART, seal_line
+from grader.course import load_course
+from grader.i18n import N_, SOURCE_LANGUAGE, _, available_languages, set_language
+from grader.results import (
+    Check,
+    GradeResult,
+    PartResult,
+    Text,
+    parts_table,
+    progress_line,
+    render,
+    write_outputs,
 )
-from grader.rubric import Part, Rubric, load_rubric  # noqa: E402
-from grader.sandbox import intake, static_check  # noqa: E402
-from grader.sandbox.process import (  # noqa: E402
-    GiB, Limits, SandboxUser, WorkerProcess, become_subreaper, hide_from_worker, sandbox_user, stop_being_subreaper,
+from grader.rubric import Part, Rubric, load_rubric
+from grader.sandbox import intake, static_check
+from grader.sandbox.process import (
+    GiB,
+    Limits,
+    SandboxUser,
+    WorkerProcess,
+    become_subreaper,
+    hide_from_worker,
+    sandbox_user,
+    stop_being_subreaper,
     sweep_orphans,
 )
 
@@ -89,8 +104,13 @@ HYPOTHESIS_NOTES = {"Falsifying example": N_("Falsifying example:"), "Failing te
 
 
 # The limits' defaults (also shown by `grade-all --help`, which passes only what it is given).
-DEFAULT_LIMITS = {"call_timeout": 60.0, "part_timeout": 600.0, "train_timeout": 1800.0, "total_timeout": 3600.0,
-                  "memory_gib": 6.0}
+DEFAULT_LIMITS = {
+    "call_timeout": 60.0,
+    "part_timeout": 600.0,
+    "train_timeout": 1800.0,
+    "total_timeout": 3600.0,
+    "memory_gib": 6.0,
+}
 LIMIT_HELP = {
     "call_timeout": "seconds one call into student code may take",
     "part_timeout": "seconds per tested part",
@@ -112,28 +132,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("submission", type=Path, help="folder holding transformer/ (or one level deeper), or a .zip")
     parser.add_argument("--out", type=Path, required=True, help="where results.json and report.md go")
     names = part_names()
-    parser.add_argument("--parts", default=None, metavar="PART[,PART...]",
-                        help="comma-separated parts to grade" + (f", of: {names}" if names else "") + " (default: all)")
+    parser.add_argument(
+        "--parts",
+        default=None,
+        metavar="PART[,PART...]",
+        help="comma-separated parts to grade" + (f", of: {names}" if names else "") + " (default: all)",
+    )
     parser.add_argument("--no-train", action="store_true", help="leave the translation (training) part out")
-    parser.add_argument("--threads", type=int, default=1, metavar="N",
-                        help="torch threads in the judge and the workers (the tests use tiny tensors: more threads "
-                             "only spin and compete; the training job chooses its own)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="torch threads in the judge and the workers (the tests use tiny tensors: more threads "
+        "only spin and compete; the training job chooses its own)",
+    )
     for name, default in DEFAULT_LIMITS.items():
-        parser.add_argument("--" + name.replace("_", "-"), type=float, default=default, help=LIMIT_HELP[name],
-                            metavar="GIB" if name == "memory_gib" else "SECONDS")
-    parser.add_argument("--no-privilege-drop", action="store_true",
-                        help="without bubblewrap: never run the worker as another user (with bubblewrap the worker "
-                             "always runs in its namespaces, as root under a uid of its own)")
-    parser.add_argument("--no-lock-repo", action="store_true",
-                        help="as root, do not make grader/, tests/, solutions/, .git/ unreadable to the worker's user")
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=float,
+            default=default,
+            help=LIMIT_HELP[name],
+            metavar="GIB" if name == "memory_gib" else "SECONDS",
+        )
+    parser.add_argument(
+        "--no-privilege-drop",
+        action="store_true",
+        help="without bubblewrap: never run the worker as another user (with bubblewrap the worker "
+        "always runs in its namespaces, as root under a uid of its own)",
+    )
+    parser.add_argument(
+        "--no-lock-repo",
+        action="store_true",
+        help="as root, do not make grader/, tests/, solutions/, .git/ unreadable to the worker's user",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the table")
-    parser.add_argument("--print-seal", action="store_true",
-                        help="print the authenticity line (the nonce and SHA-256 that seal results.json) on stdout; "
-                             "Gradescope's run_autograder and grade-all pass it to check the file they read")
-    parser.add_argument("--lang", choices=available_languages(), default=None,
-                        help="language of what the student reads: report.md, the checks' messages, the table "
-                             "(default: [course] language in course.toml, else English; the machine's locale "
-                             "is never used)")
+    parser.add_argument(
+        "--print-seal",
+        action="store_true",
+        help="print the authenticity line (the nonce and SHA-256 that seal results.json) on stdout; "
+        "Gradescope's run_autograder and grade-all pass it to check the file they read",
+    )
+    parser.add_argument(
+        "--lang",
+        choices=available_languages(),
+        default=None,
+        help="language of what the student reads: report.md, the checks' messages, the table "
+        "(default: [course] language in course.toml, else English; the machine's locale "
+        "is never used)",
+    )
 
 
 # The translation worker trains a whole model: it gets at least this much memory, and CPU time
@@ -164,10 +211,19 @@ class GradeOptions:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> GradeOptions:
-        return cls(submission=Path(args.submission), out=Path(args.out), parts=args.parts, train=not args.no_train,
-                   threads=args.threads, **{name: getattr(args, name) for name in DEFAULT_LIMITS},
-                   privilege_drop=not args.no_privilege_drop, lock_repo=not args.no_lock_repo, quiet=args.quiet,
-                   print_seal=args.print_seal, lang=args.lang)
+        return cls(
+            submission=Path(args.submission),
+            out=Path(args.out),
+            parts=args.parts,
+            train=not args.no_train,
+            threads=args.threads,
+            **{name: getattr(args, name) for name in DEFAULT_LIMITS},
+            privilege_drop=not args.no_privilege_drop,
+            lock_repo=not args.no_lock_repo,
+            quiet=args.quiet,
+            print_seal=args.print_seal,
+            lang=args.lang,
+        )
 
     def part_limits(self) -> Limits:
         """The limits of a tested part's worker."""
@@ -175,13 +231,20 @@ class GradeOptions:
 
     def training_limits(self) -> Limits:
         """The limits of the translation part's worker: one call, the whole training."""
-        return self._limits(self.train_timeout, max(self.memory_gib, TRAINING_MEMORY_GIB), call_s=self.train_timeout,
-                            cpu_threads=TRAINING_CPU_THREADS)
+        return self._limits(
+            self.train_timeout,
+            max(self.memory_gib, TRAINING_MEMORY_GIB),
+            call_s=self.train_timeout,
+            cpu_threads=TRAINING_CPU_THREADS,
+        )
 
     def _limits(self, seconds: float, memory_gib: float, call_s: float | None = None, cpu_threads: int = 1) -> Limits:
-        return Limits(call_s=call_s or min(self.call_timeout, seconds),
-                      cpu_s=int(seconds * max(self.threads, cpu_threads) + 60),
-                      memory_bytes=int(memory_gib * GiB), threads=self.threads)
+        return Limits(
+            call_s=call_s or min(self.call_timeout, seconds),
+            cpu_s=int(seconds * max(self.threads, cpu_threads) + 60),
+            memory_bytes=int(memory_gib * GiB),
+            threads=self.threads,
+        )
 
 
 def course_language() -> str | None:
@@ -247,7 +310,7 @@ def check_name(part: str, item) -> str:
     doc = inspect.getdoc(function) if function is not None else None
     original = getattr(item, "originalname", None) or item.name
     what = doc.strip().splitlines()[0].strip().rstrip(".") if doc and doc.strip() else _humanize(original)
-    params = item.name[len(original):] if item.name.startswith(original) else ""
+    params = item.name[len(original) :] if item.name.startswith(original) else ""
     return f"{part}: {what}{' ' + params if params else ''}"
 
 
@@ -267,20 +330,27 @@ def feedback(exc: BaseException) -> str:
     elif isinstance(exc, SandboxError):
         text = _("the grader could not run this check (not your fault): {reason}", reason=str(exc))
     elif isinstance(exc, TransportError):
-        text = _("the grader could not run this check (a problem in the test, not in your code): {reason}",
-                 reason=str(exc))
+        text = _(
+            "the grader could not run this check (a problem in the test, not in your code): {reason}", reason=str(exc)
+        )
     elif isinstance(exc, AssertionError):
         text = str(exc) or _("a check failed")
     else:
-        text = (_("the check could not finish: {error}: {message}", error=type(exc).__name__, message=str(exc))
-                + "\n  " + _("hint: does your code return the documented type and shape?"))
-    notes = [n for n in getattr(exc, "__notes__", [])  # hypothesis: the (shrunk) input that fails
-             if isinstance(n, str) and n.startswith(tuple(HYPOTHESIS_NOTES))]
+        text = (
+            _("the check could not finish: {error}: {message}", error=type(exc).__name__, message=str(exc))
+            + "\n  "
+            + _("hint: does your code return the documented type and shape?")
+        )
+    notes = [
+        n
+        for n in getattr(exc, "__notes__", [])  # hypothesis: the (shrunk) input that fails
+        if isinstance(n, str) and n.startswith(tuple(HYPOTHESIS_NOTES))
+    ]
     if notes:
         lines = [line for line in notes[0].splitlines() if "impl=" not in line]
         for prefix, headline in HYPOTHESIS_NOTES.items():
             if lines and lines[0].startswith(prefix + ":"):
-                lines[0] = _(headline) + lines[0][len(prefix) + 1:]
+                lines[0] = _(headline) + lines[0][len(prefix) + 1 :]
         text += "\n" + "\n".join(lines)
     return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "\n" + _("… (shortened)")
 
@@ -371,7 +441,9 @@ class GradingPlugin:
                 existing.passed, existing.output = False, getattr(report, "grading_feedback", "")
             return
         self.checks[report.nodeid] = Check(
-            part=self.part, name=getattr(report, "grading_name", report.nodeid), passed=report.passed,
+            part=self.part,
+            name=getattr(report, "grading_name", report.nodeid),
+            passed=report.passed,
             output="" if report.passed else getattr(report, "grading_feedback", "") or _("the check failed"),
             hidden=getattr(report, "grading_hidden", False),
             kind="" if report.passed else getattr(report, "grading_kind", ""),
@@ -384,21 +456,48 @@ class GradingPlugin:
 def pytest_args(files: list[Path]) -> list[str]:
     return [
         *map(str, files),
-        "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT),
-        "-o", "addopts=", "--disable-plugin-autoload", "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:xdist",
-        "-q", "--tb=no", "--no-header", "-W", "ignore::DeprecationWarning",
+        "-c",
+        str(ROOT / "pyproject.toml"),
+        "--rootdir",
+        str(ROOT),
+        "-o",
+        "addopts=",
+        "--disable-plugin-autoload",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        "-p",
+        "no:xdist",
+        "-q",
+        "--tb=no",
+        "--no-header",
+        "-W",
+        "ignore::DeprecationWarning",
     ]
 
 
-def run_tested_part(part: Part, files: list[Path], package_dir: Path, limits: Limits, user: SandboxUser,
-                    deadline: float, worker: WorkerProcess | None, log) -> tuple[PartResult, list[dict]]:
+def run_tested_part(
+    part: Part,
+    files: list[Path],
+    package_dir: Path,
+    limits: Limits,
+    user: SandboxUser,
+    deadline: float,
+    worker: WorkerProcess | None,
+    log,
+) -> tuple[PartResult, list[dict]]:
     """Run the part's tests in this process against a fresh sandboxed worker."""
     from grader.sandbox.proxy import SandboxedImplementation
 
     started = time.monotonic()
     result = PartResult(part.name, part.title, part.points)
-    plugin = GradingPlugin(part.name, lambda epoch: SandboxedImplementation(
-        package_dir, part.name, limits, user, deadline=deadline, epoch=epoch, worker=worker))
+    plugin = GradingPlugin(
+        part.name,
+        lambda epoch: SandboxedImplementation(
+            package_dir, part.name, limits, user, deadline=deadline, epoch=epoch, worker=worker
+        ),
+    )
     output = io.StringIO()
     try:
         with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
@@ -417,9 +516,14 @@ def run_tested_part(part: Part, files: list[Path], package_dir: Path, limits: Li
         log(f"grader problem in part {part.name}: {reason}")
         result.status = "error"
         result.message = Text(N_("the grader could not run this part's checks"))
-        result.checks = [Check(part.name, f"{part.name}: the checks could not run", False,
-                               _("The grader could not run the checks of this part (not your fault; "
-                                 "your instructor has been told)."))]
+        result.checks = [
+            Check(
+                part.name,
+                f"{part.name}: the checks could not run",
+                False,
+                _("The grader could not run the checks of this part (not your fault; your instructor has been told)."),
+            )
+        ]
         result.grader_error = reason
     if plugin.impl and plugin.impl.crashes:
         crash = plugin.impl.crashes[0]
@@ -427,8 +531,15 @@ def run_tested_part(part: Part, files: list[Path], package_dir: Path, limits: Li
     return result, violations
 
 
-def run_translation(part: Part, package_dir: Path, out_dir: Path, limits: Limits, user: SandboxUser,
-                    deadline: float, show_progress: bool = False) -> tuple[PartResult, list[dict]]:
+def run_translation(
+    part: Part,
+    package_dir: Path,
+    out_dir: Path,
+    limits: Limits,
+    user: SandboxUser,
+    deadline: float,
+    show_progress: bool = False,
+) -> tuple[PartResult, list[dict]]:
     """The translation part (``grader.translation.grading``); with ``show_progress``, the
     training's steps, loss and time left on stderr while it runs."""
     from grader.sandbox.proxy import SandboxedImplementation, StudentCodeError, WorkerCrashed
@@ -446,8 +557,15 @@ def run_translation(part: Part, package_dir: Path, out_dir: Path, limits: Limits
         if not result.checks:
             raise ValueError("grade_translation returned no checks")
     except (StudentCodeError, WorkerCrashed) as error:
-        result.checks = [Check(part.name, f"{part.name}: your model trains and translates", False, feedback(error),
-                               max_score=part.points)]
+        result.checks = [
+            Check(
+                part.name,
+                f"{part.name}: your model trains and translates",
+                False,
+                feedback(error),
+                max_score=part.points,
+            )
+        ]
     finally:
         proxy.close()
     result.seconds = time.monotonic() - started
@@ -464,11 +582,18 @@ def _translation_check(part: Part, item: dict) -> Check:
     passed = item.get("status", "passed" if score >= max_score else "failed") == "passed"
     picture = (item.get("extra_data") or {}).get("attention_png") or item.get("picture") or ""
     bleu = (item.get("extra_data") or {}).get("bleu")
-    return Check(part.name, name, passed, str(item.get("output", ""))[:MAX_MESSAGE_CHARS],
-                 hidden=item.get("visibility") in ("hidden", "after_published", "after_due_date"),
-                 max_score=max_score, score=score, report_md=str(item.get("report_md", "")),
-                 picture=Path(str(picture)).name if picture else "",
-                 data={"bleu": float(bleu)} if isinstance(bleu, (int, float)) and not isinstance(bleu, bool) else {})
+    return Check(
+        part.name,
+        name,
+        passed,
+        str(item.get("output", ""))[:MAX_MESSAGE_CHARS],
+        hidden=item.get("visibility") in ("hidden", "after_published", "after_due_date"),
+        max_score=max_score,
+        score=score,
+        report_md=str(item.get("report_md", "")),
+        picture=Path(str(picture)).name if picture else "",
+        data={"bleu": float(bleu)} if isinstance(bleu, (int, float)) and not isinstance(bleu, bool) else {},
+    )
 
 
 # --- scoring -----------------------------------------------------------------------------------
@@ -508,8 +633,11 @@ def apply_violations(part: PartResult, descriptions: list[str]) -> None:
     if not descriptions:
         return
     part.violations = descriptions
-    reason = (_("Not counted: this part uses a building block the assignment bans:") + "\n  "
-              + "\n  ".join(render(d) for d in descriptions))
+    reason = (
+        _("Not counted: this part uses a building block the assignment bans:")
+        + "\n  "
+        + "\n  ".join(render(d) for d in descriptions)
+    )
     for check in part.checks:
         check.voided = check.passed
         check.score = 0.0
@@ -528,11 +656,17 @@ def dependency_notes(parts: list[PartResult], rubric: Rubric) -> None:
             continue
         names = ", ".join(f"`{d}`" for d in failing)
         if len(failing) == 1:
-            part.note = Text(N_("Note: part {names} also lost points; fix it first — `{part}` builds on it."),
-                             names=names, part=part.name)
+            part.note = Text(
+                N_("Note: part {names} also lost points; fix it first — `{part}` builds on it."),
+                names=names,
+                part=part.name,
+            )
         else:
-            part.note = Text(N_("Note: parts {names} also lost points; fix them first — `{part}` builds on them."),
-                             names=names, part=part.name)
+            part.note = Text(
+                N_("Note: parts {names} also lost points; fix them first — `{part}` builds on them."),
+                names=names,
+                part=part.name,
+            )
         for check in part.checks:
             if not check.passed:
                 check.output = part.note + "\n" + check.output
@@ -549,11 +683,15 @@ def attribute_violation(violation: dict, graded_part: str, part_names) -> tuple[
     parts.update(p for p in violation.get("extra_parts", []) if p in part_names)
     if not parts:
         parts.add(graded_part)
-    fields = dict(call=violation["call"], parts=", ".join(sorted(parts)),
-                  rule=static_check.rule_text(violation["rule"]))
+    fields = dict(
+        call=violation["call"], parts=", ".join(sorted(parts)), rule=static_check.rule_text(violation["rule"])
+    )
     if violation.get("line"):
-        text = Text(N_("banned: {call} in {where} (part {parts}, seen at run time) — {rule}"),
-                    where=f"{violation['file']}:{violation['line']}", **fields)
+        text = Text(
+            N_("banned: {call} in {where} (part {parts}, seen at run time) — {rule}"),
+            where=f"{violation['file']}:{violation['line']}",
+            **fields,
+        )
     else:
         text = Text(N_("banned: {call} (part {parts}, seen at run time) — {rule}"), **fields)
     return parts, text
@@ -624,8 +762,9 @@ def grade(options: GradeOptions, log=None) -> tuple[GradeResult, dict]:
     rubric = load_rubric()
     selected, left_out = select_parts(rubric, options.parts, options.train)
     options.out.mkdir(parents=True, exist_ok=True)
-    result = GradeResult(submission=options.submission.name or str(options.submission),
-                         nonce=secrets.token_hex(16), left_out=left_out)
+    result = GradeResult(
+        submission=options.submission.name or str(options.submission), nonce=secrets.token_hex(16), left_out=left_out
+    )
     grading = Grading(options, rubric, result, deadline=started + options.total_timeout, log=log)
 
     submission = take_in(grading, selected)
@@ -635,8 +774,9 @@ def grade(options: GradeOptions, log=None) -> tuple[GradeResult, dict]:
     try:
         user = open_sandbox(grading)
         static_scan(grading, submission.package_dir)
-        grade_tested_parts(grading, [name for name in selected if name != TRANSLATION_PART],
-                           submission.package_dir, user)
+        grade_tested_parts(
+            grading, [name for name in selected if name != TRANSLATION_PART], submission.package_dir, user
+        )
         if TRANSLATION_PART in selected:
             grade_translation_part(grading, submission.package_dir, user)
         score(grading)
@@ -667,11 +807,24 @@ def take_in(grading: Grading, selected: list[str]) -> intake.Submission | None:
         result.flags.append(Text(N_("rejected: {reason}"), reason=str(error)))
         for name in selected:
             part = grading.rubric.parts[name]
-            result.parts.append(PartResult(name, part.title, part.points, status="error",
-                                           message=Text(N_("not graded")),
-                                           checks=[Check(name, f"{name}: not graded", False,
-                                                         _("not graded: {reason}", reason=str(error)),
-                                                         max_score=part.points)]))
+            result.parts.append(
+                PartResult(
+                    name,
+                    part.title,
+                    part.points,
+                    status="error",
+                    message=Text(N_("not graded")),
+                    checks=[
+                        Check(
+                            name,
+                            f"{name}: not graded",
+                            False,
+                            _("not graded: {reason}", reason=str(error)),
+                            max_score=part.points,
+                        )
+                    ],
+                )
+            )
         return None
     result.warnings += submission.warnings
     return submission
@@ -685,9 +838,15 @@ def open_sandbox(grading: Grading) -> SandboxUser:
     torch.set_num_threads(max(1, options.threads))  # the judge's oracles are small too
     user = sandbox_user(options.privilege_drop)
     if not user.isolated:  # one line, also under --quiet: the instructor must know
-        print(_("grader: no sandbox isolation ({reason}): the worker can read, write and signal what the "
-                "grading user can; see docs/security.md", reason=user.isolation.reason if user.isolation
-                else user.reason), file=sys.stderr, flush=True)
+        print(
+            _(
+                "grader: no sandbox isolation ({reason}): the worker can read, write and signal what the "
+                "grading user can; see docs/security.md",
+                reason=user.isolation.reason if user.isolation else user.reason,
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
     if options.lock_repo:
         hide_from_worker(user, [ROOT / p for p in PRIVATE_PATHS])
     result.sandbox = {**user.as_dict(), "python_isolated": True, "limits": options.part_limits().as_dict()}
@@ -727,22 +886,28 @@ def grade_tested_parts(grading: Grading, names: list[str], package_dir: Path, us
     for index, (name, files) in enumerate(tested):
         part = rubric.parts[name]
         if time.monotonic() >= grading.deadline:
-            grading.graded[name] = PartResult(name, part.title, part.points, status="error",
-                                              message=Text(N_("not run")),
-                                              checks=[Check(name, f"{name}: not run", False,
-                                                            _("not run: the time for the whole grade ran out"))])
+            grading.graded[name] = PartResult(
+                name,
+                part.title,
+                part.points,
+                status="error",
+                message=Text(N_("not run")),
+                checks=[Check(name, f"{name}: not run", False, _("not run: the time for the whole grade ran out"))],
+            )
             continue
         prestart(index + 1)
         deadline = min(time.monotonic() + options.part_timeout, grading.deadline)
         grading.log(f"grading {name} ...")
-        part_result, violations = run_tested_part(part, files, package_dir, options.part_limits(), user, deadline,
-                                                  workers.pop(name, None), grading.log)
+        part_result, violations = run_tested_part(
+            part, files, package_dir, options.part_limits(), user, deadline, workers.pop(name, None), grading.log
+        )
         grading.graded[name] = part_result
         share_points(part_result)
         newly_banned = grading.bans.seen_at_run_time(name, violations, rubric.parts)
         if part_result.grader_error:
-            result.flags.append(Text(N_("grader-error: part {part}: {reason}"), part=name,
-                                     reason=part_result.grader_error[:300]))
+            result.flags.append(
+                Text(N_("grader-error: part {part}: {reason}"), part=name, reason=part_result.grader_error[:300])
+            )
         grading.log("  " + progress_line(part_result, banned=bool(grading.bans.of(name))))
         log_newly_banned(grading, newly_banned - {name})
     for worker in workers.values():
@@ -754,13 +919,20 @@ def grade_translation_part(grading: Grading, package_dir: Path, user: SandboxUse
     options = grading.options
     deadline = min(time.monotonic() + options.train_timeout, grading.deadline)
     grading.log("grading translation (training) ...")
-    part_result, violations = run_translation(grading.rubric.parts[TRANSLATION_PART], package_dir, options.out,
-                                              options.training_limits(), user, deadline,
-                                              show_progress=not options.quiet)
+    part_result, violations = run_translation(
+        grading.rubric.parts[TRANSLATION_PART],
+        package_dir,
+        options.out,
+        options.training_limits(),
+        user,
+        deadline,
+        show_progress=not options.quiet,
+    )
     grading.graded[TRANSLATION_PART] = part_result
     grading.result.flags += part_result.flags
-    log_newly_banned(grading, grading.bans.seen_at_run_time(TRANSLATION_PART, violations, grading.rubric.parts)
-                     - {TRANSLATION_PART})
+    log_newly_banned(
+        grading, grading.bans.seen_at_run_time(TRANSLATION_PART, violations, grading.rubric.parts) - {TRANSLATION_PART}
+    )
 
 
 def log_newly_banned(grading: Grading, parts: set[str]) -> None:

@@ -15,6 +15,7 @@ reported instead of counted.
 language of the students' reports: ``--lang``, passed on to each grade, else course.toml's); its
 first row, ``(points possible)``, holds the maxima (see ``write_gradebook``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,32 +48,59 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("submissions", type=Path, help="folder with one sub-folder or .zip per student")
     parser.add_argument("--out", type=Path, required=True, help="DIR/<student>/results.json and DIR/gradebook.csv")
     cores = os.cpu_count() or 1
-    parser.add_argument("--jobs", type=int, default=cores, metavar="N",
-                        help=f"grades running at once (default: one per core, here {cores})")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=cores,
+        metavar="N",
+        help=f"grades running at once (default: one per core, here {cores})",
+    )
     parser.add_argument("--force", action="store_true", help="regrade students that already have results")
     names = part_names()
-    parser.add_argument("--parts", default=None, metavar="PART[,PART...]",
-                        help="comma-separated parts to grade" + (f", of: {names}" if names else "") + " (default: all)")
+    parser.add_argument(
+        "--parts",
+        default=None,
+        metavar="PART[,PART...]",
+        help="comma-separated parts to grade" + (f", of: {names}" if names else "") + " (default: all)",
+    )
     parser.add_argument("--no-train", action="store_true", help="leave the translation (training) part out")
     # The limits go to each grade only when given (None: grade's own default, shown here).
     for name, default in DEFAULT_LIMITS.items():
         text = LIMIT_HELP[name] + ", passed on to each grade"
         if name == "total_timeout":  # also bounds the grade's subprocess here (+ 300 s)
-            parser.add_argument("--total-timeout", type=float, default=default, metavar="SECONDS",
-                                help="seconds for one student's grade, passed on to each grade")
+            parser.add_argument(
+                "--total-timeout",
+                type=float,
+                default=default,
+                metavar="SECONDS",
+                help="seconds for one student's grade, passed on to each grade",
+            )
         else:
-            parser.add_argument("--" + name.replace("_", "-"), type=float, default=None,
-                                metavar="GIB" if name == "memory_gib" else "SECONDS",
-                                help=f"{text} (default: {default:g})")
-    parser.add_argument("--no-lock-repo", action="store_true",
-                        help="as root, leave grader/, tests/, solutions/, .git/ readable to the worker's user; "
-                             "passed on to each grade")
-    parser.add_argument("--allow-unisolated", action="store_true",
-                        help="grade even where bubblewrap cannot isolate the workers (then concurrent grades can "
-                             "read each other's submissions; see docs/security.md)")
-    parser.add_argument("--lang", choices=available_languages(), default=None,
-                        help="language of the students' reports, passed on to each grade (default: [course] "
-                             "language in course.toml, else English; the machine's locale is never used)")
+            parser.add_argument(
+                "--" + name.replace("_", "-"),
+                type=float,
+                default=None,
+                metavar="GIB" if name == "memory_gib" else "SECONDS",
+                help=f"{text} (default: {default:g})",
+            )
+    parser.add_argument(
+        "--no-lock-repo",
+        action="store_true",
+        help="as root, leave grader/, tests/, solutions/, .git/ readable to the worker's user; passed on to each grade",
+    )
+    parser.add_argument(
+        "--allow-unisolated",
+        action="store_true",
+        help="grade even where bubblewrap cannot isolate the workers (then concurrent grades can "
+        "read each other's submissions; see docs/security.md)",
+    )
+    parser.add_argument(
+        "--lang",
+        choices=available_languages(),
+        default=None,
+        help="language of the students' reports, passed on to each grade (default: [course] "
+        "language in course.toml, else English; the machine's locale is never used)",
+    )
     from grader import cluster  # (here: grader.cluster imports this module)
 
     cluster.add_arguments(parser)
@@ -157,17 +185,31 @@ def grade_submission(student: str, path: Path, options: list[str], timeout: floa
     graded = Graded(student, host=socket.gethostname())
     with tempfile.TemporaryDirectory(prefix="grade-all-") as scratch:  # 0700: no worker's business
         out = Path(scratch) / "out"
-        command = [sys.executable, "-m", "grader", "grade", str(Path(path).resolve()), "--out", str(out),
-                   "--quiet", "--print-seal", *options]
+        command = [
+            sys.executable,
+            "-m",
+            "grader",
+            "grade",
+            str(Path(path).resolve()),
+            "--out",
+            str(out),
+            "--quiet",
+            "--print-seal",
+            *options,
+        ]
         env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
         try:
-            done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                                  timeout=timeout, preexec_fn=die_with_parent)
+            done = subprocess.run(
+                command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, preexec_fn=die_with_parent
+            )
         except subprocess.TimeoutExpired:
             graded.problem = "grader-error: the grade did not finish in time"
         else:
-            graded.files = {p.relative_to(out).as_posix(): p.read_bytes()
-                            for p in sorted(out.rglob("*")) if p.is_file() and not p.is_symlink()}
+            graded.files = {
+                p.relative_to(out).as_posix(): p.read_bytes()
+                for p in sorted(out.rglob("*"))
+                if p.is_file() and not p.is_symlink()
+            }
             graded.files["grade.log"] = f"$ {' '.join(command)}\n{done.stdout}\n{done.stderr}".encode()
             graded.stdout = done.stdout
             if done.returncode != 0:
@@ -233,14 +275,20 @@ def write_gradebook(path: Path, rows: list[dict], parts: list[str]) -> None:
     with open(temporary, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["student", "total", *shown, "flags"])
-        writer.writerow([MAXIMA_ROW, _points(sum(maxima.get(p, 0) for p in shown)),
-                         *(_points(maxima[p]) if p in maxima else "" for p in shown), ""])
+        writer.writerow(
+            [
+                MAXIMA_ROW,
+                _points(sum(maxima.get(p, 0) for p in shown)),
+                *(_points(maxima[p]) if p in maxima else "" for p in shown),
+                "",
+            ]
+        )
         for row in rows:
             graded = row["total"] != ""
-            cells = [_points(row["parts"][p]) if p in row["parts"] else ("not graded" if graded else "")
-                     for p in shown]
-            writer.writerow([_cell(row["student"]), _points(row["total"]) if graded else "", *cells,
-                             _cell("; ".join(row["flags"]))])
+            cells = [_points(row["parts"][p]) if p in row["parts"] else ("not graded" if graded else "") for p in shown]
+            writer.writerow(
+                [_cell(row["student"]), _points(row["total"]) if graded else "", *cells, _cell("; ".join(row["flags"]))]
+            )
     temporary.replace(path)
 
 
@@ -258,11 +306,24 @@ def main(args: argparse.Namespace) -> int:
     sandbox = isolation.probe(ROOT, worker_uid=False) if not on_cluster else None
     if sandbox is not None and not sandbox.available:
         if not args.allow_unisolated:
-            print(_("grader: grade-all refuses to grade without sandbox isolation ({reason}); pass "
-                    "--allow-unisolated to grade anyway", reason=sandbox.reason), file=sys.stderr)
+            print(
+                _(
+                    "grader: grade-all refuses to grade without sandbox isolation ({reason}); pass "
+                    "--allow-unisolated to grade anyway",
+                    reason=sandbox.reason,
+                ),
+                file=sys.stderr,
+            )
             return 2
-        print(_("grader: no sandbox isolation ({reason}): the worker can read, write and signal what the "
-                "grading user can; see docs/security.md", reason=sandbox.reason), file=sys.stderr, flush=True)
+        print(
+            _(
+                "grader: no sandbox isolation ({reason}): the worker can read, write and signal what the "
+                "grading user can; see docs/security.md",
+                reason=sandbox.reason,
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         rubric = load_rubric()
         args.out.mkdir(parents=True, exist_ok=True)
@@ -272,15 +333,30 @@ def main(args: argparse.Namespace) -> int:
         if sandbox is not None and not sandbox.available:
             hide_from_worker(sandbox_user(), [args.submissions.resolve(), args.out.resolve()])
         jobs = max(1, args.jobs)
-        todo = [(s, p) for s, p in students
-                if args.force or load_valid_results(args.out / s / "results.json") is None]
+        todo = [(s, p) for s, p in students if args.force or load_valid_results(args.out / s / "results.json") is None]
         if on_cluster:
-            print(_("{total} submissions, {done} already graded, grading {todo} on a Dask cluster",
-                    total=len(students), done=len(students) - len(todo), todo=len(todo)), file=sys.stderr, flush=True)
+            print(
+                _(
+                    "{total} submissions, {done} already graded, grading {todo} on a Dask cluster",
+                    total=len(students),
+                    done=len(students) - len(todo),
+                    todo=len(todo),
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
         else:
-            print(_("{total} submissions, {done} already graded, grading {todo} ({jobs} at a time)",
-                    total=len(students), done=len(students) - len(todo), todo=len(todo), jobs=jobs),
-                  file=sys.stderr, flush=True)
+            print(
+                _(
+                    "{total} submissions, {done} already graded, grading {todo} ({jobs} at a time)",
+                    total=len(students),
+                    done=len(students) - len(todo),
+                    todo=len(todo),
+                    jobs=jobs,
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
         started = time.monotonic()
         if on_cluster:
             from grader import cluster
@@ -292,16 +368,24 @@ def main(args: argparse.Namespace) -> int:
         for student, _source in students:  # (not `_`: the translation function)
             results = None if student in problems else load_valid_results(args.out / student / "results.json")
             if results is None:
-                rows.append({"student": student, "total": "", "parts": {},
-                             "flags": [problems.get(student, "grader-error: no valid results.json")]})
+                rows.append(
+                    {
+                        "student": student,
+                        "total": "",
+                        "parts": {},
+                        "flags": [problems.get(student, "grader-error: no valid results.json")],
+                    }
+                )
                 continue
             extra = results.get("extra_data", {})
-            rows.append({
-                "student": student,
-                "total": results["score"],
-                "parts": {name: info["score"] for name, info in extra.get("parts", {}).items()},
-                "flags": list(extra.get("flags", [])),
-            })
+            rows.append(
+                {
+                    "student": student,
+                    "total": results["score"],
+                    "parts": {name: info["score"] for name, info in extra.get("parts", {}).items()},
+                    "flags": list(extra.get("flags", [])),
+                }
+            )
         write_gradebook(args.out / "gradebook.csv", rows, list(rubric.parts))
     except Exception as error:
         from grader.cluster import ClusterError
@@ -313,33 +397,52 @@ def main(args: argparse.Namespace) -> int:
         return 1
     failed = sum(1 for row in rows if row["total"] == "")
     flagged = sum(1 for row in rows if row["total"] != "" and row["flags"])
-    print(summary(len(rows) - failed, len(students) - len(todo), failed, flagged, time.monotonic() - started),
-          file=sys.stderr, flush=True)
+    print(
+        summary(len(rows) - failed, len(students) - len(todo), failed, flagged, time.monotonic() - started),
+        file=sys.stderr,
+        flush=True,
+    )
     print(f"gradebook: {args.out / 'gradebook.csv'} ({len(rows)} students, {len(problems)} problems)")
     return 0
 
 
 # --- progress (grade_many: k/N, time spent, time left; the final summary) ----------------------
 
+
 def progress_line(k: int, n: int, student: str, problem: str, seconds: float, elapsed: float) -> str:
     """``[3/6] alice: graded in 12.3 s; 0:40 elapsed, about 0:40 left`` (the time left from the
     mean time per finished grade so far)."""
     from grader.i18n import _
 
-    fields = {"k": k, "n": n, "student": student, "seconds": f"{seconds:.1f}",
-              "elapsed": format_duration(elapsed), "left": format_duration(elapsed / max(k, 1) * (n - k))}
+    fields = {
+        "k": k,
+        "n": n,
+        "student": student,
+        "seconds": f"{seconds:.1f}",
+        "elapsed": format_duration(elapsed),
+        "left": format_duration(elapsed / max(k, 1) * (n - k)),
+    }
     if problem:
-        return _("[{k}/{n}] {student}: NOT GRADED after {seconds} s ({problem}); {elapsed} elapsed, "
-                 "about {left} left", problem=problem, **fields)
+        return _(
+            "[{k}/{n}] {student}: NOT GRADED after {seconds} s ({problem}); {elapsed} elapsed, about {left} left",
+            problem=problem,
+            **fields,
+        )
     return _("[{k}/{n}] {student}: graded in {seconds} s; {elapsed} elapsed, about {left} left", **fields)
 
 
 def summary(graded: int, earlier: int, failed: int, flagged: int, elapsed: float) -> str:
     from grader.i18n import _
 
-    return _("done in {elapsed}: {graded} graded ({earlier} of them in an earlier run), {failed} failed to grade, "
-             "{flagged} flagged for a human (see the flags column of gradebook.csv)",
-             elapsed=format_duration(elapsed), graded=graded, earlier=earlier, failed=failed, flagged=flagged)
+    return _(
+        "done in {elapsed}: {graded} graded ({earlier} of them in an earlier run), {failed} failed to grade, "
+        "{flagged} flagged for a human (see the flags column of gradebook.csv)",
+        elapsed=format_duration(elapsed),
+        graded=graded,
+        earlier=earlier,
+        failed=failed,
+        flagged=flagged,
+    )
 
 
 def grade_many(todo: list[tuple[str, Path]], args: argparse.Namespace, jobs: int, started: float) -> dict[str, str]:
@@ -354,23 +457,31 @@ def grade_many(todo: list[tuple[str, Path]], args: argparse.Namespace, jobs: int
         return student, problem, time.monotonic() - begun
 
     problems: dict[str, str] = {}
-    bar = tqdm(total=len(todo), unit="grade", file=sys.stderr, dynamic_ncols=True, leave=False,
-               disable=not todo or not sys.stderr.isatty(),
-               bar_format="{n_fmt}/{total_fmt} |{bar}| {elapsed} elapsed, {remaining} left")
+    bar = tqdm(
+        total=len(todo),
+        unit="grade",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        leave=False,
+        disable=not todo or not sys.stderr.isatty(),
+        bar_format="{n_fmt}/{total_fmt} |{bar}| {elapsed} elapsed, {remaining} left",
+    )
     with bar, concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         order = {pool.submit(timed, student, path): index for index, (student, path) in enumerate(todo)}
         pending = set(order)
         k = 0
         while pending:
-            finished, pending = concurrent.futures.wait(pending, timeout=1.0,
-                                                        return_when=concurrent.futures.FIRST_COMPLETED)
+            finished, pending = concurrent.futures.wait(
+                pending, timeout=1.0, return_when=concurrent.futures.FIRST_COMPLETED
+            )
             for future in sorted(finished, key=order.get):  # those done together: in name order
                 student, problem, seconds = future.result()
                 if problem:
                     problems[student] = problem
                 k += 1  # (not bar.n: a disabled bar does not count)
-                bar.write(progress_line(k, len(todo), student, problem, seconds, time.monotonic() - started),
-                          file=sys.stderr)
+                bar.write(
+                    progress_line(k, len(todo), student, problem, seconds, time.monotonic() - started), file=sys.stderr
+                )
                 bar.update(1)
             bar.refresh()  # the elapsed time ticks on while a long grade runs
     return problems

@@ -15,12 +15,13 @@ The language: ``set_language()`` (the grader's ``--lang`` / ``course.toml``), el
 (``LANGUAGE``, ``LC_ALL``, ``LC_MESSAGES``, ``LANG``; ``ja_JP.UTF-8`` means Japanese).
 English is the source language and the fallback for anything not translated.
 """
+
 from __future__ import annotations
 
 import gettext
 import io
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
@@ -70,7 +71,9 @@ def language() -> str:
     if override:
         chosen = normalise(override)
         if chosen is None:
-            raise ValueError(f"{OVERRIDE_VARIABLE}={override}: no such language (known: {', '.join(available_languages())})")
+            raise ValueError(
+                f"{OVERRIDE_VARIABLE}={override}: no such language (known: {', '.join(available_languages())})"
+            )
         return chosen
     return locale_language()
 
@@ -102,7 +105,7 @@ def read_catalogue(path: Path):
         return read_po(handle, locale=path.parent.parent.name, domain=path.stem)
 
 
-@lru_cache(maxsize=None)
+@cache
 def translations(lang: str, domains: tuple[str, ...] | None = None) -> gettext.NullTranslations:
     """The run-time catalogues of ``lang`` merged into one ``GNUTranslations`` (compiled in
     memory by Babel, so no compiled ``.mo`` file is kept in the repository)."""

@@ -21,6 +21,7 @@ whatever the language. Texts the grader makes are therefore ``Text``s — a ``st
 grading language that can also be rendered in English. Check *names* stay as the tests name
 them (English).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -95,8 +96,11 @@ def fallback_results(status) -> dict:
     """What ``run_autograder`` writes when the grader itself failed (in the current language)."""
     return {
         "score": 0,
-        "output": _("The autograder could not grade this submission (exit status {status}); this is not "
-                    "a verdict on your code. Please contact the course staff.", status=status),
+        "output": _(
+            "The autograder could not grade this submission (exit status {status}); this is not "
+            "a verdict on your code. Please contact the course staff.",
+            status=status,
+        ),
         "tests": [],
     }
 
@@ -236,7 +240,7 @@ def strip_note(output: str, note: str = "") -> str:
     """A check's message without the part's dependency note in front (report.md shows it once)."""
     for prefix in filter(None, (render(note), english(note) if note else "")):
         if output.startswith(prefix + "\n"):
-            return output[len(prefix) + 1:]
+            return output[len(prefix) + 1 :]
     return output
 
 
@@ -270,8 +274,10 @@ def parts_table(grade: GradeResult) -> str:
     part_, checks_, points_, status_, total_ = _("part"), _("checks"), _("points"), _("status"), _("total")
     lines = [f"{_pad(part_, 14)} {_pad(checks_, 9, True)} {_pad(points_, 15, True)}   {status_}"]
     for part in grade.parts:
-        lines.append(f"{part.name:<14} {passed_fraction(part):>9} {points(part.score):>7}/{points(part.max_score):<7}   "
-                     f"{status_text(part)}")
+        lines.append(
+            f"{part.name:<14} {passed_fraction(part):>9} {points(part.score):>7}/{points(part.max_score):<7}   "
+            f"{status_text(part)}"
+        )
     lines.append(f"{_pad(total_, 14)} {'':>9} {points(grade.score):>7}/{points(grade.max_score):<7}")
     for name, why in grade.left_out.items():
         lines.append(_("(not in this grade: {part} — {reason})", part=name, reason=render(why)))
@@ -296,10 +302,14 @@ def status_text(part: PartResult, banned: bool | None = None) -> str:
 
 def progress_line(part: PartResult, banned: bool = False) -> str:
     """The live line ``grade`` prints after a part: the same numbers and verdict as the table."""
-    return _("{part}: {passed} checks pass, {points} points — {status} ({seconds} s)",
-             part=part.name, passed="0/" + str(len(part.counted)) if banned else passed_fraction(part),
-             points=f"{points(0 if banned else part.score)}/{points(part.max_score)}",
-             status=status_text(part, banned or None), seconds=f"{part.seconds:.1f}")
+    return _(
+        "{part}: {passed} checks pass, {points} points — {status} ({seconds} s)",
+        part=part.name,
+        passed="0/" + str(len(part.counted)) if banned else passed_fraction(part),
+        points=f"{points(0 if banned else part.score)}/{points(part.max_score)}",
+        status=status_text(part, banned or None),
+        seconds=f"{part.seconds:.1f}",
+    )
 
 
 def summary_text(grade: GradeResult) -> str:
@@ -340,8 +350,11 @@ def verify(results: dict, nonce: str | None = None, sha256: str | None = None) -
         digest = hashlib.sha256((seal_data["nonce"] + canonical_json(body)).encode()).hexdigest()
     except (KeyError, TypeError):
         return False
-    return (digest == seal_data["sha256"] and (nonce is None or nonce == seal_data["nonce"])
-            and (sha256 is None or sha256 == digest))
+    return (
+        digest == seal_data["sha256"]
+        and (nonce is None or nonce == seal_data["nonce"])
+        and (sha256 is None or sha256 == digest)
+    )
 
 
 def build_results(grade: GradeResult, leaderboard: bool = False) -> dict:
@@ -353,19 +366,20 @@ def build_results(grade: GradeResult, leaderboard: bool = False) -> dict:
         for check in part.checks:
             output = check.output
             if ban and check.name != ban:  # the ban is told once, on its own check
-                pointer = _("Not counted: this part uses a banned building block (see the check \"{check}\").",
-                            check=ban)
+                pointer = _('Not counted: this part uses a banned building block (see the check "{check}").', check=ban)
                 output = pointer + ("\n\n" + output if output else "")
-            tests.append({
-                "name": check.name,
-                "score": _r(check.score),
-                "max_score": _r(check.max_score),
-                "status": "passed" if check.passed else "failed",
-                "output": _clip(output),
-                "output_format": "text",
-                "tags": [part.name, "hidden" if check.hidden else "public"],
-                "visibility": "after_published" if check.hidden else "visible",
-            })
+            tests.append(
+                {
+                    "name": check.name,
+                    "score": _r(check.score),
+                    "max_score": _r(check.max_score),
+                    "status": "passed" if check.passed else "failed",
+                    "output": _clip(output),
+                    "output_format": "text",
+                    "tags": [part.name, "hidden" if check.hidden else "public"],
+                    "visibility": "after_published" if check.hidden else "visible",
+                }
+            )
     results = {
         "score": _r(grade.score),
         "execution_time": round(grade.execution_time, 2),
@@ -379,12 +393,16 @@ def build_results(grade: GradeResult, leaderboard: bool = False) -> dict:
             "max_score": _r(grade.max_score),
             "parts": {
                 part.name: {
-                    "score": _r(part.score), "max_score": _r(part.max_score), "status": part.status,
+                    "score": _r(part.score),
+                    "max_score": _r(part.max_score),
+                    "status": part.status,
                     "checks": len([c for c in part.checks if c.max_score > 0]),
                     "passed": len([c for c in part.checks if c.max_score > 0 and c.passed]),
-                    "message": english(part.message), "note": english(part.note),
+                    "message": english(part.message),
+                    "note": english(part.note),
                     "violations": [english(v) for v in part.violations],
-                    "verdict": part.verdict(), "diagnosis": english_diagnosis(part),
+                    "verdict": part.verdict(),
+                    "diagnosis": english_diagnosis(part),
                 }
                 for part in grade.parts
             },
@@ -393,9 +411,11 @@ def build_results(grade: GradeResult, leaderboard: bool = False) -> dict:
             "warnings": [english(w) for w in grade.warnings],
             "rejected": english(grade.rejected),
             "sandbox": grade.sandbox,
-            "timings": {"total_s": round(grade.execution_time, 2),
-                        "parts_s": {p.name: round(p.seconds, 2) for p in grade.parts},
-                        "sandbox_requests": {p.name: p.requests for p in grade.parts}},
+            "timings": {
+                "total_s": round(grade.execution_time, 2),
+                "parts_s": {p.name: round(p.seconds, 2) for p in grade.parts},
+                "sandbox_requests": {p.name: p.requests for p in grade.parts},
+            },
         },
     }
     if leaderboard and grade.leaderboard:
@@ -452,8 +472,10 @@ def render_report(grade: GradeResult) -> str:
     part_, passed_, points_, status_, total_ = _("part"), _("checks passed"), _("points"), _("status"), _("total")
     lines += [f"| {part_} | {passed_} | {points_} | {status_} |", "|---|---:|---:|---|"]
     for part in grade.parts:
-        lines.append(f"| {part.name} — {_md_cell(translate(part.title))} | {passed_fraction(part)} "
-                     f"| {points(part.score)} / {points(part.max_score)} | {_md_cell(status_text(part))} |")
+        lines.append(
+            f"| {part.name} — {_md_cell(translate(part.title))} | {passed_fraction(part)} "
+            f"| {points(part.score)} / {points(part.max_score)} | {_md_cell(status_text(part))} |"
+        )
     lines.append(f"| **{total_}** | | **{points(grade.score)} / {points(grade.max_score)}** | |")
     for name, why in grade.left_out.items():
         text = _("Not in this grade: `{part}` — {reason}.", part=name, reason=_md_cell(render(why)))
@@ -510,7 +532,7 @@ def _part_section(part: PartResult) -> list[str]:
         core = message_core(check.output, part.note)
         groups.setdefault(core.split("\n")[0] if check.kind else core, []).append(check)
     hidden_ = " _" + _("(hidden check)") + "_"
-    for core, checks in groups.items():
+    for checks in groups.values():
         first = checks[0]
         shown = _clip(strip_note(first.output, part.note)) or _("(no message)")
         if len(checks) == 1:

@@ -1,4 +1,5 @@
 """Read and check the rubric (``grader/rubric.toml``)."""
+
 from __future__ import annotations
 
 import tomllib

@@ -11,6 +11,7 @@ Options:
                                         failure ("no teeth"), one that fails as a pass
     --deterministic-algorithms          torch.use_deterministic_algorithms(True) for the whole run
 """
+
 from __future__ import annotations
 
 import os
@@ -65,13 +66,27 @@ torch.set_num_threads(1)
 def pytest_addoption(parser):
     group = parser.getgroup("transformer assignment")
     group.addoption("--impl", default="assignments", help="assignments, solutions, or a directory holding transformer/")
-    group.addoption("--part-summary", action="store_const", const="table", dest="student_view",
-                    help="print a per-part summary table (same as --student-view table)")
-    group.addoption("--student-view", choices=("table", "part"), default=None, dest="student_view",
-                    help="print the student's view at the end: the per-part table, or one part in detail")
+    group.addoption(
+        "--part-summary",
+        action="store_const",
+        const="table",
+        dest="student_view",
+        help="print a per-part summary table (same as --student-view table)",
+    )
+    group.addoption(
+        "--student-view",
+        choices=("table", "part"),
+        default=None,
+        dest="student_view",
+        help="print the student's view at the end: the per-part table, or one part in detail",
+    )
     group.addoption("--student-part", default="", help="with --student-view part: the part shown")
-    group.addoption("--test-timeout", type=float, default=0.0,
-                    help="seconds one test may run (in-process transport only; 0: no limit)")
+    group.addoption(
+        "--test-timeout",
+        type=float,
+        default=0.0,
+        help="seconds one test may run (in-process transport only; 0: no limit)",
+    )
     group.addoption("--expect-stub-failures", action="store_true", help="every test must fail (run against the stubs)")
     group.addoption("--part-results-json", default=None, help="write per-part results (for tools) to this file")
     group.addoption(

@@ -1,6 +1,7 @@
 # This file is yours to complete: replace each `raise NotImplementedError` with your code.
 # (Generated from the reference by `make stubs`; instructors edit solutions/ instead.)
 """Scaled dot-product attention and multi-head attention (paper §3.2.1 and §3.2.2)."""
+
 import math
 
 import torch

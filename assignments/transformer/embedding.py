@@ -1,6 +1,7 @@
 # This file is yours to complete: replace each `raise NotImplementedError` with your code.
 # (Generated from the reference by `make stubs`; instructors edit solutions/ instead.)
 """Token embeddings and the sinusoidal positional encoding (paper §3.4 and §3.5)."""
+
 import math
 
 import torch

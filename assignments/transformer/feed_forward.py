@@ -1,6 +1,7 @@
 # This file is yours to complete: replace each `raise NotImplementedError` with your code.
 # (Generated from the reference by `make stubs`; instructors edit solutions/ instead.)
 """The position-wise feed-forward network (paper §3.3)."""
+
 from torch import nn
 
 

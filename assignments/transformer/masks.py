@@ -11,6 +11,7 @@ A mask broadcasts against the attention scores of shape ``(B, T_q, T_k)``:
 the padding mask has shape ``(B, 1, T_k)`` (the same for every query), the causal mask
 ``(1, T, T)`` (the same for every batch element).
 """
+
 import torch
 
 

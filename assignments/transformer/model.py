@@ -1,6 +1,7 @@
 # This file is yours to complete: replace each `raise NotImplementedError` with your code.
 # (Generated from the reference by `make stubs`; instructors edit solutions/ instead.)
 """The encoder and decoder stacks and the full encoder-decoder model (paper §3.1, Figure 1)."""
+
 from torch import nn
 
 from .embedding import PositionalEncoding, TokenEmbedding

@@ -1,7 +1,7 @@
 # This file is yours to complete: replace each `raise NotImplementedError` with your code.
 # (Generated from the reference by `make stubs`; instructors edit solutions/ instead.)
 """Training pieces: the label-smoothed loss and the warm-up learning-rate schedule (paper §5.3, §5.4)."""
-import torch
+
 from torch import nn
 
 

@@ -10,6 +10,7 @@ held-out test sentences and their translations exist only where grading happens.
 ``load_synthetic()`` gives the full corpus where the generator is present and the shipped
 splits (``test`` empty) otherwise; ``python -m grader train|translate|evaluate`` use it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ class Corpus:
 def has_generator() -> bool:
     """Whether the grading-side generator (and so the test split) is installed."""
     try:
-        import grader.data.synthetic  # noqa: F401
+        import grader.data.synthetic  # noqa: F401 — imported only to learn whether it is installed
     except ImportError:
         return False
     return True

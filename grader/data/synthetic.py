@@ -21,7 +21,8 @@ and `the cat sees the dog .` translate differently.
 How it works.  A derivation is a small tree of dataclasses (`NP`, `Rel`, `Clause`, `Sentence`).
 `_sample_*` functions build random trees from a `random.Random(seed)`, the only source of
 randomness (no numpy/torch RNG, no iteration over sets, and only `rng.random()`, whose output
-Python keeps stable across versions), so the corpus is the same on every machine. Two renderers walk the same tree: `_en_*` produces the English string (with correct
+Python keeps stable across versions), so the corpus is the same on every machine. Two renderers walk the same
+tree: `_en_*` produces the English string (with correct
 agreement: sees/see, a/an, plurals, irregular pasts) and `_ja_*` the Japanese one. A small
 backtracking parser (`_p_*`) rebuilds trees from English, so `translate_english` gives the
 grammar's own reference translation of any sentence the grammar can derive (and refuses
@@ -34,11 +35,16 @@ Grading side only: the student hand-out does not ship this file (it would hand o
 translator and the held-out test split); it ships the generated train/valid/length splits read by
 `grader/data/corpus.py` instead (see `builders.release`).
 """
+
 from __future__ import annotations
 
 import functools
 import random
 from dataclasses import dataclass, replace
+
+# The Corpus type lives in grader/data/corpus.py, which the student hand-out ships (this file,
+# the grammar's translator and the generator of the held-out test split, it does not).
+from .corpus import Corpus
 
 # ----------------------------------------------------------------------------------------------
 # Lexicon. Every entry is (English..., Japanese..., what it combines with). Lists, not sets: the
@@ -68,19 +74,33 @@ NOUNS: list[Noun] = [
     *_nouns("匹", "animal", "dog dogs 犬; cat cats 猫; rabbit rabbits うさぎ; mouse mice ねずみ; fish fish 魚 food"),
     *_nouns("羽", "animal", "bird birds 鳥"),
     *_nouns("頭", "animal", "horse horses 馬; cow cows 牛"),
-    *_nouns("人", "person", "teacher teachers 先生; student students 学生; doctor doctors 医者; child children 子供;"
-            " friend friends 友達; boy boys 少年; girl girls 少女; man men 男性; woman women 女性"),
-    *_nouns("冊", "object", "book books 本 text; magazine magazines 雑誌; dictionary dictionaries 辞書 tool;"
-            " notebook notebooks ノート"),
+    *_nouns(
+        "人",
+        "person",
+        "teacher teachers 先生; student students 学生; doctor doctors 医者; child children 子供;"
+        " friend friends 友達; boy boys 少年; girl girls 少女; man men 男性; woman women 女性",
+    ),
+    *_nouns(
+        "冊",
+        "object",
+        "book books 本 text; magazine magazines 雑誌; dictionary dictionaries 辞書 tool; notebook notebooks ノート",
+    ),
     *_nouns("枚", "object", "letter letters 手紙 text; photo photos 写真; shirt shirts シャツ; ticket tickets 切符"),
     *_nouns("本", "object", "pen pens ペン tool; pencil pencils 鉛筆 tool; umbrella umbrellas 傘 tool"),
     *_nouns("本", "food", "banana bananas バナナ"),
-    *_nouns("台", "object", "car cars 車 tool; bicycle bicycles 自転車 tool; computer computers コンピューター tool;"
-            " camera cameras カメラ tool"),
+    *_nouns(
+        "台",
+        "object",
+        "car cars 車 tool; bicycle bicycles 自転車 tool; computer computers コンピューター tool;"
+        " camera cameras カメラ tool",
+    ),
     *_nouns("個", "object", "ball balls ボール; box boxes 箱"),
     *_nouns("個", "food", "apple apples りんご; cake cakes ケーキ; egg eggs 卵"),
-    *_nouns(None, "place", "park - 公園; library - 図書館; house - 家 home; room - 部屋 home; garden - 庭 home;"
-            " river - 川; town - 町"),
+    *_nouns(
+        None,
+        "place",
+        "park - 公園; library - 図書館; house - 家 home; room - 部屋 home; garden - 庭 home; river - 川; town - 町",
+    ),
     *_nouns(None, "place", "school - 学校; station - 駅; store - 店; hospital - 病院", prep="at"),
 ]
 
@@ -105,12 +125,21 @@ _COLOUR = ("animal", "object", "food", "place")
 _ANIMATE = ("animal", "person")
 COLOURS = ("red", "blue", "white", "black")  # with two adjectives, the colour comes second
 ADJECTIVES: list[Adj] = [
-    Adj("big", "大きい", _ALL), Adj("small", "小さい", _ALL), Adj("long", "長い", ("object",)),
-    Adj("heavy", "重い", ("object", "animal")), Adj("fast", "速い", ("animal", "object")),
-    Adj("young", "若い", _ANIMATE), Adj("strong", "強い", _ANIMATE), Adj("cute", "かわいい", _ANIMATE),
-    Adj("expensive", "高い", ("object", "food")), Adj("cheap", "安い", ("object", "food")),
-    Adj("new", "新しい", ("object", "place")), Adj("old", "古い", ("object", "place")),
-    Adj("red", "赤い", _COLOUR), Adj("blue", "青い", _COLOUR), Adj("white", "白い", _COLOUR),
+    Adj("big", "大きい", _ALL),
+    Adj("small", "小さい", _ALL),
+    Adj("long", "長い", ("object",)),
+    Adj("heavy", "重い", ("object", "animal")),
+    Adj("fast", "速い", ("animal", "object")),
+    Adj("young", "若い", _ANIMATE),
+    Adj("strong", "強い", _ANIMATE),
+    Adj("cute", "かわいい", _ANIMATE),
+    Adj("expensive", "高い", ("object", "food")),
+    Adj("cheap", "安い", ("object", "food")),
+    Adj("new", "新しい", ("object", "place")),
+    Adj("old", "古い", ("object", "place")),
+    Adj("red", "赤い", _COLOUR),
+    Adj("blue", "青い", _COLOUR),
+    Adj("white", "白い", _COLOUR),
     Adj("black", "黒い", _COLOUR),
 ]
 
@@ -127,8 +156,15 @@ class Verb:
 
 
 def _verb(en, ja, kind, subj, obj="", particle="を", iobj=""):
-    return Verb(tuple(en.split("|")), tuple(ja.split()), kind, tuple(subj.split()), tuple(obj.split()),
-                particle, tuple(iobj.split()))
+    return Verb(
+        tuple(en.split("|")),
+        tuple(ja.split()),
+        kind,
+        tuple(subj.split()),
+        tuple(obj.split()),
+        particle,
+        tuple(iobj.split()),
+    )
 
 
 _A, _P = "animal person", "person"
@@ -174,13 +210,23 @@ class Pron:
     agr: str  # agreement class: 1sg (am), 3sg (is, sees), pl (are, see)
 
 
-PRONOUNS = [Pron("i", "me", "私", "1sg"), Pron("you", "you", "あなた", "pl"), Pron("he", "him", "彼", "3sg"),
-            Pron("she", "her", "彼女", "3sg"), Pron("we", "us", "私たち", "pl"), Pron("they", "them", "彼ら", "pl")]
+PRONOUNS = [
+    Pron("i", "me", "私", "1sg"),
+    Pron("you", "you", "あなた", "pl"),
+    Pron("he", "him", "彼", "3sg"),
+    Pron("she", "her", "彼女", "3sg"),
+    Pron("we", "us", "私たち", "pl"),
+    Pron("they", "them", "彼ら", "pl"),
+]
 DEMONSTRATIVES = {"this": "これ", "that": "あれ"}  # only as copula subjects: this is a pen .
 NUMBERS = {2: ("two", "二"), 3: ("three", "三"), 4: ("four", "四"), 5: ("five", "五")}
 # Time adverbs agree with tense: "yesterday" only in the past, "every day" only in the present.
-TIMES = [("yesterday", "昨日", "past"), ("last week", "先週", "past"),
-         ("every day", "毎日", "pres"), ("every morning", "毎朝", "pres")]
+TIMES = [
+    ("yesterday", "昨日", "past"),
+    ("last week", "先週", "past"),
+    ("every day", "毎日", "pres"),
+    ("every morning", "毎朝", "pres"),
+]
 POLITE = {("pres", False): "ます", ("past", False): "ました", ("pres", True): "ません", ("past", True): "ませんでした"}
 CONJ = {"and": "そして", "but": "しかし"}
 PLACE_TAGS = ("place",)
@@ -196,6 +242,7 @@ OWNABLE = ("animal", "object", "food", "home")  # what a person can own: "the te
 class Rel:
     """Relative clause on a noun. subj=None: the head is the subject ("the dog that sees the cat");
     otherwise the head is the object ("the cat that the dog sees")."""
+
     verb: Verb
     tense: str
     obj: NP | None = None
@@ -375,18 +422,33 @@ def _ja_clause(c: Clause) -> list[str]:
     q = ["か"] if c.q else []
     if c.kind == "exist":  # 公園 に 猫 が い ます 。 ; negated: 公園 に 猫 は い ません 。
         animate = "animal" in c.subj.noun.tags or "person" in c.subj.noun.tags
-        return (time + _ja_np(c.place) + ["に"] + _ja_np(c.subj) + ["は" if c.neg else "が"]
-                + ["い" if animate else "あり", POLITE[c.tense, c.neg]] + q)
+        return (
+            time
+            + _ja_np(c.place)
+            + ["に"]
+            + _ja_np(c.subj)
+            + ["は" if c.neg else "が"]
+            + ["い" if animate else "あり", POLITE[c.tense, c.neg]]
+            + q
+        )
     # The main-clause subject is the topic (は); a questioned subject is never a topic (誰 が).
     topic = ["誰", "が"] if c.wh == "whosubj" else _ja_np(c.subj) + ["は"]
     if c.kind == "copn":
-        ending = {("pres", False): ["です"], ("past", False): ["でした"],
-                  ("pres", True): ["では", "あり", "ません"], ("past", True): ["では", "あり", "ませんでした"]}
+        ending = {
+            ("pres", False): ["です"],
+            ("past", False): ["でした"],
+            ("pres", True): ["では", "あり", "ません"],
+            ("past", True): ["では", "あり", "ませんでした"],
+        }
         return topic + _ja_np(c.pred) + ending[c.tense, c.neg] + q
     if c.kind == "copa":
         a = c.pred
-        form = {("pres", False): [a.ja], ("past", False): [a.katta],
-                ("pres", True): [a.ku, "ない"], ("past", True): [a.ku, "なかった"]}
+        form = {
+            ("pres", False): [a.ja],
+            ("past", False): [a.katta],
+            ("pres", True): [a.ku, "ない"],
+            ("past", True): [a.ku, "なかった"],
+        }
         return topic + form[c.tense, c.neg] + ["です"] + q
     v = c.verb
     out = topic + time
@@ -474,31 +536,33 @@ def _shuffle(rng: random.Random, items: list) -> None:
 
 # Cached: sampling asks these questions hundreds of thousands of times. (The caches memoise
 # list comprehensions over the ordered lexicon; they cannot change any result.)
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _nouns_with(tags: tuple[str, ...]) -> list[Noun]:
     return [n for n in NOUNS if _fits(n, tags)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _adjs_for(noun: Noun) -> tuple[list[Adj], list[Adj], list[Adj]]:
     """(all adjectives for the noun, the non-colour ones, the colour ones)."""
     options = [a for a in ADJECTIVES if _fits(noun, a.tags)]
     return options, [a for a in options if a.en not in COLOURS], [a for a in options if a.en in COLOURS]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _verbs(kind: str) -> list[Verb]:
     return [v for v in VERBS if v.kind == kind]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _rel_verbs(head: Noun) -> tuple[list[Verb], list[Verb]]:
     """Verbs for "the HEAD that VERBs ..." and for "the HEAD that SUBJ VERBs"."""
-    return ([v for v in VERBS if v.kind != "ditrans" and _fits(head, v.subj)],
-            [v for v in VERBS if v.kind == "trans" and _fits(head, v.obj)])
+    return (
+        [v for v in VERBS if v.kind != "ditrans" and _fits(head, v.subj)],
+        [v for v in VERBS if v.kind == "trans" and _fits(head, v.obj)],
+    )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _predicate_adjs(heads: tuple[Noun, ...]) -> list[Adj]:
     return [a for a in ADJECTIVES if all(_fits(n, a.tags) for n in heads)]
 
@@ -660,8 +724,9 @@ def _sample_clause(rng, st: Style, q: bool) -> Clause:
     tense = _pick(rng, ("pres", "past"))
     neg = not q and rng.random() < 0.3  # questions are positive
     r = rng.random()
-    sample = (_sample_verb_clause if r < 0.66 else _sample_copn if r < 0.78 else
-              _sample_copa if r < 0.9 else _sample_exist)
+    sample = (
+        _sample_verb_clause if r < 0.66 else _sample_copn if r < 0.78 else _sample_copa if r < 0.9 else _sample_exist
+    )
     return sample(rng, st, tense, neg, q)
 
 
@@ -694,8 +759,13 @@ for _v in VERBS:
     for _k, _form in enumerate(_v.en):
         _VFORMS.setdefault(_form.split()[0], []).append((_v, _k, tuple(_form.split())))
 _DO = {"do": ("pres", ("1sg", "pl")), "does": ("pres", ("3sg",)), "did": ("past", ("1sg", "3sg", "pl"))}
-_BE = {"am": ("pres", ("1sg",)), "is": ("pres", ("3sg",)), "are": ("pres", ("pl",)),
-       "was": ("past", ("1sg", "3sg")), "were": ("past", ("pl",))}
+_BE = {
+    "am": ("pres", ("1sg",)),
+    "is": ("pres", ("3sg",)),
+    "are": ("pres", ("pl",)),
+    "was": ("past", ("1sg", "3sg")),
+    "were": ("past", ("pl",)),
+}
 
 
 def _at(t, i):
@@ -734,7 +804,7 @@ def _finite_tense(form: int, agr: str) -> str | None:
 
 def _p_verb(t, i, forms=(0, 1, 2)):
     for v, k, toks in _VFORMS.get(_at(t, i), []):
-        if k in forms and tuple(t[i:i + len(toks)]) == toks:
+        if k in forms and tuple(t[i : i + len(toks)]) == toks:
             yield v, k, i + len(toks)
 
 
@@ -793,7 +863,7 @@ def _p_time(t, i, tense):
     yield None, i
     for tm in TIMES:
         toks = tm[0].split()
-        if tm[2] == tense and tuple(t[i:i + len(toks)]) == tuple(toks):
+        if tm[2] == tense and tuple(t[i : i + len(toks)]) == tuple(toks):
             yield tm, i + len(toks)
 
 
@@ -805,13 +875,18 @@ def _p_vtail(t, i, v: Verb, tense: str, wh: str = ""):
         if v.kind == "ditrans":  # "to NP" is obligatory
             iobjs = _p_np(t, i1 + 1, "obj", rel=False) if _at(t, i1) == "to" else []
         for iobj, i2 in iobjs:
-            withs = _p_opt(t, i2, "with", lambda t, k: _p_np(t, k, "obj", rel=False)) \
-                if v.kind in ("intrans", "motion") else [(None, i2)]
+            withs = (
+                _p_opt(t, i2, "with", lambda t, k: _p_np(t, k, "obj", rel=False))
+                if v.kind in ("intrans", "motion")
+                else [(None, i2)]
+            )
             for with_, i3 in withs:
                 for place, src, goal, i4 in _p_places(t, i3, v, wh):
                     for time, i5 in _p_time(t, i4, tense):
-                        yield dict(verb=v, obj=obj, iobj=iobj, with_=with_, place=place, src=src, goal=goal,
-                                   time=time), i5
+                        yield (
+                            dict(verb=v, obj=obj, iobj=iobj, with_=with_, place=place, src=src, goal=goal, time=time),
+                            i5,
+                        )
 
 
 def _p_places(t, i, v, wh):
@@ -984,7 +1059,12 @@ _RULES = [
     ("object particle に", "SUBJ meets OBJ", "SUBJ は OBJ に 会い ます", "the boy met the doctor ."),
     ("ditransitive", "SUBJ VERB OBJ to NP", "SUBJ は NP に OBJ を VERB-ます", "the girl showed the photo to the man ."),
     ("intransitive + place", "SUBJ VERB in/at PLACE", "SUBJ は PLACE で VERB-ます", "the child plays in the garden ."),
-    ("motion verb", "SUBJ VERB from P1 to P2", "SUBJ は P1 から P2 に VERB-ます", "the doctor came from the hospital to the house ."),
+    (
+        "motion verb",
+        "SUBJ VERB from P1 to P2",
+        "SUBJ は P1 から P2 に VERB-ます",
+        "the doctor came from the hospital to the house .",
+    ),
     ("with", "SUBJ VERB with NP", "SUBJ は NP と VERB-ます", "the boy plays with the dog ."),
     ("time adverb", "... yesterday / every day", "SUBJ は 昨日 / 毎日 ...", "the cat slept yesterday ."),
     ("past", "SUBJ VERB-ed ...", "... VERB-ました", "the student studied in the library ."),
@@ -1024,11 +1104,6 @@ MAX_LEN = 20  # tokens, on each side, for train/valid/test
 MIN_LEN = 3
 
 
-# The Corpus type lives in grader/data/corpus.py, which the student hand-out ships (this file,
-# the grammar's translator and the generator of the held-out test split, it does not).
-from .corpus import Corpus  # noqa: E402
-
-
 def held_out_combinations(seed: int = 0) -> list[tuple[str, str, str]]:
     """Combinations that never occur in training: 2 nouns per adjective, 1 object per verb,
     e.g. ("AN", "red", "car") or ("VO", "eat", "cake"). (See `combos` for what a sentence uses.)
@@ -1054,8 +1129,9 @@ def _ok_len(en: str, ja: str, lo=MIN_LEN, hi=MAX_LEN) -> bool:
     return lo <= len(en.split()) <= hi and lo <= len(ja.split()) <= hi
 
 
-def generate_corpus(seed: int = 0, n_train: int = 20000, n_valid: int = 500, n_test: int = 500,
-                    n_length: int = 300) -> Corpus:
+def generate_corpus(
+    seed: int = 0, n_train: int = 20000, n_valid: int = 500, n_test: int = 500, n_length: int = 300
+) -> Corpus:
     """Sample the corpus. Same seed, same corpus, on every machine.
 
     train:        unique sentences (3..20 tokens per side) that use none of the held-out
@@ -1099,4 +1175,4 @@ def generate_corpus(seed: int = 0, n_train: int = 20000, n_valid: int = 500, n_t
             length.setdefault(en, ja)
     else:
         raise RuntimeError("could not sample enough long sentences")
-    return Corpus(train_pairs, held_pairs[:n_valid], held_pairs[n_valid:n_valid + n_test], list(length.items()))
+    return Corpus(train_pairs, held_pairs[:n_valid], held_pairs[n_valid : n_valid + n_test], list(length.items()))

@@ -1,5 +1,6 @@
 """Backpropagation run where the code under test lives, so that gradient checks work the
 same whether the student's code runs in the test process or in a sandboxed worker."""
+
 from __future__ import annotations
 
 import torch
@@ -22,9 +23,7 @@ def gradients(fn, args, upstream=None):
         not depend on) and, when ``fn`` is a module, ``{parameter name: gradient or None}``.
     """
     leaves = [
-        a.detach().clone().requires_grad_(True)
-        if isinstance(a, torch.Tensor) and a.is_floating_point()
-        else a
+        a.detach().clone().requires_grad_(True) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
         for a in args
     ]
     if isinstance(fn, nn.Module):
@@ -36,14 +35,12 @@ def gradients(fn, args, upstream=None):
         upstream = torch.ones_like(output)
     (output * upstream).sum().backward()
     arg_grads = [
-        leaf.grad.detach() if isinstance(leaf, torch.Tensor) and leaf.grad is not None else None
-        for leaf in leaves
+        leaf.grad.detach() if isinstance(leaf, torch.Tensor) and leaf.grad is not None else None for leaf in leaves
     ]
     param_grads = {}
     if isinstance(fn, nn.Module):
         param_grads = {
-            name: (p.grad.detach().clone() if p.grad is not None else None)
-            for name, p in fn.named_parameters()
+            name: (p.grad.detach().clone() if p.grad is not None else None) for name, p in fn.named_parameters()
         }
         fn.zero_grad(set_to_none=True)
     return arg_grads, param_grads

@@ -22,10 +22,10 @@ another process from ``(type(toy).__name__, toy.init_kwargs, toy.state_dict())``
 :func:`build_toy`; ``init_kwargs`` holds plain Python values only (the dtype as a string),
 and every tensor is a parameter or a buffer.
 """
+
 from __future__ import annotations
 
 import functools
-
 import math
 
 import torch
@@ -71,8 +71,9 @@ def _log_table(probs: torch.Tensor) -> torch.Tensor:
     return table
 
 
-def _load_generator_rules(toy, state: dict, vocab_size: int, pad_id: int, bos_id: int, eos_id: int,
-                          eos_bias: float, allowed):
+def _load_generator_rules(
+    toy, state: dict, vocab_size: int, pad_id: int, bos_id: int, eos_id: int, eos_bias: float, allowed
+):
     """Bias the generator towards ``eos_id``, silence the tokens outside ``allowed``, and load
     ``state`` into ``toy`` in its dtype (the neural toys' last step)."""
     state["generator.bias"][eos_id] += eos_bias
@@ -161,13 +162,13 @@ class MarkovToy(_Toy):
         """``(V, V)`` float64: ``table[i, j] = log P(j | i)``."""
         return self.generator.weight.detach().T.double().clone()
 
-    def set_table(self, table: torch.Tensor) -> "MarkovToy":
+    def set_table(self, table: torch.Tensor) -> MarkovToy:
         with torch.no_grad():
             self.generator.weight.copy_(torch.as_tensor(table, dtype=torch.float64).T)
         return self
 
     @classmethod
-    def from_probs(cls, probs, vocab_size: int | None = None, pad_id: int = 0, dtype: str = "float64") -> "MarkovToy":
+    def from_probs(cls, probs, vocab_size: int | None = None, pad_id: int = 0, dtype: str = "float64") -> MarkovToy:
         """``probs``: a ``(V, V)`` matrix (rows: last token) or ``{last: {next: p}}``; rows are
         normalised; a next token with probability 0 (or missing from the dict) gets
         ``FORBIDDEN_LOGIT``; a last token missing from the dict gets a uniform row over the
@@ -187,8 +188,18 @@ class MarkovToy(_Toy):
         return toy.set_table(_log_table(probs))
 
     @classmethod
-    def random(cls, seed: int, vocab_size: int, pad_id: int = 0, bos_id: int = 1, eos_id: int = 2,
-               scale: float = 1.5, eos_bias: float = 0.0, allowed=None, dtype: str = "float64") -> "MarkovToy":
+    def random(
+        cls,
+        seed: int,
+        vocab_size: int,
+        pad_id: int = 0,
+        bos_id: int = 1,
+        eos_id: int = 2,
+        scale: float = 1.5,
+        eos_bias: float = 0.0,
+        allowed=None,
+        dtype: str = "float64",
+    ) -> MarkovToy:
         """Random rows ``log_softmax(scale * N(0, 1))`` (``eos_bias`` added to ``eos_id``);
         only the tokens in ``allowed`` (default: all but ``pad_id`` and ``bos_id``) are ever
         generated, the others get ``FORBIDDEN_LOGIT``."""
@@ -223,14 +234,17 @@ class SourceMarkovToy(_Toy):
     def __init__(self, num_contexts: int, vocab_size: int, pad_id: int = 0, dtype: str = "float64"):
         super().__init__()
         self.init_kwargs = {
-            "num_contexts": int(num_contexts), "vocab_size": int(vocab_size), "pad_id": int(pad_id),
+            "num_contexts": int(num_contexts),
+            "vocab_size": int(vocab_size),
+            "pad_id": int(pad_id),
             "dtype": _dtype_name(dtype),
         }
         self.num_contexts = int(num_contexts)
         self.vocab_size = int(vocab_size)
         self.pad_id = int(pad_id)
-        self.generator = nn.Linear(num_contexts * vocab_size, vocab_size, bias=False,
-                                   dtype=_dtype(self.init_kwargs["dtype"]))
+        self.generator = nn.Linear(
+            num_contexts * vocab_size, vocab_size, bias=False, dtype=_dtype(self.init_kwargs["dtype"])
+        )
         with torch.no_grad():
             self.generator.weight.zero_()
 
@@ -240,7 +254,7 @@ class SourceMarkovToy(_Toy):
         c, v = self.num_contexts, self.vocab_size
         return self.generator.weight.detach().double().T.reshape(c, v, v).clone()
 
-    def set_tables(self, tables) -> "SourceMarkovToy":
+    def set_tables(self, tables) -> SourceMarkovToy:
         tables = torch.as_tensor(tables, dtype=torch.float64)
         c, v = self.num_contexts, self.vocab_size
         with torch.no_grad():
@@ -248,21 +262,32 @@ class SourceMarkovToy(_Toy):
         return self
 
     @classmethod
-    def from_probs(cls, probs, pad_id: int = 0, dtype: str = "float64") -> "SourceMarkovToy":
+    def from_probs(cls, probs, pad_id: int = 0, dtype: str = "float64") -> SourceMarkovToy:
         """``probs``: ``(C, V, V)`` probabilities (rows normalised, zeros forbidden)."""
         probs = torch.as_tensor(probs, dtype=torch.float64)
         toy = cls(probs.shape[0], probs.shape[1], pad_id=pad_id, dtype=dtype)
         return toy.set_tables(_log_table(probs))
 
     @classmethod
-    def random(cls, seed: int, num_contexts: int, vocab_size: int, pad_id: int = 0, bos_id: int = 1,
-               eos_id: int = 2, scale: float = 1.5, eos_bias: float = 0.0, allowed=None,
-               dtype: str = "float64") -> "SourceMarkovToy":
+    def random(
+        cls,
+        seed: int,
+        num_contexts: int,
+        vocab_size: int,
+        pad_id: int = 0,
+        bos_id: int = 1,
+        eos_id: int = 2,
+        scale: float = 1.5,
+        eos_bias: float = 0.0,
+        allowed=None,
+        dtype: str = "float64",
+    ) -> SourceMarkovToy:
         """Random tables as in ``MarkovToy.random``, one per context."""
         generator = torch.Generator().manual_seed(seed)
         forbidden = _forbidden(vocab_size, pad_id, bos_id, allowed)
-        tables = _random_log_table(generator, (num_contexts, vocab_size), vocab_size, forbidden,
-                                   scale, eos_id, eos_bias)
+        tables = _random_log_table(
+            generator, (num_contexts, vocab_size), vocab_size, forbidden, scale, eos_id, eos_bias
+        )
         return cls(num_contexts, vocab_size, pad_id=pad_id, dtype=dtype).set_tables(tables)
 
     def context(self, src) -> torch.Tensor:
@@ -299,12 +324,14 @@ class PrefixToy(_Toy):
     generator bias favours ``eos_id`` by ``eos_bias`` and forbids ``pad_id`` and ``bos_id``.
     """
 
-    def __init__(self, vocab_size: int, src_vocab_size: int, d_model: int = 8, pad_id: int = 0,
-                 dtype: str = "float64"):
+    def __init__(self, vocab_size: int, src_vocab_size: int, d_model: int = 8, pad_id: int = 0, dtype: str = "float64"):
         super().__init__()
         self.init_kwargs = {
-            "vocab_size": int(vocab_size), "src_vocab_size": int(src_vocab_size), "d_model": int(d_model),
-            "pad_id": int(pad_id), "dtype": _dtype_name(dtype),
+            "vocab_size": int(vocab_size),
+            "src_vocab_size": int(src_vocab_size),
+            "d_model": int(d_model),
+            "pad_id": int(pad_id),
+            "dtype": _dtype_name(dtype),
         }
         dt = _dtype(self.init_kwargs["dtype"])
         self.pad_id = int(pad_id)
@@ -319,9 +346,20 @@ class PrefixToy(_Toy):
             self.generator.bias.zero_()
 
     @classmethod
-    def random(cls, seed: int, vocab_size: int, src_vocab_size: int, d_model: int = 8, pad_id: int = 0,
-               bos_id: int = 1, eos_id: int = 2, eos_bias: float = 0.0, scale: float = 1.0,
-               allowed=None, dtype: str = "float64") -> "PrefixToy":
+    def random(
+        cls,
+        seed: int,
+        vocab_size: int,
+        src_vocab_size: int,
+        d_model: int = 8,
+        pad_id: int = 0,
+        bos_id: int = 1,
+        eos_id: int = 2,
+        eos_bias: float = 0.0,
+        scale: float = 1.0,
+        allowed=None,
+        dtype: str = "float64",
+    ) -> PrefixToy:
         """Weights from ``torch.Generator().manual_seed(seed)``; tokens outside ``allowed``
         (default: all but ``pad_id`` and ``bos_id``) get the bias ``FORBIDDEN_LOGIT``."""
         toy = cls(vocab_size, src_vocab_size, d_model, pad_id=pad_id, dtype=dtype)
@@ -402,7 +440,8 @@ class AttentionToy(_Toy):
     from the second layer on, the last position reads them: greedy decoding and beam search
     then choose other tokens. (:meth:`random` makes ``recency`` positive in the first layer,
     which then looks mostly at the latest visible token, and negative in the second, which
-    looks mostly at the earliest positions: a missing mask shows in most decodings.) An encoder or decoder that does not get ``src_mask`` reads the
+    looks mostly at the earliest positions: a missing mask shows in most decodings.) An encoder or decoder
+    that does not get ``src_mask`` reads the
     source padding. ``tgt_mask`` may have shape ``(T, T)``, ``(1 or B, T, T)`` or
     ``(B, 1, T, T)``; ``src_mask`` ``(B, 1, T_src)``; ``None`` means "everything visible".
     :meth:`random` draws the weights from a seeded generator; the generator bias favours
@@ -410,12 +449,23 @@ class AttentionToy(_Toy):
     ``allowed``.
     """
 
-    def __init__(self, vocab_size: int, src_vocab_size: int, d_model: int = 8, num_layers: int = 2,
-                 pad_id: int = 0, dtype: str = "float64"):
+    def __init__(
+        self,
+        vocab_size: int,
+        src_vocab_size: int,
+        d_model: int = 8,
+        num_layers: int = 2,
+        pad_id: int = 0,
+        dtype: str = "float64",
+    ):
         super().__init__()
         self.init_kwargs = {
-            "vocab_size": int(vocab_size), "src_vocab_size": int(src_vocab_size), "d_model": int(d_model),
-            "num_layers": int(num_layers), "pad_id": int(pad_id), "dtype": _dtype_name(dtype),
+            "vocab_size": int(vocab_size),
+            "src_vocab_size": int(src_vocab_size),
+            "d_model": int(d_model),
+            "num_layers": int(num_layers),
+            "pad_id": int(pad_id),
+            "dtype": _dtype_name(dtype),
         }
         dt = _dtype(self.init_kwargs["dtype"])
         self.pad_id = int(pad_id)
@@ -434,9 +484,21 @@ class AttentionToy(_Toy):
             self.generator.bias.zero_()
 
     @classmethod
-    def random(cls, seed: int, vocab_size: int, src_vocab_size: int, d_model: int = 8, num_layers: int = 2,
-               pad_id: int = 0, bos_id: int = 1, eos_id: int = 2, eos_bias: float = 0.0, scale: float = 1.0,
-               allowed=None, dtype: str = "float64") -> "AttentionToy":
+    def random(
+        cls,
+        seed: int,
+        vocab_size: int,
+        src_vocab_size: int,
+        d_model: int = 8,
+        num_layers: int = 2,
+        pad_id: int = 0,
+        bos_id: int = 1,
+        eos_id: int = 2,
+        eos_bias: float = 0.0,
+        scale: float = 1.0,
+        allowed=None,
+        dtype: str = "float64",
+    ) -> AttentionToy:
         """Weights from ``torch.Generator().manual_seed(seed)``; tokens outside ``allowed``
         (default: all but ``pad_id`` and ``bos_id``) get the bias ``FORBIDDEN_LOGIT``."""
         toy = cls(vocab_size, src_vocab_size, d_model, num_layers, pad_id=pad_id, dtype=dtype)

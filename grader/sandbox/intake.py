@@ -18,6 +18,7 @@ Threats answered here, before any code runs:
   fresh temporary directory owned by the judge, so later changes to the original (or an
   archive member pointing elsewhere) cannot change what is graded.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,8 +39,10 @@ MAX_ZIP_ENTRIES = 10_000
 MAX_ZIP_BYTES = 512 * 1024 * 1024  # declared uncompressed size of the whole archive
 MAX_DEPTH = 4  # sub-folders inside transformer/
 AUTO_RUN = {"conftest.py", "sitecustomize.py", "usercustomize.py"}
-PROTECTED_NAMES = (set(sys.stdlib_module_names) | {"torch", "numpy", "grader", "tests", "pytest", "hypothesis",
-                                                   "transformer", "sacrebleu", "jsonschema"}) - set(CONTRACT_MODULES)
+PROTECTED_NAMES = (
+    set(sys.stdlib_module_names)
+    | {"torch", "numpy", "grader", "tests", "pytest", "hypothesis", "transformer", "sacrebleu", "jsonschema"}
+) - set(CONTRACT_MODULES)
 IGNORED_DIRS = {"__pycache__", "__MACOSX", ".git", ".ipynb_checkpoints"}
 
 
@@ -94,6 +97,7 @@ def prepare(path: Path) -> Submission:
 
 def _find_package(path: Path, warnings: list[str]) -> Path:
     """``path/transformer``, ``path/*/transformer`` (exactly one), or ``path`` itself if it is the package."""
+
     def is_real_dir(p: Path) -> bool:
         try:
             return stat.S_ISDIR(os.lstat(p).st_mode)
@@ -103,20 +107,32 @@ def _find_package(path: Path, warnings: list[str]) -> Path:
     direct = path / "transformer"
     if is_real_dir(direct):
         return direct
-    nested = sorted(p / "transformer" for p in _listdir(path)
-                    if p.name not in IGNORED_DIRS and not p.name.startswith(".") and is_real_dir(p)
-                    and is_real_dir(p / "transformer"))
+    nested = sorted(
+        p / "transformer"
+        for p in _listdir(path)
+        if p.name not in IGNORED_DIRS
+        and not p.name.startswith(".")
+        and is_real_dir(p)
+        and is_real_dir(p / "transformer")
+    )
     if len(nested) == 1:
         return nested[0]
     if len(nested) > 1:
-        raise IntakeError("found several transformer/ folders (" + ", ".join(str(p.relative_to(path)) for p in nested)
-                          + "); hand in exactly one")
+        raise IntakeError(
+            "found several transformer/ folders ("
+            + ", ".join(str(p.relative_to(path)) for p in nested)
+            + "); hand in exactly one"
+        )
     if any((path / f"{name}.py").is_file() for name in CONTRACT_MODULES):
-        warnings.append("the submission holds the package's files without the transformer/ folder around them; "
-                        "graded them as transformer/")
+        warnings.append(
+            "the submission holds the package's files without the transformer/ folder around them; "
+            "graded them as transformer/"
+        )
         return path
-    raise IntakeError("no transformer/ folder found (expected transformer/attention.py etc., "
-                      "at the top of the submission or one folder below it)")
+    raise IntakeError(
+        "no transformer/ folder found (expected transformer/attention.py etc., "
+        "at the top of the submission or one folder below it)"
+    )
 
 
 def _listdir(path: Path) -> list[Path]:
@@ -134,8 +150,14 @@ def _copy_package(package: Path, submission: Submission) -> None:
     for directory, subdirs, files in os.walk(package, followlinks=False):
         relative_dir = Path(directory).relative_to(package)
         depth = len(relative_dir.parts)
-        subdirs[:] = sorted(d for d in subdirs if d not in IGNORED_DIRS and not d.startswith(".")
-                            and depth < MAX_DEPTH and not os.path.islink(os.path.join(directory, d)))
+        subdirs[:] = sorted(
+            d
+            for d in subdirs
+            if d not in IGNORED_DIRS
+            and not d.startswith(".")
+            and depth < MAX_DEPTH
+            and not os.path.islink(os.path.join(directory, d))
+        )
         for name in sorted(files):
             source = Path(directory) / name
             shown = f"transformer/{(relative_dir / name).as_posix()}"

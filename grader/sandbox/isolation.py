@@ -30,6 +30,7 @@ installs it after its own set-up, just before it runs the worker.
 When bwrap is missing, user namespaces are off, or ``GRADER_NO_BWRAP=1`` is set, ``probe``
 says why and the grader falls back to the old process sandbox (``process.sandbox_user``).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -43,8 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 UID_RANGE = range(60100, 61000)  # worker uids (root mode); any with a passwd entry are skipped
-LOCK_DIRS = (Path("/run/lock/grader-worker-uids"), Path("/var/lock/grader-worker-uids"),
-             Path("/tmp/.grader-worker-uids"))
+LOCK_DIRS = (
+    Path("/run/lock/grader-worker-uids"),
+    Path("/var/lock/grader-worker-uids"),
+    Path("/tmp/.grader-worker-uids"),
+)
 CODE_DIR = "/sandbox/code"
 SUBMISSION_DIR = "/sandbox/submission"
 VENV_DIR = "/venv"
@@ -55,8 +59,16 @@ DISABLE_ENV = "GRADER_NO_BWRAP"  # "1": behave as if bubblewrap were missing (te
 # hostile submission can record what it reached. Set by the judge's caller, never by a worker.
 EXTRA_BIND_ENV = "GRADER_WORKER_EXTRA_BIND"
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
-                "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/alternatives")
+SYSTEM_FILES = (
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/alternatives",
+)
 
 
 @dataclass
@@ -74,9 +86,12 @@ class Isolation:
     site_paths: list[str] = field(default_factory=list)  # more site-packages for the worker's sys.path
 
     def as_dict(self) -> dict:
-        return {"isolation": "bubblewrap" if self.available else "none",
-                "mode": self.mode or ("root" if os.geteuid() == 0 else "unprivileged"),
-                "isolation_reason": self.reason, "worker_uid": self.uid if self.available else None}
+        return {
+            "isolation": "bubblewrap" if self.available else "none",
+            "mode": self.mode or ("root" if os.geteuid() == 0 else "unprivileged"),
+            "isolation_reason": self.reason,
+            "worker_uid": self.uid if self.available else None,
+        }
 
 
 # --- the worker's uid (root mode) ------------------------------------------------------------
@@ -125,24 +140,88 @@ RET_ALLOW = 0x7FFF0000
 RET_ERRNO = 0x00050000
 # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
 CLONE_NAMESPACES = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000
-DENIED = ("ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2", "pivot_root", "keyctl",
-          "add_key", "request_key", "perf_event_open", "bpf", "userfaultfd", "setns", "unshare",
-          "open_by_handle_at", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick",
-          "mount_setattr", "pidfd_getfd", "kcmp")
+DENIED = (
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "perf_event_open",
+    "bpf",
+    "userfaultfd",
+    "setns",
+    "unshare",
+    "open_by_handle_at",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "pidfd_getfd",
+    "kcmp",
+)
 SYSCALLS = {
     AUDIT_ARCH_X86_64: {
-        "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "mount": 165, "umount2": 166,
-        "pivot_root": 155, "keyctl": 250, "add_key": 248, "request_key": 249, "perf_event_open": 298,
-        "bpf": 321, "userfaultfd": 323, "setns": 308, "unshare": 272, "open_by_handle_at": 304,
-        "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
-        "mount_setattr": 442, "pidfd_getfd": 438, "kcmp": 312, "clone": 56, "clone3": 435,
+        "ptrace": 101,
+        "process_vm_readv": 310,
+        "process_vm_writev": 311,
+        "mount": 165,
+        "umount2": 166,
+        "pivot_root": 155,
+        "keyctl": 250,
+        "add_key": 248,
+        "request_key": 249,
+        "perf_event_open": 298,
+        "bpf": 321,
+        "userfaultfd": 323,
+        "setns": 308,
+        "unshare": 272,
+        "open_by_handle_at": 304,
+        "open_tree": 428,
+        "move_mount": 429,
+        "fsopen": 430,
+        "fsconfig": 431,
+        "fsmount": 432,
+        "fspick": 433,
+        "mount_setattr": 442,
+        "pidfd_getfd": 438,
+        "kcmp": 312,
+        "clone": 56,
+        "clone3": 435,
     },
     AUDIT_ARCH_AARCH64: {
-        "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "mount": 40, "umount2": 39,
-        "pivot_root": 41, "keyctl": 219, "add_key": 217, "request_key": 218, "perf_event_open": 241,
-        "bpf": 280, "userfaultfd": 282, "setns": 268, "unshare": 97, "open_by_handle_at": 265,
-        "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
-        "mount_setattr": 442, "pidfd_getfd": 438, "kcmp": 272, "clone": 220, "clone3": 435,
+        "ptrace": 117,
+        "process_vm_readv": 270,
+        "process_vm_writev": 271,
+        "mount": 40,
+        "umount2": 39,
+        "pivot_root": 41,
+        "keyctl": 219,
+        "add_key": 217,
+        "request_key": 218,
+        "perf_event_open": 241,
+        "bpf": 280,
+        "userfaultfd": 282,
+        "setns": 268,
+        "unshare": 97,
+        "open_by_handle_at": 265,
+        "open_tree": 428,
+        "move_mount": 429,
+        "fsopen": 430,
+        "fsconfig": 431,
+        "fsmount": 432,
+        "fspick": 433,
+        "mount_setattr": 442,
+        "pidfd_getfd": 438,
+        "kcmp": 272,
+        "clone": 220,
+        "clone3": 435,
     },
 }
 
@@ -166,8 +245,12 @@ def seccomp_program() -> bytes:
         for name in DENIED:
             block += [_insn(JEQ, numbers[name], 0, 1), _insn(RET, RET_ERRNO | EPERM)]
         block += [_insn(JEQ, numbers["clone3"], 0, 1), _insn(RET, RET_ERRNO | ENOSYS)]
-        block += [_insn(JEQ, numbers["clone"], 0, 3), _insn(LD_ABS, ARG0),
-                  _insn(JSET, CLONE_NAMESPACES, 0, 1), _insn(RET, RET_ERRNO | EPERM)]
+        block += [
+            _insn(JEQ, numbers["clone"], 0, 3),
+            _insn(LD_ABS, ARG0),
+            _insn(JSET, CLONE_NAMESPACES, 0, 1),
+            _insn(RET, RET_ERRNO | EPERM),
+        ]
         block += [_insn(RET, RET_ALLOW)]
         blocks.append((arch, block))
     # arch dispatch: "jeq arch_i" falls through to a jump over the rest of the dispatch to block i
@@ -232,8 +315,12 @@ def extra_site_paths(covered: list[str] = ()) -> list[str]:
     extra = []
     for path in sys.path:
         real = os.path.realpath(path) if path else ""
-        if (os.path.basename(real) in ("site-packages", "dist-packages") and os.path.isdir(real)
-                and not (real + "/").startswith(covered) and real not in extra):
+        if (
+            os.path.basename(real) in ("site-packages", "dist-packages")
+            and os.path.isdir(real)
+            and not (real + "/").startswith(covered)
+            and real not in extra
+        ):
             extra.append(real)
     return extra
 
@@ -243,11 +330,27 @@ def _contains_repo(path: str, repo: Path) -> bool:
     return repo_real == real or repo_real.startswith(real.rstrip("/") + "/")
 
 
-def command(isolation: Isolation, code_dir: Path, submission_dir: Path, seccomp: int | None,
-            argv: list[str], env: dict, limits_nproc: int | None = None) -> list[str]:
+def command(
+    isolation: Isolation,
+    code_dir: Path,
+    submission_dir: Path,
+    seccomp: int | None,
+    argv: list[str],
+    env: dict,
+    limits_nproc: int | None = None,
+) -> list[str]:
     """The full command line: bwrap, its options, [setpriv], then ``argv`` (paths inside)."""
-    cmd = [isolation.bwrap, "--die-with-parent", "--unshare-ipc", "--unshare-pid", "--unshare-net",
-           "--unshare-uts", "--unshare-cgroup-try", "--hostname", "grader-worker"]
+    cmd = [
+        isolation.bwrap,
+        "--die-with-parent",
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        "grader-worker",
+    ]
     if isolation.mode == "unprivileged":
         cmd += ["--unshare-user", "--disable-userns"]
     else:
@@ -288,8 +391,15 @@ def command(isolation: Isolation, code_dir: Path, submission_dir: Path, seccomp:
         cmd += ["--seccomp", str(seccomp)]
     cmd.append("--")
     if isolation.mode == "root":
-        cmd += [isolation.setpriv, f"--reuid={isolation.uid}", f"--regid={isolation.uid}", "--clear-groups",
-                "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
+        cmd += [
+            isolation.setpriv,
+            f"--reuid={isolation.uid}",
+            f"--regid={isolation.uid}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--no-new-privs",
+        ]
     return cmd + argv
 
 
@@ -341,9 +451,14 @@ def _probe(repo: Path, worker_uid: bool = True) -> Isolation:
     argv = [isolation.python, "-I", "-B", "-c", check, "r" if mode == "root" else "u"]
     fd = seccomp_fd()
     try:
-        done = subprocess.run(command(isolation, empty, empty, fd, argv, {"PATH": "/usr/bin:/bin"}),
-                              capture_output=True, text=True, timeout=60, pass_fds=(fd,),
-                              stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            command(isolation, empty, empty, fd, argv, {"PATH": "/usr/bin:/bin"}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            pass_fds=(fd,),
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.SubprocessError) as error:
         return Isolation(mode=mode, reason=f"bubblewrap does not start: {error}"[:300])
     finally:

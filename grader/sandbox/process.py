@@ -39,6 +39,7 @@ that user's processes). A process that double-forks *and* leaves its session esc
 final kill (its CPU time is still capped by ``RLIMIT_CPU``); a container (Gradescope) or a
 cgroup closes that gap.
 """
+
 from __future__ import annotations
 
 import os
@@ -117,15 +118,23 @@ class SandboxUser:
         return self.isolation is not None and self.isolation.available
 
     def as_dict(self) -> dict:
-        info = {"privilege_drop": self.active, "user": self.name, "reason": self.reason,
-                "hidden_from_worker": self.hidden_paths, "worker_python": self.python,
-                "network_isolated": self.network_isolated}
+        info = {
+            "privilege_drop": self.active,
+            "user": self.name,
+            "reason": self.reason,
+            "hidden_from_worker": self.hidden_paths,
+            "worker_python": self.python,
+            "network_isolated": self.network_isolated,
+        }
         if self.isolation is not None:
             info.update(self.isolation.as_dict())
         if self.isolated:
             iso = self.isolation
-            info.update(privilege_drop=iso.mode == "root", worker_python=iso.python,
-                        user=f"uid {iso.uid}" if iso.mode == "root" else "grading user (user namespace)")
+            info.update(
+                privilege_drop=iso.mode == "root",
+                worker_python=iso.python,
+                user=f"uid {iso.uid}" if iso.mode == "root" else "grading user (user namespace)",
+            )
         return info
 
 
@@ -166,20 +175,33 @@ def _worker_python() -> tuple[str, list[str]] | str:
     for candidate in (f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"):
         if not (os.path.isfile(candidate) and _reachable_by_others(Path(candidate))):
             continue
-        probe = subprocess.run([candidate, "-I", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                               capture_output=True, text=True, timeout=30)
+        probe = subprocess.run(
+            [candidate, "-I", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         if probe.returncode == 0 and probe.stdout.strip() == version:
             return candidate, _site_packages()
-    return (f"an unprivileged user cannot reach the Python interpreter ({os.path.realpath(sys.executable)}) "
-            f"and there is no reachable python{version} to use instead")
+    return (
+        f"an unprivileged user cannot reach the Python interpreter ({os.path.realpath(sys.executable)}) "
+        f"and there is no reachable python{version} to use instead"
+    )
 
 
 def _network_namespaces_work() -> bool:
     """Can this (root) process give a child its own network namespace?"""
     try:
-        done = subprocess.run([sys.executable, "-I", "-c",
-                               "import ctypes, sys; sys.exit(ctypes.CDLL(None, use_errno=True).unshare(0x40000000) != 0)"],
-                              capture_output=True, timeout=30)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-I",
+                "-c",
+                "import ctypes, sys; sys.exit(ctypes.CDLL(None, use_errno=True).unshare(0x40000000) != 0)",
+            ],
+            capture_output=True,
+            timeout=30,
+        )
         return done.returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
@@ -200,9 +222,11 @@ def fallback_user(enabled: bool = True) -> SandboxUser:
     if not enabled:
         return SandboxUser(reason="privilege drop disabled (--no-privilege-drop)")
     if os.geteuid() != 0:
-        return SandboxUser(reason="the grader is not running as root, so the worker runs as the grading user "
-                                  "(no privilege drop, no network isolation)",
-                           extra_paths=namespaces.extra_site_paths())
+        return SandboxUser(
+            reason="the grader is not running as root, so the worker runs as the grading user "
+            "(no privilege drop, no network isolation)",
+            extra_paths=namespaces.extra_site_paths(),
+        )
     network = _network_namespaces_work()
     runtime = _worker_python()
     if isinstance(runtime, str):
@@ -212,13 +236,25 @@ def fallback_user(enabled: bool = True) -> SandboxUser:
         entry = pwd.getpwnam(WORKER_USER)
     except KeyError:
         try:
-            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", WORKER_USER],
-                           check=True, capture_output=True, timeout=30)
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", WORKER_USER],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
             entry = pwd.getpwnam(WORKER_USER)
         except (OSError, subprocess.SubprocessError, KeyError) as error:
-            return SandboxUser(reason=f"could not create the user {WORKER_USER}: {error}"[:300], network_isolated=network)
-    return SandboxUser(uid=entry.pw_uid, gid=entry.pw_gid, name=WORKER_USER, python=python,
-                       extra_paths=extra_paths, network_isolated=network)
+            return SandboxUser(
+                reason=f"could not create the user {WORKER_USER}: {error}"[:300], network_isolated=network
+            )
+    return SandboxUser(
+        uid=entry.pw_uid,
+        gid=entry.pw_gid,
+        name=WORKER_USER,
+        python=python,
+        extra_paths=extra_paths,
+        network_isolated=network,
+    )
 
 
 def hide_from_worker(user: SandboxUser, paths: list[Path]) -> None:
@@ -301,8 +337,9 @@ def _copy_worker_code(destination: Path) -> None:
     for package in WORKER_PACKAGES:
         source = GRADER_DIR / package
         if source.is_dir():
-            shutil.copytree(source, destination / "grader" / package,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(
+                source, destination / "grader" / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            )
 
 
 def _clean_env(home: Path, threads: int) -> dict:
@@ -362,13 +399,24 @@ class WorkerProcess:
         code_root = namespaces.CODE_DIR if self.isolated else str(self.root / "code")
         package = (namespaces.SUBMISSION_DIR if self.isolated else str(self.root / "submission")) + "/transformer"
         command = [
-            user.isolation.python if self.isolated else user.python, "-I", "-B",
+            user.isolation.python if self.isolated else user.python,
+            "-I",
+            "-B",
             code_root + "/grader/sandbox/worker.py",
-            "--request-fd", str(request_read), "--response-fd", str(response_write),
-            "--code-root", code_root, "--package-dir", package,
-            "--part", part, "--threads", str(limits.threads),
+            "--request-fd",
+            str(request_read),
+            "--response-fd",
+            str(response_write),
+            "--code-root",
+            code_root,
+            "--package-dir",
+            package,
+            "--part",
+            part,
+            "--threads",
+            str(limits.threads),
         ]
-        for path in (user.isolation.site_paths if self.isolated else user.extra_paths):
+        for path in user.isolation.site_paths if self.isolated else user.extra_paths:
             command += ["--extra-path", path]
         pass_fds = [request_read, response_write]
         env = _clean_env(home, limits.threads)
@@ -376,12 +424,20 @@ class WorkerProcess:
             env = _clean_env(Path("/tmp"), limits.threads)
             seccomp = namespaces.seccomp_fd()
             pass_fds.append(seccomp)
-            command = namespaces.command(user.isolation, self.root / "code", self.root / "submission", seccomp,
-                                         command, env)
+            command = namespaces.command(
+                user.isolation, self.root / "code", self.root / "submission", seccomp, command, env
+            )
         try:
             self.process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=self.stdout, stderr=self.stderr,
-                pass_fds=pass_fds, close_fds=True, cwd=home, env=env, start_new_session=True,
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=self.stdout,
+                stderr=self.stderr,
+                pass_fds=pass_fds,
+                close_fds=True,
+                cwd=home,
+                env=env,
+                start_new_session=True,
                 preexec_fn=lambda: _enter_sandbox(limits, user),
             )
         finally:

@@ -43,6 +43,7 @@ objects whose methods the student wrote. Hence:
   sends ``__handle__``/``__method__`` back and ``__trusted__`` (a trusted module to re-create
   in the worker).
 """
+
 from __future__ import annotations
 
 import collections
@@ -80,15 +81,22 @@ class Limits:
 
 
 # Requests carry the judge's data to the worker (the translation job's training pairs).
-REQUESTS = Limits(message_bytes=MAX_MESSAGE_BYTES, header_bytes=128 * MiB, nodes=4_000_000,
-                  tensors=100_000, tensor_bytes=MAX_MESSAGE_BYTES)
+REQUESTS = Limits(
+    message_bytes=MAX_MESSAGE_BYTES,
+    header_bytes=128 * MiB,
+    nodes=4_000_000,
+    tensors=100_000,
+    tensor_bytes=MAX_MESSAGE_BYTES,
+)
 # Replies to the tests' calls: mostly small, but a test may read the state dict of the paper's
 # Transformer (44 M float32 parameters, 176 MiB); the header (body) stays small.
-REPLIES = Limits(message_bytes=MAX_MESSAGE_BYTES, header_bytes=2 * MiB, nodes=200_000,
-                 tensors=10_000, tensor_bytes=256 * MiB)
+REPLIES = Limits(
+    message_bytes=MAX_MESSAGE_BYTES, header_bytes=2 * MiB, nodes=200_000, tensors=10_000, tensor_bytes=256 * MiB
+)
 # The reply of a trusted job (the translation job: hypotheses, curves and a state dict).
-JOB_REPLIES = Limits(message_bytes=80 * MiB, header_bytes=8 * MiB, nodes=1_000_000,
-                     tensors=10_000, tensor_bytes=72 * MiB)
+JOB_REPLIES = Limits(
+    message_bytes=80 * MiB, header_bytes=8 * MiB, nodes=1_000_000, tensors=10_000, tensor_bytes=72 * MiB
+)
 
 
 def reply_limits(op: str | None) -> Limits:
@@ -98,9 +106,16 @@ def reply_limits(op: str | None) -> Limits:
 
 # safetensors' dtype names; every one is a plain little-endian scalar type.
 ST_DTYPES = {
-    "F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F32": torch.float32,
+    "F64": torch.float64,
     "C64": torch.complex64,
-    "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32, "I64": torch.int64,
+    "U8": torch.uint8,
+    "I8": torch.int8,
+    "I16": torch.int16,
+    "I32": torch.int32,
+    "I64": torch.int64,
     "BOOL": torch.bool,
 }
 ST_NAMES = {dtype: name for name, dtype in ST_DTYPES.items()}
@@ -229,8 +244,13 @@ def to_wire(obj, other=None, _depth: int = 0):
     if isinstance(obj, torch.Size):
         return {"__tuple__": [int(x) for x in obj]}
     if _is_namedtuple(obj):
-        return {"__namedtuple__": [type(obj).__name__, [str(f) for f in type(obj)._fields],
-                                   [to_wire(x, other, d) for x in obj]]}
+        return {
+            "__namedtuple__": [
+                type(obj).__name__,
+                [str(f) for f in type(obj)._fields],
+                [to_wire(x, other, d) for x in obj],
+            ]
+        }
     if isinstance(obj, tuple):
         return {"__tuple__": [to_wire(x, other, d) for x in obj]}
     if isinstance(obj, list):
@@ -278,28 +298,35 @@ def pack(obj, other=None, limits: Limits | None = None) -> bytearray:
     entries, offset = {"__metadata__": {"body": text}}, 0
     for number, t in enumerate(collector.tensors):
         size = t.numel() * t.element_size()
-        entries[str(number)] = {"dtype": ST_NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + size]}
+        entries[str(number)] = {
+            "dtype": ST_NAMES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + size],
+        }
         offset += size
     header = json.dumps(entries, allow_nan=True, separators=(",", ":")).encode("utf-8")
     header += b" " * (-len(header) % 8)  # data 8-byte aligned, as safetensors writes it
     if limits is not None:
         total = ST_HEADER.size + len(header) + offset
-        for what, size, limit in (("message", total, limits.message_bytes), ("header", len(header), limits.header_bytes),
-                                  ("tensor data", offset, limits.tensor_bytes)):
+        for what, size, limit in (
+            ("message", total, limits.message_bytes),
+            ("header", len(header), limits.header_bytes),
+            ("tensor data", offset, limits.tensor_bytes),
+        ):
             if size > limit:
                 raise CodecError(f"the {what} to send ({_mib(size)}) exceeds the {_mib(limit)} limit")
         if len(collector.tensors) > limits.tensors:
             raise CodecError(f"{len(collector.tensors)} tensors to send exceed the limit of {limits.tensors}")
     out = bytearray(ST_HEADER.size + len(header) + offset)
-    out[:ST_HEADER.size] = ST_HEADER.pack(len(header))
-    out[ST_HEADER.size:ST_HEADER.size + len(header)] = header
+    out[: ST_HEADER.size] = ST_HEADER.pack(len(header))
+    out[ST_HEADER.size : ST_HEADER.size + len(header)] = header
     if offset:
         data = torch.frombuffer(out, dtype=torch.uint8, offset=ST_HEADER.size + len(header), count=offset)
         position = 0
         for t in collector.tensors:
             size = t.numel() * t.element_size()
             if size:
-                data[position:position + size].copy_(t.reshape(-1).view(torch.uint8))
+                data[position : position + size].copy_(t.reshape(-1).view(torch.uint8))
             position += size
     return out
 
@@ -312,8 +339,9 @@ _namedtuple_types: dict[tuple, type] = {}
 def _namedtuple(name: str, fields: list[str]) -> type:
     if not (isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name)):
         raise CodecError(f"bad namedtuple name {name!r:.60}")
-    if not all(isinstance(f, str) and f.isidentifier() and not keyword.iskeyword(f) and not f.startswith("_")
-               for f in fields) or len(set(fields)) != len(fields):
+    if not all(
+        isinstance(f, str) and f.isidentifier() and not keyword.iskeyword(f) and not f.startswith("_") for f in fields
+    ) or len(set(fields)) != len(fields):
         raise CodecError("bad namedtuple field names")
     key = (name, tuple(fields))
     if key not in _namedtuple_types:
@@ -445,7 +473,7 @@ def _tensor_spans(header: dict, data_size: int, limits: Limits) -> list[tuple[st
             raise CodecError(f"tensor {number}: its shape and dtype do not match its {end - start} bytes")
         spans.append((name, shape, start, end))
     position = 0
-    for name, shape, start, end in sorted(spans, key=lambda s: (s[2], s[3])):
+    for _name, _shape, start, end in sorted(spans, key=lambda s: (s[2], s[3])):
         if start != position:
             raise CodecError("tensor data overlaps or leaves gaps")
         position = end
@@ -528,7 +556,7 @@ def _guarded(decode):
         raise CodecError("the message is nested too deeply") from None
     except MemoryError:
         raise CodecError("the message needs more memory than the grader has") from None
-    except Exception as error:  # noqa: BLE001 — whatever a forged message provokes is the sender's fault
+    except Exception as error:
         raise CodecError(f"the message could not be decoded: {type(error).__name__}: {error}"[:300]) from None
 
 
@@ -549,7 +577,7 @@ def unpack(data, tag_hook=None, limits: Limits | None = None, deadline: float | 
         if position + size > len(view):
             raise CodecError("a truncated message")
         position += size
-        return bytearray(view[position - size:position])
+        return bytearray(view[position - size : position])
 
     return _guarded(lambda: _decode(read, len(view), tag_hook, limits or REQUESTS, deadline))
 
@@ -561,6 +589,7 @@ def read_value(fd: int, deadline: float | None, limits: Limits, tag_hook=None):
     is checked, and each tensor's bytes are read straight into the buffer the tensor then owns,
     so a reply costs the judge its tensors once, never the message twice.
     """
+
     def read(size: int) -> bytearray:
         buffer = bytearray(size)
         _read_into(fd, memoryview(buffer), deadline)

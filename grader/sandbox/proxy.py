@@ -26,6 +26,7 @@ up to ``max_restarts`` times per part, after which the part's remaining checks f
 Messages a student reads (their exception, a crash, a time-out) are in the grading language
 (``grader.i18n``); messages about a bug in a test (``TransportError``) stay in English.
 """
+
 from __future__ import annotations
 
 import builtins
@@ -38,11 +39,11 @@ import weakref
 import torch
 from torch import nn
 
+from grader.contract import MODULES as CONTRACT_MODULES
 from grader.i18n import N_, _
 from grader.results import Text
 from grader.sandbox import protocol
 from grader.sandbox.process import Limits, SandboxUser, WorkerProcess
-from grader.contract import MODULES as CONTRACT_MODULES
 from grader.sandbox.worker import TRUSTED_CALLS
 
 MAX_SHOWN_FRAMES = 5
@@ -52,14 +53,33 @@ MAX_FIELD_CHARS = 4000
 FORWARDED_DUNDERS = {"__name__", "__qualname__", "__doc__"}
 # Methods every nn.Module has: no round trip needed to learn that they are methods.
 MODULE_METHODS = {
-    "forward", "train", "eval", "to", "double", "float", "half", "cpu", "state_dict", "load_state_dict",
-    "named_parameters", "parameters", "named_buffers", "buffers", "zero_grad", "children",
-    "named_children", "modules", "named_modules", "requires_grad_",
+    "forward",
+    "train",
+    "eval",
+    "to",
+    "double",
+    "float",
+    "half",
+    "cpu",
+    "state_dict",
+    "load_state_dict",
+    "named_parameters",
+    "parameters",
+    "named_buffers",
+    "buffers",
+    "zero_grad",
+    "children",
+    "named_children",
+    "modules",
+    "named_modules",
+    "requires_grad_",
 }
 SIMPLE_TRUSTED = {
     nn.Dropout: ("torch.nn.Dropout", lambda m: {"p": m.p, "inplace": m.inplace}),
-    nn.Linear: ("torch.nn.Linear", lambda m: {"in_features": m.in_features, "out_features": m.out_features,
-                                              "bias": m.bias is not None}),
+    nn.Linear: (
+        "torch.nn.Linear",
+        lambda m: {"in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None},
+    ),
     nn.Identity: ("torch.nn.Identity", lambda m: {}),
     nn.ReLU: ("torch.nn.ReLU", lambda m: {"inplace": m.inplace}),
     nn.Tanh: ("torch.nn.Tanh", lambda m: {}),
@@ -128,8 +148,9 @@ def format_student_error(error: dict, memory_limit: int | None = None) -> str:
         lines.append(f'  File "{_text(file, 200)}", line {line}, in {_text(function, 100)}')
         if code:
             lines.append(f"    {_text(code, 300)}")
-    if memory_limit and (type_name == "MemoryError" or "can't allocate memory" in message
-                         or "not enough memory" in message):
+    if memory_limit and (
+        type_name == "MemoryError" or "can't allocate memory" in message or "not enough memory" in message
+    ):
         limit = f"{memory_limit / 2**30:g}"
         lines.append("  " + _("hint: your code ran out of memory (limit: {limit} GiB)", limit=limit))
     return "\n".join(lines)
@@ -163,8 +184,11 @@ def crash_headline(worker: WorkerProcess, part: str) -> Text:
         if number == signal.SIGKILL:
             return Text(N_("your code was killed (most likely it ran out of memory) in part `{part}`"), **fields)
         if number == signal.SIGXCPU:
-            return Text(N_("your code ran out of CPU time (limit: {limit} s) in part `{part}`"),
-                        limit=f"{worker.limits.cpu_s}", **fields)
+            return Text(
+                N_("your code ran out of CPU time (limit: {limit} s) in part `{part}`"),
+                limit=f"{worker.limits.cpu_s}",
+                **fields,
+            )
         if number == signal.SIGXFSZ:
             return Text(N_("your code wrote a file (or printed) more than the size limit in part `{part}`"), **fields)
         if number == signal.SIGSEGV:
@@ -174,8 +198,14 @@ def crash_headline(worker: WorkerProcess, part: str) -> Text:
         except ValueError:
             name = str(number)
         return Text(N_("your code was killed by signal {signal} in part `{part}`"), signal=name, **fields)
-    return Text(N_("your code exited with status {status} in part `{part}` (does your code call sys.exit(), "
-                   "exit() or os._exit()?)"), status=str(code), **fields)
+    return Text(
+        N_(
+            "your code exited with status {status} in part `{part}` (does your code call sys.exit(), "
+            "exit() or os._exit()?)"
+        ),
+        status=str(code),
+        **fields,
+    )
 
 
 def student_error(error: dict, memory_limit: int | None = None) -> StudentCodeError:
@@ -257,8 +287,9 @@ class RemoteMethod:
         return f"<sandboxed method {self.owner._type}.{self.name}>"
 
     def __call__(self, *args, **kwargs):
-        return self.owner._sandbox._request("call_method", target=self.owner, name=self.name,
-                                            args=list(args), kwargs=kwargs)
+        return self.owner._sandbox._request(
+            "call_method", target=self.owner, name=self.name, args=list(args), kwargs=kwargs
+        )
 
 
 class SandboxedImplementation:
@@ -280,9 +311,17 @@ class SandboxedImplementation:
 
     transport = "sandboxed"
 
-    def __init__(self, package_dir, part: str, limits: Limits | None = None, user: SandboxUser | None = None,
-                 deadline: float | None = None, epoch=None, max_restarts: int = 2,
-                 worker: WorkerProcess | None = None):
+    def __init__(
+        self,
+        package_dir,
+        part: str,
+        limits: Limits | None = None,
+        user: SandboxUser | None = None,
+        deadline: float | None = None,
+        epoch=None,
+        max_restarts: int = 2,
+        worker: WorkerProcess | None = None,
+    ):
         self._package_dir = package_dir
         self._part = part
         self._limits = limits or Limits()
@@ -345,16 +384,23 @@ class SandboxedImplementation:
         worker = self._worker
         if not worker.greeted:
             try:
-                hello = protocol.unpack(worker.wait_ready(self._deadline), limits=protocol.REPLIES,
-                                        deadline=self._deadline)
+                hello = protocol.unpack(
+                    worker.wait_ready(self._deadline), limits=protocol.REPLIES, deadline=self._deadline
+                )
                 if not (isinstance(hello, dict) and hello.get("ok")):
                     raise protocol.ProtocolError("bad hello")
             except Exception as error:  # time-out, EOF, a refused or malformed hello: it did not start
                 tail = worker.output_tail("stderr", 2000).strip()
                 worker.cleanup()
                 self._worker = None
-                self._final = SandboxError(_("the sandbox worker for part `{part}` could not start ({error}): {output}",
-                                             part=self._part, error=type(error).__name__, output=tail[-1500:]))
+                self._final = SandboxError(
+                    _(
+                        "the sandbox worker for part `{part}` could not start ({error}): {output}",
+                        part=self._part,
+                        error=type(error).__name__,
+                        output=tail[-1500:],
+                    )
+                )
                 raise self._final from None
         return worker
 
@@ -370,13 +416,17 @@ class SandboxedImplementation:
             # hypothesis attached to an earlier check ("Failing test case: ...") into this one.
             raise type(self._final)(*self._final.args)
         if time.monotonic() >= self._deadline:
-            self._final = WorkerCrashed(_("the time for part `{part}` is used up; its remaining checks were not run",
-                                          part=self._part))
+            self._final = WorkerCrashed(
+                _("the time for part `{part}` is used up; its remaining checks were not run", part=self._part)
+            )
             self.close()
             raise self._final
-        message = {"op": op, **fields,
-                   "context": {"epoch": self._epoch(), "dtype": torch.get_default_dtype()},
-                   "release": self._pending_release}
+        message = {
+            "op": op,
+            **fields,
+            "context": {"epoch": self._epoch(), "dtype": torch.get_default_dtype()},
+            "release": self._pending_release,
+        }
         payload = protocol.pack(message, self._encode_other)  # TransportError: a test bug
         self._pending_release = []
         worker = self._ensure_worker()
@@ -405,13 +455,15 @@ class SandboxedImplementation:
             return response.get("value")
         error = response.get("error")
         if not isinstance(error, dict):
-            self._crash(worker, "protocol", Text(N_("your code sent back a malformed error in part `{part}`"),
-                                                 part=self._part))
+            self._crash(
+                worker, "protocol", Text(N_("your code sent back a malformed error in part `{part}`"), part=self._part)
+            )
         try:
             raised = student_error(error, self._limits.memory_bytes)
         except Exception:  # fields of the wrong types
-            self._crash(worker, "protocol", Text(N_("your code sent back a malformed error in part `{part}`"),
-                                                 part=self._part))
+            self._crash(
+                worker, "protocol", Text(N_("your code sent back a malformed error in part `{part}`"), part=self._part)
+            )
         raise raised
 
     def _refused(self, worker: WorkerProcess, error: Exception):
@@ -420,8 +472,15 @@ class SandboxedImplementation:
             detail = str(error)
         else:
             detail = f"{type(error).__name__}: {error}"
-        self._crash(worker, "protocol", Text(N_("your code sent back data the grader refuses ({error}) in part "
-                                                "`{part}`"), error=detail[:300], part=self._part))
+        self._crash(
+            worker,
+            "protocol",
+            Text(
+                N_("your code sent back data the grader refuses ({error}) in part `{part}`"),
+                error=detail[:300],
+                part=self._part,
+            ),
+        )
 
     def _collect_violations(self, violations) -> None:
         if not isinstance(violations, list):
@@ -429,8 +488,10 @@ class SandboxedImplementation:
         for v in violations[:100]:
             if isinstance(v, dict) and isinstance(v.get("call"), str) and isinstance(v.get("file"), str):
                 clean = {
-                    "call": _text(v["call"], 100), "rule": _text(v.get("rule", ""), 400),
-                    "file": _text(v["file"], 200), "line": v.get("line") if isinstance(v.get("line"), int) else 0,
+                    "call": _text(v["call"], 100),
+                    "rule": _text(v.get("rule", ""), 400),
+                    "file": _text(v["file"], 200),
+                    "line": v.get("line") if isinstance(v.get("line"), int) else 0,
                     "function": _text(v.get("function", ""), 100),
                     "student_files": [_text(f, 200) for f in v.get("student_files", [])[:20] if isinstance(f, str)],
                     "extra_parts": [_text(p, 40) for p in v.get("extra_parts", [])[:5] if isinstance(p, str)],
@@ -455,26 +516,39 @@ class SandboxedImplementation:
             if time.monotonic() >= self._deadline:
                 headline = Text(N_("{headline} (the time for this part is used up)"), headline=headline)
             else:
-                headline = Text(N_("{headline} (one call may take at most {limit} s — an endless loop?)"),
-                                headline=headline, limit=f"{self._limits.call_s:g}")
+                headline = Text(
+                    N_("{headline} (one call may take at most {limit} s — an endless loop?)"),
+                    headline=headline,
+                    limit=f"{self._limits.call_s:g}",
+                )
         message = str(headline)
         if tail:
-            message += ("\n  " + _("last output of your code:") + "\n    "
-                        + "\n    ".join(tail.splitlines()[-8:]))
+            message += "\n  " + _("last output of your code:") + "\n    " + "\n    ".join(tail.splitlines()[-8:])
         self.crashes.append(headline if "\n" not in headline else str(headline).splitlines()[0])
         if time.monotonic() >= self._deadline:
             self._final = WorkerCrashed(message + "\n  " + _("The remaining checks of this part were not run."))
         elif self._restarts > self._max_restarts:
-            self._final = WorkerCrashed(message + "\n  " + _("Your code crashed {count} times in this part; its "
-                                                              "remaining checks were not run.", count=self._restarts))
+            self._final = WorkerCrashed(
+                message
+                + "\n  "
+                + _(
+                    "Your code crashed {count} times in this part; its remaining checks were not run.",
+                    count=self._restarts,
+                )
+            )
         raise WorkerCrashed(message)
 
     # --- codec hooks -----------------------------------------------------------------------
 
     def _check_alive(self, remote: Remote) -> None:
         if remote._sandbox is not self or remote._generation != self._generation:
-            raise WorkerCrashed(_("this {type} was created before your code crashed in part `{part}`; it no longer "
-                                  "exists", type=remote._type, part=self._part))
+            raise WorkerCrashed(
+                _(
+                    "this {type} was created before your code crashed in part `{part}`; it no longer exists",
+                    type=remote._type,
+                    part=self._part,
+                )
+            )
 
     def _encode_other(self, obj):
         if isinstance(obj, Remote):
@@ -488,34 +562,46 @@ class SandboxedImplementation:
         raise TransportError(
             f"the sandboxed transport cannot send {type(obj).__name__} {obj!r:.80} to the student's code: "
             "tests may pass tensors, numbers, strings, None, lists/tuples/dicts of these, objects from impl, "
-            "and trusted modules (see tests/support/implementation.py)")
+            "and trusted modules (see tests/support/implementation.py)"
+        )
 
     def _encode_trusted(self, module: nn.Module):
         cls = type(module)
         training = bool(module.training)
         if cls is nn.Sequential:
             children = [self._encode_trusted(child) for child in module]
-            return {"__trusted__": ["torch.nn.Sequential", protocol.to_wire({}), protocol.to_wire({}), training, children]}
+            return {
+                "__trusted__": ["torch.nn.Sequential", protocol.to_wire({}), protocol.to_wire({}), training, children]
+            }
         if cls in SIMPLE_TRUSTED:
             name, init = SIMPLE_TRUSTED[cls]
             init_kwargs = init(module)
         elif cls.__module__ == "grader.runtime.toys" and isinstance(getattr(module, "init_kwargs", None), dict):
             name, init_kwargs = f"toys.{cls.__name__}", module.init_kwargs
         else:
-            raise TransportError(f"{cls.__name__} is not a trusted module: only nn.Dropout, nn.Linear, nn.Identity, "
-                                 "nn.ReLU, nn.Tanh, nn.Sequential of these and grader.runtime.toys can be sent")
+            raise TransportError(
+                f"{cls.__name__} is not a trusted module: only nn.Dropout, nn.Linear, nn.Identity, "
+                "nn.ReLU, nn.Tanh, nn.Sequential of these and grader.runtime.toys can be sent"
+            )
         state = dict(module.state_dict())
         return {"__trusted__": [name, protocol.to_wire(init_kwargs), protocol.to_wire(state), training, []]}
 
     def _decode_tag(self, tag: str, payload, decode):
         if tag == "__handle__":
-            if not (isinstance(payload, list) and len(payload) == 4 and type(payload[0]) is int
-                    and type(payload[1]) is str and type(payload[2]) is str and type(payload[3]) is bool):
+            if not (
+                isinstance(payload, list)
+                and len(payload) == 4
+                and type(payload[0]) is int
+                and type(payload[1]) is str
+                and type(payload[2]) is str
+                and type(payload[3]) is bool
+            ):
                 raise protocol.CodecError("malformed handle")
             return self._remote(payload[0], payload[1][:100], payload[2][:20], payload[3])
         if tag == "__method__":
-            if not (isinstance(payload, list) and len(payload) == 2 and type(payload[0]) is int
-                    and type(payload[1]) is str):
+            if not (
+                isinstance(payload, list) and len(payload) == 2 and type(payload[0]) is int and type(payload[1]) is str
+            ):
                 raise protocol.CodecError("malformed method reference")
             owner = self._remotes.get(payload[0])
             if owner is None:

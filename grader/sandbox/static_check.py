@@ -18,11 +18,13 @@ A *use* of a banned name is a ``banned`` finding, and so is tampering: reaching 
 assigning to torch's attributes (monkeypatching). Importing a banned name without using it,
 and dynamic machinery (``importlib``, ``__import__``, ``exec``/``eval``/``compile``, ``getattr`` with a
 computed name on torch, ``torch.ops``/``torch._C``, ``sys.modules``, frame inspection, ``ctypes``)
-are ``suspicious`` — reported as flags for a human, not scored. A finding affects the part of the file it is in (``attention.py`` -> ``attention``); a
+are ``suspicious`` — reported as flags for a human, not scored. A finding affects the part of the file it is
+in (``attention.py`` -> ``attention``); a
 helper file affects the parts whose modules import it; ``nn.Transformer*`` also affects
 ``model``; ``F.cross_entropy``/``nn.CrossEntropyLoss`` are banned only inside
 ``training.LabelSmoothingLoss`` (elsewhere in ``training.py`` they are suspicious).
 """
+
 from __future__ import annotations
 
 import ast
@@ -40,41 +42,62 @@ RULE_TAMPER = N_("reaches into the grader's checks or PyTorch's internals (tampe
 TAMPER_ATTRIBUTES = {"__wrapped__", "__closure__"}  # the way back to a wrapped original
 TAMPER_CALLS = {"gc.get_referents", "gc.get_referrers", "gc.get_objects"}
 RULE_STACK = N_("inspects the call stack")
-SUSPICIOUS_PATHS = {"sys.modules": N_("looks modules up behind the import system"),
-                    "sys._getframe": RULE_STACK, "inspect.currentframe": RULE_STACK,
-                    "inspect.stack": RULE_STACK, "ctypes": N_("calls C directly")}
+SUSPICIOUS_PATHS = {
+    "sys.modules": N_("looks modules up behind the import system"),
+    "sys._getframe": RULE_STACK,
+    "inspect.currentframe": RULE_STACK,
+    "inspect.stack": RULE_STACK,
+    "ctypes": N_("calls C directly"),
+}
 RULE_IMPORTLIB = N_("imports modules by name at run time")
 RULE_INTERNALS = N_("reaches PyTorch's internals directly")
 RULE_DYNAMIC = N_("runs or imports code chosen at run time")
 RULE_COMPUTED_NAME = N_("looks up a torch attribute by a computed name")
 RULE_COMPUTED_MODULE = N_("looks up an attribute of a module or of the builtins by a computed name")
-RULE_UNWATCHED = N_("runs code where the grader's run-time checks do not look (threads, TorchScript, "
-                    "custom operators)")
+RULE_UNWATCHED = N_("runs code where the grader's run-time checks do not look (threads, TorchScript, custom operators)")
 # Reached through which the run-time operator watch (tripwires.py) sees nothing.
 UNWATCHED_MODULES = {"threading", "_thread", "multiprocessing", "concurrent"}
 UNWATCHED_PATHS = ("torch.jit", "torch.library", "torch.compile", "torch._dynamo", "torch.multiprocessing")
 INTERNAL_ATTRIBUTES = {"ops", "aten", "_C"}  # torch.ops.aten.*, torch._C.*: below the public API
 RULE_MONKEYPATCH = N_("monkeypatches torch — {rule}")
-KNOWN_RULES = {RULE_TAMPER, RULE_STACK, RULE_IMPORTLIB, RULE_INTERNALS, RULE_DYNAMIC, RULE_COMPUTED_NAME,
-               RULE_COMPUTED_MODULE, RULE_UNWATCHED, *SUSPICIOUS_PATHS.values()}
+KNOWN_RULES = {
+    RULE_TAMPER,
+    RULE_STACK,
+    RULE_IMPORTLIB,
+    RULE_INTERNALS,
+    RULE_DYNAMIC,
+    RULE_COMPUTED_NAME,
+    RULE_COMPUTED_MODULE,
+    RULE_UNWATCHED,
+    *SUSPICIOUS_PATHS.values(),
+}
 
 # The tripwires' rules (tripwires.py imports nothing from the grader, so their translations are
 # marked here; tests/selftest/test_grader.py checks that the two lists agree).
 TRIPWIRE_RULES = (
-    N_("implement attention yourself (§3.2): PyTorch's built-in attention "
-       "(F.scaled_dot_product_attention, F.multi_head_attention_forward, nn.MultiheadAttention) is off limits"),
+    N_(
+        "implement attention yourself (§3.2): PyTorch's built-in attention "
+        "(F.scaled_dot_product_attention, F.multi_head_attention_forward, nn.MultiheadAttention) is off limits"
+    ),
     N_("implement layer normalisation yourself (§3.1): nn.LayerNorm and F.layer_norm are off limits"),
-    N_("build the model from your own layers: nn.Transformer, nn.TransformerEncoder(Layer) "
-       "and nn.TransformerDecoder(Layer) are off limits"),
-    N_("build LabelSmoothingLoss from log_softmax (§5.4): F.cross_entropy and nn.CrossEntropyLoss "
-       "are off limits inside it"),
-    N_("the grader watches PyTorch's operators for the banned building blocks (layer normalisation, "
-       "attention, cross-entropy); switching that watch off is tampering"),
+    N_(
+        "build the model from your own layers: nn.Transformer, nn.TransformerEncoder(Layer) "
+        "and nn.TransformerDecoder(Layer) are off limits"
+    ),
+    N_(
+        "build LabelSmoothingLoss from log_softmax (§5.4): F.cross_entropy and nn.CrossEntropyLoss "
+        "are off limits inside it"
+    ),
+    N_(
+        "the grader watches PyTorch's operators for the banned building blocks (layer normalisation, "
+        "attention, cross-entropy); switching that watch off is tampering"
+    ),
 )
 SEVERITIES = {"banned": N_("banned"), "suspicious": N_("suspicious")}
 # How the worker words a removed tripwire (grader/sandbox/worker.py).
 _REMOVED_TRIPWIRE = re.compile(
-    r"the grader's check on (?P<call>.+) was removed or replaced \(tampering\) — (?P<rule>.+)", re.S)
+    r"the grader's check on (?P<call>.+) was removed or replaced \(tampering\) — (?P<rule>.+)", re.S
+)
 
 
 def rule_text(rule) -> str:
@@ -86,8 +109,11 @@ def rule_text(rule) -> str:
         return Text(rule)
     removed = _REMOVED_TRIPWIRE.fullmatch(rule)
     if removed:
-        return Text(N_("the grader's check on {call} was removed or replaced (tampering) — {rule}"),
-                    call=removed["call"], rule=rule_text(removed["rule"]))
+        return Text(
+            N_("the grader's check on {call} was removed or replaced (tampering) — {rule}"),
+            call=removed["call"],
+            rule=rule_text(removed["rule"]),
+        )
     return rule
 
 
@@ -103,11 +129,16 @@ class Finding:
 
     def text(self) -> Text:
         """The finding as a ``Text`` (a flag: shown in the student's language, kept in English)."""
-        fields = dict(severity=Text(SEVERITIES.get(self.severity, self.severity)), call=self.call,
-                      where=f"{self.file}:{self.line}", rule=self.rule_text or rule_text(self.rule))
+        fields = dict(
+            severity=Text(SEVERITIES.get(self.severity, self.severity)),
+            call=self.call,
+            where=f"{self.file}:{self.line}",
+            rule=self.rule_text or rule_text(self.rule),
+        )
         if self.parts:
-            return Text(N_("{severity}: {call} in {where} (part {parts}) — {rule}"), parts=", ".join(self.parts),
-                        **fields)
+            return Text(
+                N_("{severity}: {call} in {where} (part {parts}) — {rule}"), parts=", ".join(self.parts), **fields
+            )
         return Text(N_("{severity}: {call} in {where} — {rule}"), **fields)
 
     def describe(self) -> str:
@@ -143,8 +174,13 @@ def fold(node) -> str | None:
                 return None
             pieces.append(piece)
         return "".join(pieces)
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join"
-            and len(node.args) == 1 and isinstance(node.args[0], (ast.List, ast.Tuple))):
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "join"
+        and len(node.args) == 1
+        and isinstance(node.args[0], (ast.List, ast.Tuple))
+    ):
         separator = fold(node.func.value)
         items = [fold(e) for e in node.args[0].elts]
         if separator is not None and all(i is not None for i in items):
@@ -190,8 +226,12 @@ class _FileScanner(ast.NodeVisitor):
                 return fold(node.args[0])
             return None
         if isinstance(node, ast.Subscript):
-            if isinstance(node.value, (ast.List, ast.Tuple)) and isinstance(node.slice, ast.Constant) \
-                    and type(node.slice.value) is int and -len(node.value.elts) <= node.slice.value < len(node.value.elts):
+            if (
+                isinstance(node.value, (ast.List, ast.Tuple))
+                and isinstance(node.slice, ast.Constant)
+                and type(node.slice.value) is int
+                and -len(node.value.elts) <= node.slice.value < len(node.value.elts)
+            ):
                 return self.resolve(node.value.elts[node.slice.value])  # [torch][0]
             if isinstance(node.value, ast.Dict) and fold(node.slice) is not None:
                 for key_node, value in zip(node.value.keys, node.value.values):
@@ -238,10 +278,21 @@ class _FileScanner(ast.NodeVisitor):
         if ban is not None:
             if imported:
                 self.add(node, ban.label, Text(N_("imports it — {rule}"), rule=rule_text(ban.rule)), "suspicious")
-            elif ban.scope == IN_LABEL_SMOOTHING and not (self.module == "training" and "LabelSmoothingLoss" in self.class_stack):
+            elif ban.scope == IN_LABEL_SMOOTHING and not (
+                self.module == "training" and "LabelSmoothingLoss" in self.class_stack
+            ):
                 if self.module == "training":
-                    self.add(node, ban.label, Text(N_("used in training.py outside LabelSmoothingLoss — check that "
-                                                      "the loss does not rely on it")), "suspicious")
+                    self.add(
+                        node,
+                        ban.label,
+                        Text(
+                            N_(
+                                "used in training.py outside LabelSmoothingLoss — check that "
+                                "the loss does not rely on it"
+                            )
+                        ),
+                        "suspicious",
+                    )
             else:
                 self.add(node, ban.label, ban.rule, "banned")
             return
@@ -269,8 +320,9 @@ class _FileScanner(ast.NodeVisitor):
         elif isinstance(target, ast.Attribute):
             base = self.resolve(target.value)
             if base and base.split(".")[0] == "torch":
-                self.add(target, f"{base}.{target.attr} = ...", Text(RULE_MONKEYPATCH, rule=Text(RULE_TAMPER)),
-                         "banned")
+                self.add(
+                    target, f"{base}.{target.attr} = ...", Text(RULE_MONKEYPATCH, rule=Text(RULE_TAMPER)), "banned"
+                )
 
     def visit_Assign(self, node):
         for target in node.targets:
@@ -335,8 +387,11 @@ class _FileScanner(ast.NodeVisitor):
     def visit_Attribute(self, node):
         if node.attr in TAMPER_ATTRIBUTES:
             self.add(node, node.attr, RULE_TAMPER, "banned")
-        if node.attr in INTERNAL_ATTRIBUTES and self.resolve(node) is None and not (
-                node.attr == "ops" and isinstance(node.value, ast.Name)):
+        if (
+            node.attr in INTERNAL_ATTRIBUTES
+            and self.resolve(node) is None
+            and not (node.attr == "ops" and isinstance(node.value, ast.Name))
+        ):
             # torch.ops/torch._C reached through something the pass cannot name ([torch][0].ops.aten);
             # a plain ``x.ops`` may be the student's own attribute, ``x.ops.aten``/``x._C`` are not
             self.add(node, f"<expression>.{node.attr}", RULE_INTERNALS, "suspicious")
@@ -392,10 +447,17 @@ def scan_package(package_dir: Path, parts: set[str] | None = None) -> tuple[list
         except (SyntaxError, ValueError):
             continue  # the tests of that part report the syntax error
         trees[module] = tree
-        if module == "__init__" and any(isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
-                                        for n in tree.body):
-            notes.append(Text(N_("transformer/__init__.py defines functions or classes, but the grader does not run "
-                                 "__init__.py: put every part of the API in its own module")))
+        if module == "__init__" and any(
+            isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) for n in tree.body
+        ):
+            notes.append(
+                Text(
+                    N_(
+                        "transformer/__init__.py defines functions or classes, but the grader does not run "
+                        "__init__.py: put every part of the API in its own module"
+                    )
+                )
+            )
         scanner = _FileScanner(relative, module)
         scanner.collect_aliases(tree)
         scanner.visit(tree)

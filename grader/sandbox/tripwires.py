@@ -45,6 +45,7 @@ compiled under a made-up file name (``compile(src, "<loss>", "exec")``) — and 
 such frame and no trusted caller at all (a thread started on a banned function) is the
 student's too.
 """
+
 from __future__ import annotations
 
 import functools
@@ -56,15 +57,22 @@ from dataclasses import dataclass
 ANYWHERE = "anywhere"  # any student code
 IN_LABEL_SMOOTHING = "in LabelSmoothingLoss"  # only inside training.LabelSmoothingLoss
 
-RULE_ATTENTION = ("implement attention yourself (§3.2): PyTorch's built-in attention "
-                  "(F.scaled_dot_product_attention, F.multi_head_attention_forward, nn.MultiheadAttention) is off limits")
+RULE_ATTENTION = (
+    "implement attention yourself (§3.2): PyTorch's built-in attention "
+    "(F.scaled_dot_product_attention, F.multi_head_attention_forward, nn.MultiheadAttention) is off limits"
+)
 RULE_NORM = "implement layer normalisation yourself (§3.1): nn.LayerNorm and F.layer_norm are off limits"
-RULE_TRANSFORMER = ("build the model from your own layers: nn.Transformer, nn.TransformerEncoder(Layer) "
-                    "and nn.TransformerDecoder(Layer) are off limits")
-RULE_LOSS = ("build LabelSmoothingLoss from log_softmax (§5.4): F.cross_entropy and nn.CrossEntropyLoss "
-             "are off limits inside it")
-RULE_WATCH = ("the grader watches PyTorch's operators for the banned building blocks (layer normalisation, "
-              "attention, cross-entropy); switching that watch off is tampering")
+RULE_TRANSFORMER = (
+    "build the model from your own layers: nn.Transformer, nn.TransformerEncoder(Layer) "
+    "and nn.TransformerDecoder(Layer) are off limits"
+)
+RULE_LOSS = (
+    "build LabelSmoothingLoss from log_softmax (§5.4): F.cross_entropy and nn.CrossEntropyLoss are off limits inside it"
+)
+RULE_WATCH = (
+    "the grader watches PyTorch's operators for the banned building blocks (layer normalisation, "
+    "attention, cross-entropy); switching that watch off is tampering"
+)
 
 
 @dataclass(frozen=True)
@@ -84,9 +92,16 @@ BANS = (
     Ban("torch.layer_norm", "torch.layer_norm", RULE_NORM),
     Ban("torch.native_layer_norm", "torch.native_layer_norm", RULE_NORM),
     Ban("torch.nn.LayerNorm", "nn.LayerNorm", RULE_NORM),
-    *(Ban(f"torch.nn.{name}", f"nn.{name}", RULE_TRANSFORMER, extra_parts=("model",))
-      for name in ("Transformer", "TransformerEncoder", "TransformerDecoder",
-                   "TransformerEncoderLayer", "TransformerDecoderLayer")),
+    *(
+        Ban(f"torch.nn.{name}", f"nn.{name}", RULE_TRANSFORMER, extra_parts=("model",))
+        for name in (
+            "Transformer",
+            "TransformerEncoder",
+            "TransformerDecoder",
+            "TransformerEncoderLayer",
+            "TransformerDecoderLayer",
+        )
+    ),
     Ban("torch.nn.functional.cross_entropy", "F.cross_entropy", RULE_LOSS, IN_LABEL_SMOOTHING),
     Ban("torch.nn.CrossEntropyLoss", "nn.CrossEntropyLoss", RULE_LOSS, IN_LABEL_SMOOTHING),
 )
@@ -112,8 +127,13 @@ def aten_ban(name: str) -> Ban | None:
     rule = _ATEN_RULES.get(name) or next((r for p, r in ATEN_PREFIXES.items() if name.startswith(p)), None)
     if rule is None:
         return None
-    return Ban(f"aten::{name}", f"aten::{name}", rule, IN_LABEL_SMOOTHING if rule == RULE_LOSS else ANYWHERE,
-               ("model",) if rule == RULE_TRANSFORMER else ())
+    return Ban(
+        f"aten::{name}",
+        f"aten::{name}",
+        rule,
+        IN_LABEL_SMOOTHING if rule == RULE_LOSS else ANYWHERE,
+        ("model",) if rule == RULE_TRANSFORMER else (),
+    )
 
 
 class BannedCallError(RuntimeError):
@@ -170,15 +190,16 @@ def install(student_dir: str, on_violation) -> None:
         instance of it, so that a ``forward`` built with ``exec`` is inside it too."""
         for frame in frames:
             code = frame.f_code
-            if (os.path.basename(code.co_filename) == "training.py"
-                    and getattr(code, "co_qualname", code.co_name).startswith("LabelSmoothingLoss")):
+            if os.path.basename(code.co_filename) == "training.py" and getattr(
+                code, "co_qualname", code.co_name
+            ).startswith("LabelSmoothingLoss"):
                 return True
-            if "self" in code.co_varnames[:max(code.co_argcount, 1)]:
+            if "self" in code.co_varnames[: max(code.co_argcount, 1)]:
                 try:
                     owner = frame.f_locals.get("self")
                     if any(c.__name__ == "LabelSmoothingLoss" for c in type(owner).__mro__):
                         return True
-                except Exception:  # noqa: BLE001 — a student __getattr__ on type() is not our business
+                except Exception:
                     continue
         return False
 
@@ -220,15 +241,17 @@ def install(student_dir: str, on_violation) -> None:
         if students is None:
             return
         innermost = students[0] if students else None
-        on_violation({
-            "call": ban.label,
-            "rule": ban.rule,
-            "file": where(innermost.f_code) if innermost else "transformer/",
-            "line": innermost.f_lineno if innermost else 0,
-            "function": getattr(innermost.f_code, "co_qualname", innermost.f_code.co_name) if innermost else "",
-            "student_files": [where(f.f_code) for f in students],
-            "extra_parts": list(ban.extra_parts),
-        })
+        on_violation(
+            {
+                "call": ban.label,
+                "rule": ban.rule,
+                "file": where(innermost.f_code) if innermost else "transformer/",
+                "line": innermost.f_lineno if innermost else 0,
+                "function": getattr(innermost.f_code, "co_qualname", innermost.f_code.co_name) if innermost else "",
+                "student_files": [where(f.f_code) for f in students],
+                "extra_parts": list(ban.extra_parts),
+            }
+        )
         raise BannedCallError(f"{ban.label} is off limits here: {ban.rule}")
 
     def wrap(owner, attribute: str, ban: Ban) -> None:
@@ -315,7 +338,7 @@ def check_integrity() -> list[Ban]:
         try:
             stack = torch.overrides._get_current_function_mode_stack()
             watching = any(mode is _watch for mode in stack) and torch._C._is_torch_function_mode_enabled()
-        except Exception:  # noqa: BLE001
+        except Exception:
             watching = False
         if not watching:
             tampered.append(WATCH_BAN)
@@ -323,7 +346,7 @@ def check_integrity() -> list[Ban]:
                 while torch._C._len_torch_function_stack():  # whatever is there now is not ours
                     torch._C._pop_torch_function_stack()
                 _watch.__enter__()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
     for owner, attribute, wrapper, ban in _armed:
         try:

@@ -20,6 +20,7 @@ assumed compromised — which is why the judge validates every reply and times e
 Imports: the standard library, torch, this directory's siblings ``protocol`` and
 ``tripwires``, ``grader.contract``; trusted helpers from the copied ``grader.runtime`` (and the translation job).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,12 @@ def main() -> None:
     parser.add_argument("--package-dir", required=True)
     parser.add_argument("--part", required=True)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--extra-path", action="append", default=[],
-                        help="site-packages to use (when this is not the judge's own interpreter)")
+    parser.add_argument(
+        "--extra-path",
+        action="append",
+        default=[],
+        help="site-packages to use (when this is not the judge's own interpreter)",
+    )
     args = parser.parse_args()
 
     sys.dont_write_bytecode = True
@@ -59,10 +64,10 @@ def main() -> None:
         sys.path.remove(path)
         sys.path.insert(0, path)  # ... but it must win over the system's own packages
     sys.path.insert(0, os.path.abspath(args.code_root))  # trusted copies: grader.sandbox/runtime/...
+    import torch
+
     from grader.contract import MODULES
     from grader.sandbox import protocol, tripwires
-
-    import torch
 
     torch.set_num_threads(max(1, args.threads))
     worker = Worker(protocol, tripwires, MODULES, os.path.abspath(args.package_dir), args.part)
@@ -121,12 +126,17 @@ class Worker:
         except Exception:
             return
         for ban in tampered:
-            self._record_violation({
-                "call": ban.label,
-                "rule": f"the grader's check on {ban.label} was removed or replaced (tampering) — {ban.rule}",
-                "file": "transformer/", "line": 0, "function": "",
-                "student_files": [], "extra_parts": [self.part, *ban.extra_parts],
-            })
+            self._record_violation(
+                {
+                    "call": ban.label,
+                    "rule": f"the grader's check on {ban.label} was removed or replaced (tampering) — {ban.rule}",
+                    "file": "transformer/",
+                    "line": 0,
+                    "function": "",
+                    "student_files": [],
+                    "extra_parts": [self.part, *ban.extra_parts],
+                }
+            )
 
     # --- handles ---------------------------------------------------------------------------
 
@@ -160,8 +170,11 @@ class Worker:
                 if len(items) > MAX_ITEMS:
                     raise self.protocol.CodecError("iterator too long to send")
             return self.protocol.to_wire(items, self.encode_other)
-        kind = "module" if isinstance(obj, types.ModuleType) else (
-            "class" if isinstance(obj, type) else ("nn.Module" if isinstance(obj, torch.nn.Module) else "object"))
+        kind = (
+            "module"
+            if isinstance(obj, types.ModuleType)
+            else ("class" if isinstance(obj, type) else ("nn.Module" if isinstance(obj, torch.nn.Module) else "object"))
+        )
         name = getattr(obj, "__name__", None) if kind in ("module", "class") else type(obj).__name__
         if not isinstance(name, str):
             name = type(obj).__name__
@@ -195,8 +208,13 @@ class Worker:
                 raise self.protocol.CodecError(f"unknown toy module {type_name!r:.60}")
             module = cls(**init)
         else:
-            classes = {"torch.nn.Dropout": nn.Dropout, "torch.nn.Linear": nn.Linear, "torch.nn.Identity": nn.Identity,
-                       "torch.nn.ReLU": nn.ReLU, "torch.nn.Tanh": nn.Tanh}
+            classes = {
+                "torch.nn.Dropout": nn.Dropout,
+                "torch.nn.Linear": nn.Linear,
+                "torch.nn.Identity": nn.Identity,
+                "torch.nn.ReLU": nn.ReLU,
+                "torch.nn.Tanh": nn.Tanh,
+            }
             if type_name not in classes:
                 raise self.protocol.CodecError(f"{type_name!r:.60} is not a trusted module")
             module = classes[type_name](**init)
@@ -222,7 +240,7 @@ class Worker:
                 del data
                 op = request.get("op") if isinstance(request, dict) else None
                 response = {"ok": True, "value": self.dispatch(request)}
-            except BaseException as error:  # noqa: BLE001 — student code may raise anything, even SystemExit
+            except BaseException as error:
                 response = {"ok": False, "error": self.describe(error)}
             self.check_tripwires()
             response["violations"], self.violations = self.violations, []
@@ -232,14 +250,20 @@ class Worker:
         """Reply within the limits the judge reads with: a reply it would refuse becomes an error."""
         try:
             data = self.protocol.pack(response, self.encode_other, self.protocol.reply_limits(op))
-        except BaseException as error:  # noqa: BLE001 — encoding may run student __getattr__ & co
-            data = self.protocol.pack({
-                "ok": False,
-                "error": {"type": "TransportError", "builtin": "TypeError", "frames": [],
-                          "message": "what your code returned cannot be sent back to the grader: "
-                                     f"{type(error).__name__}: {self._safe_str(error)}"},
-                "violations": response.get("violations", []),
-            })
+        except BaseException as error:
+            data = self.protocol.pack(
+                {
+                    "ok": False,
+                    "error": {
+                        "type": "TransportError",
+                        "builtin": "TypeError",
+                        "frames": [],
+                        "message": "what your code returned cannot be sent back to the grader: "
+                        f"{type(error).__name__}: {self._safe_str(error)}",
+                    },
+                    "violations": response.get("violations", []),
+                }
+            )
         self.protocol.write_message(fd, data)
 
     def apply_context(self, context: dict) -> None:
@@ -307,7 +331,7 @@ class Worker:
     def _safe_str(error) -> str:
         try:
             return str(error)[:MAX_MESSAGE_CHARS]
-        except BaseException:  # noqa: BLE001 — a student __str__ may raise
+        except BaseException:
             return "<the exception's message could not be read>"
 
     def _relative(self, path: str) -> str:
@@ -315,8 +339,10 @@ class Worker:
 
     def describe(self, error: BaseException) -> dict:
         """Type, message and the student's own frames — never the worker's internals."""
-        builtin = next((c.__name__ for c in type(error).__mro__
-                        if c.__module__ == "builtins" and issubclass(c, Exception)), "Exception")
+        builtin = next(
+            (c.__name__ for c in type(error).__mro__ if c.__module__ == "builtins" and issubclass(c, Exception)),
+            "Exception",
+        )
         if isinstance(error, self.protocol.CodecError):
             builtin = "TypeError"
         message = self._safe_str(error).replace(self.package_dir + os.sep, "transformer/")
@@ -325,7 +351,11 @@ class Worker:
             if os.path.abspath(frame.filename).startswith(self.package_dir + os.sep):
                 line = frame.line or linecache.getline(frame.filename, frame.lineno).strip()
                 frames.append([self._relative(frame.filename), frame.lineno or 0, frame.name, line[:300]])
-        if isinstance(error, SyntaxError) and error.filename and os.path.abspath(error.filename).startswith(self.package_dir):
+        if (
+            isinstance(error, SyntaxError)
+            and error.filename
+            and os.path.abspath(error.filename).startswith(self.package_dir)
+        ):
             text = (error.text or "").rstrip("\n")
             frames.append([self._relative(error.filename), error.lineno or 0, "<module>", text[:300]])
             message = error.msg

@@ -8,21 +8,41 @@ Japanese; a CJK font matplotlib already knows; one fontconfig knows (``fc-list :
 Without any, the picture is still drawn — the Japanese labels come out as empty boxes — and a
 warning says what to install.
 """
+
 from __future__ import annotations
 
 import functools
 import os
 import subprocess
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 CJK_FAMILIES = (
-    "Noto Sans CJK JP", "Noto Sans JP", "Noto Serif CJK JP", "Source Han Sans JP", "Source Han Sans",
-    "IPAexGothic", "IPAGothic", "IPAPGothic", "IPAexMincho", "IPAMincho", "TakaoGothic", "TakaoPGothic",
-    "VL Gothic", "Hiragino Sans", "Hiragino Kaku Gothic ProN", "Hiragino Kaku Gothic Pro", "Yu Gothic",
-    "Meiryo", "MS Gothic", "Noto Sans CJK SC", "Noto Sans CJK TC", "Droid Sans Fallback",
-    "WenQuanYi Zen Hei", "Arial Unicode MS",
+    "Noto Sans CJK JP",
+    "Noto Sans JP",
+    "Noto Serif CJK JP",
+    "Source Han Sans JP",
+    "Source Han Sans",
+    "IPAexGothic",
+    "IPAGothic",
+    "IPAPGothic",
+    "IPAexMincho",
+    "IPAMincho",
+    "TakaoGothic",
+    "TakaoPGothic",
+    "VL Gothic",
+    "Hiragino Sans",
+    "Hiragino Kaku Gothic ProN",
+    "Hiragino Kaku Gothic Pro",
+    "Yu Gothic",
+    "Meiryo",
+    "MS Gothic",
+    "Noto Sans CJK SC",
+    "Noto Sans CJK TC",
+    "Droid Sans Fallback",
+    "WenQuanYi Zen Hei",
+    "Arial Unicode MS",
 )
 FONT_ENV = "TRANSFORMER_CJK_FONT"  # a font file to use instead of searching
 
@@ -81,8 +101,10 @@ def find_cjk_font() -> str | None:
         listing = subprocess.run(["fc-list", ":lang=ja", "file"], capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.SubprocessError):
         listing = ""
-    paths = sorted({line.split(":")[0].strip() for line in listing.splitlines() if line.strip()},
-                   key=lambda p: (not any(k in p.lower() for k in ("gothic", "sans")), p))
+    paths = sorted(
+        {line.split(":")[0].strip() for line in listing.splitlines() if line.strip()},
+        key=lambda p: (not any(k in p.lower() for k in ("gothic", "sans")), p),
+    )
     for path in paths:
         if path.lower().endswith((".ttf", ".otf", ".ttc")):
             name = register_font(path)
@@ -99,7 +121,8 @@ def _font_or_warn() -> str | None:
             "boxes. Install one (pip install -r requirements.txt brings matplotlib-fontja; or "
             "Debian/Ubuntu: apt-get install fonts-noto-cjk, or fonts-ipafont-gothic; "
             f"or set {FONT_ENV}=/path/to/font.ttf) and draw it again.",
-            NoCJKFontWarning, stacklevel=3,
+            NoCJKFontWarning,
+            stacklevel=3,
         )
     return font
 
@@ -119,8 +142,13 @@ def _heatmaps(fig, row_axes, maps, x_labels, y_labels, row_title, font):
     return image
 
 
-def attention_figure(source: Sequence[str], target: Sequence[str], cross: Sequence,
-                     encoder: Sequence | None = None, title: str | None = None):
+def attention_figure(
+    source: Sequence[str],
+    target: Sequence[str],
+    cross: Sequence,
+    encoder: Sequence | None = None,
+    title: str | None = None,
+):
     """The picture of ``plot_attention`` as a matplotlib ``Figure`` (with an Agg canvas), not
     yet drawn; ``figure.cjk_font`` is the font family its labels use (None: no CJK font)."""
     import numpy as np
@@ -148,8 +176,9 @@ def attention_figure(source: Sequence[str], target: Sequence[str], cross: Sequen
     height = sum(cell * len(y) + 1.6 for _, _, _, y in rows) + (0.8 if title else 0.3)
     fig = Figure(figsize=(width, height), dpi=110)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(len(rows), heads, squeeze=False,
-                        gridspec_kw={"height_ratios": [max(len(y), 2) for _, _, _, y in rows]})
+    axes = fig.subplots(
+        len(rows), heads, squeeze=False, gridspec_kw={"height_ratios": [max(len(y), 2) for _, _, _, y in rows]}
+    )
     image = None
     for (row_title, maps, x_labels, y_labels), row_axes in zip(rows, axes):
         image = _heatmaps(fig, row_axes, maps, x_labels, y_labels, row_title, font)
@@ -160,8 +189,14 @@ def attention_figure(source: Sequence[str], target: Sequence[str], cross: Sequen
     return fig
 
 
-def plot_attention(path: str | os.PathLike, source: Sequence[str], target: Sequence[str],
-                   cross: Sequence, encoder: Sequence | None = None, title: str | None = None) -> Path:
+def plot_attention(
+    path: str | os.PathLike,
+    source: Sequence[str],
+    target: Sequence[str],
+    cross: Sequence,
+    encoder: Sequence | None = None,
+    title: str | None = None,
+) -> Path:
     """Draw the cross-attention of the last decoder layer (``cross``: ``(h, T_tgt, T_src)``,
     rows = target tokens, columns = source tokens) and, when given, the encoder
     self-attention (``encoder``: ``(h, T_src, T_src)``) into a PNG at ``path``.
@@ -188,5 +223,6 @@ def plot_attention_dict(path: str | os.PathLike, attention: dict, title: str | N
         src = " ".join(t for t in attention["source"] if t != "</s>")
         tgt = " ".join(t for t in attention["target"] if t != "</s>")
         title = f"{src}  →  {tgt}"
-    return plot_attention(path, attention["source"], attention["target"], attention["cross"],
-                          attention.get("encoder"), title)
+    return plot_attention(
+        path, attention["source"], attention["target"], attention["cross"], attention.get("encoder"), title
+    )

@@ -10,11 +10,12 @@ whose *padded* size ``n * max(longest source, longest target)`` stays within
 holds sentences of similar length (little padding), and training does not see the short
 sentences first. Same seed and epoch -> same batches.
 """
+
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import torch
 
@@ -23,7 +24,9 @@ from .vocab import PAD_ID, Vocab
 Example = tuple[list[int], list[int]]
 
 
-def encode_pairs(pairs: Sequence[Sequence[str]], src_vocab: Vocab, tgt_vocab: Vocab, max_len: int | None = None) -> list[Example]:
+def encode_pairs(
+    pairs: Sequence[Sequence[str]], src_vocab: Vocab, tgt_vocab: Vocab, max_len: int | None = None
+) -> list[Example]:
     """``[(english, japanese), ...]`` -> ``[(src ids + </s>, <s> + tgt ids + </s>), ...]``.
     Pairs with more than ``max_len`` tokens on either side are dropped (None: keep all)."""
     examples = []
@@ -42,8 +45,9 @@ def example_size(example: Example) -> int:
     return max(len(src), len(tgt) - 1)
 
 
-def token_batches(examples: Sequence[Example], max_tokens: int, seed: int = 0, epoch: int = 0,
-                  shuffle: bool = True) -> list[list[int]]:
+def token_batches(
+    examples: Sequence[Example], max_tokens: int, seed: int = 0, epoch: int = 0, shuffle: bool = True
+) -> list[list[int]]:
     """Indices of ``examples``, grouped into batches of at most ``max_tokens`` padded tokens
     (``len(batch) * max(example_size) <= max_tokens``; a single example longer than the budget
     forms a batch of its own). Within a batch the examples are sorted by length."""
@@ -71,15 +75,20 @@ def token_batches(examples: Sequence[Example], max_tokens: int, seed: int = 0, e
 
 @dataclass
 class Batch:
-    src: torch.Tensor      # (B, T_src) long, padded with PAD_ID
-    tgt_in: torch.Tensor   # (B, T_tgt) long: <s> y
+    src: torch.Tensor  # (B, T_src) long, padded with PAD_ID
+    tgt_in: torch.Tensor  # (B, T_tgt) long: <s> y
     tgt_out: torch.Tensor  # (B, T_tgt) long: y </s>
     n_src_tokens: int
     n_tgt_tokens: int
 
-    def to(self, device) -> "Batch":
-        return Batch(self.src.to(device, non_blocking=True), self.tgt_in.to(device, non_blocking=True),
-                     self.tgt_out.to(device, non_blocking=True), self.n_src_tokens, self.n_tgt_tokens)
+    def to(self, device) -> Batch:
+        return Batch(
+            self.src.to(device, non_blocking=True),
+            self.tgt_in.to(device, non_blocking=True),
+            self.tgt_out.to(device, non_blocking=True),
+            self.n_src_tokens,
+            self.n_tgt_tokens,
+        )
 
 
 def pad(sequences: Sequence[Sequence[int]], pad_id: int = PAD_ID) -> torch.Tensor:
@@ -93,9 +102,13 @@ def pad(sequences: Sequence[Sequence[int]], pad_id: int = PAD_ID) -> torch.Tenso
 def collate(examples: Sequence[Example]) -> Batch:
     src = pad([s for s, _ in examples])
     tgt = pad([t for _, t in examples])
-    return Batch(src=src, tgt_in=tgt[:, :-1].contiguous(), tgt_out=tgt[:, 1:].contiguous(),
-                 n_src_tokens=sum(len(s) for s, _ in examples),
-                 n_tgt_tokens=sum(len(t) - 1 for _, t in examples))
+    return Batch(
+        src=src,
+        tgt_in=tgt[:, :-1].contiguous(),
+        tgt_out=tgt[:, 1:].contiguous(),
+        n_src_tokens=sum(len(s) for s, _ in examples),
+        n_tgt_tokens=sum(len(t) - 1 for _, t in examples),
+    )
 
 
 def epochs(examples: Sequence[Example], max_tokens: int, seed: int = 0) -> Iterator[tuple[float, Batch]]:

@@ -10,6 +10,7 @@
 The grader's ``__main__`` calls ``add_subcommands(subparsers)``; every subcommand sets
 ``func`` (``args.func(args)`` runs it and returns the exit status).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,6 +27,7 @@ DEFAULT_CHECKPOINT = "runs/synthetic/checkpoint.pt"
 
 
 # --- shared pieces -----------------------------------------------------------------------------
+
 
 def load_corpus(task: str, data_dir: str | None = None, corpus_seed: int = 0):
     """The corpus of a task: ``synthetic`` (grader.data.synthetic) or ``enja`` (small_parallel_enja)."""
@@ -49,8 +51,13 @@ def available_split(corpus, split: str) -> str:
     if split == "test" and not corpus.test and corpus.valid:
         from grader.i18n import _
 
-        print(_("(the hand-out has no test split: the held-out test sentences exist only where grading happens; "
-                "using the validation split)"), file=sys.stderr)
+        print(
+            _(
+                "(the hand-out has no test split: the held-out test sentences exist only where grading happens; "
+                "using the validation split)"
+            ),
+            file=sys.stderr,
+        )
         return "valid"
     return split
 
@@ -65,8 +72,14 @@ class Progress:
         self.by_steps = steps is not None
         total = steps if self.by_steps else seconds
         fmt = None if self.by_steps else "{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]"
-        self.bar = tqdm(total=total, unit="step" if self.by_steps else "s", bar_format=fmt, disable=not enabled,
-                        dynamic_ncols=True, desc="training")
+        self.bar = tqdm(
+            total=total,
+            unit="step" if self.by_steps else "s",
+            bar_format=fmt,
+            disable=not enabled,
+            dynamic_ncols=True,
+            desc="training",
+        )
         self.last_postfix = 0.0
 
     def __call__(self, info: dict) -> None:
@@ -74,8 +87,9 @@ class Progress:
         if now - self.last_postfix > 0.5:
             self.last_postfix = now
             loss = "-" if info["loss"] is None else f"{info['loss']:.3f}"
-            self.bar.set_postfix_str(f"step {info['step']} loss {loss} {info['tokens_per_second']:,.0f} tok/s",
-                                     refresh=False)
+            self.bar.set_postfix_str(
+                f"step {info['step']} loss {loss} {info['tokens_per_second']:,.0f} tok/s", refresh=False
+            )
         if self.by_steps:
             self.bar.update(1)
         else:
@@ -95,8 +109,9 @@ def evaluate_model(model, impl, src_vocab, tgt_vocab, pairs, *, beams=(0,), bf16
     results = {}
     for beam in beams:
         start = time.perf_counter()
-        hypotheses = decode.translate(model, impl, src_vocab, tgt_vocab, sources, beam=beam, bf16=bf16,
-                                      batch_size=batch_size)
+        hypotheses = decode.translate(
+            model, impl, src_vocab, tgt_vocab, sources, beam=beam, bf16=bf16, batch_size=batch_size
+        )
         scored = evaluate.score(hypotheses, references)
         scored["seconds"] = round(time.perf_counter() - start, 2)
         scored["hypotheses"] = hypotheses
@@ -112,8 +127,10 @@ def print_evaluation(results: dict, pairs, split: str, n_samples: int = 5, out=s
     first = next(iter(results.values()))
     if n_samples:
         print(f"\nFirst {min(n_samples, len(pairs))} translations ({next(iter(results))}):", file=out)
-        print(evaluate.format_samples([en for en, _ in pairs], first["hypotheses"], [ja for _, ja in pairs],
-                                      n=n_samples), file=out)
+        print(
+            evaluate.format_samples([en for en, _ in pairs], first["hypotheses"], [ja for _, ja in pairs], n=n_samples),
+            file=out,
+        )
 
 
 def draw_attention(path, model, impl, src_vocab, tgt_vocab, sentence: str) -> Path | None:
@@ -144,15 +161,39 @@ def _impl_for_checkpoint(data: dict, override: str | None):
 
 # --- train -------------------------------------------------------------------------------------
 
-def train_run(*, impl_name: str, task: str = "synthetic", data_dir: str | None = None, out_dir: str | None = None,
-              model_config=None, train_config=None, beams=(0, 4), progress: bool = True, corpus=None,
-              impl=None, model=None, target_mask_fn=None, n_samples: int = 5, quiet: bool = False,
-              draw: bool = True, eval_split: str = "test") -> dict:
+
+def train_run(
+    *,
+    impl_name: str,
+    task: str = "synthetic",
+    data_dir: str | None = None,
+    out_dir: str | None = None,
+    model_config=None,
+    train_config=None,
+    beams=(0, 4),
+    progress: bool = True,
+    corpus=None,
+    impl=None,
+    model=None,
+    target_mask_fn=None,
+    n_samples: int = 5,
+    quiet: bool = False,
+    draw: bool = True,
+    eval_split: str = "test",
+) -> dict:
     """Train + save + evaluate + draw; the body of ``python -m grader train`` (the benchmark
     calls it too). Returns a plain summary dict (also written to ``out_dir/metrics.json``)."""
     from .batching import encode_pairs
-    from .train import (ModelConfig, build_model, count_parameters, load_implementation, resolve_device,
-                        resolve_impl_root, save_checkpoint, train_model)
+    from .train import (
+        ModelConfig,
+        build_model,
+        count_parameters,
+        load_implementation,
+        resolve_device,
+        resolve_impl_root,
+        save_checkpoint,
+        train_model,
+    )
     from .vocab import Vocab
 
     say = (lambda *a, **k: None) if quiet else print
@@ -165,28 +206,45 @@ def train_run(*, impl_name: str, task: str = "synthetic", data_dir: str | None =
     examples = encode_pairs(corpus.train, src_vocab, tgt_vocab, max_len=model_config.max_len - 2)
     if model is None:
         model = build_model(impl, len(src_vocab), len(tgt_vocab), model_config, seed=train_config.seed)
-    say(f"task {task}: {len(corpus.train)} training pairs, vocabularies {len(src_vocab)} (en) / {len(tgt_vocab)} (ja); "
+    say(
+        f"task {task}: {len(corpus.train)} training pairs, vocabularies {len(src_vocab)} (en) / {len(tgt_vocab)} (ja); "
         f"model {count_parameters(model):,} parameters ({model_config.d_model=}, {model_config.num_heads=}, "
-        f"{model_config.num_layers=}, {model_config.d_ff=}) on {device}"
-        .replace("model_config.", ""))
-    budget = " and ".join(filter(None, [f"{train_config.steps} steps" if train_config.steps else "",
-                                        f"{train_config.seconds:.0f} s" if train_config.seconds else ""]))
-    say(f"training with the trusted loop (Adam 0.9/0.98/1e-9, warm-up {train_config.warmup}, label smoothing "
+        f"{model_config.num_layers=}, {model_config.d_ff=}) on {device}".replace("model_config.", "")
+    )
+    budget = " and ".join(
+        filter(
+            None,
+            [
+                f"{train_config.steps} steps" if train_config.steps else "",
+                f"{train_config.seconds:.0f} s" if train_config.seconds else "",
+            ],
+        )
+    )
+    say(
+        f"training with the trusted loop (Adam 0.9/0.98/1e-9, warm-up {train_config.warmup}, label smoothing "
         f"{train_config.label_smoothing}, clip {train_config.clip_norm}, seed {train_config.seed}, "
-        f"{train_config.max_tokens} tokens/batch) for {budget}")
+        f"{train_config.max_tokens} tokens/batch) for {budget}"
+    )
     bar = Progress(train_config.steps, train_config.seconds if not train_config.steps else None, enabled=progress)
     try:
-        result = train_model(model, impl, examples, train_config, device=device, progress=bar,
-                             target_mask_fn=target_mask_fn)
+        result = train_model(
+            model, impl, examples, train_config, device=device, progress=bar, target_mask_fn=target_mask_fn
+        )
     finally:
         bar.close()
-    say(f"trained {result.steps} steps ({result.epochs:.2f} epochs) in {result.seconds:.1f} s: "
-        f"{result.tokens_per_second:,.0f} tokens/s, final loss {result.final_loss:.3f}")
+    say(
+        f"trained {result.steps} steps ({result.epochs:.2f} epochs) in {result.seconds:.1f} s: "
+        f"{result.tokens_per_second:,.0f} tokens/s, final loss {result.final_loss:.3f}"
+    )
 
     summary = {
-        "task": task, "impl": impl_name, "device": str(device),
-        "model_config": dataclasses.asdict(model_config), "train_config": dataclasses.asdict(train_config),
-        "parameters": count_parameters(model), "training": result.as_dict(),
+        "task": task,
+        "impl": impl_name,
+        "device": str(device),
+        "model_config": dataclasses.asdict(model_config),
+        "train_config": dataclasses.asdict(train_config),
+        "parameters": count_parameters(model),
+        "training": result.as_dict(),
     }
     out = Path(out_dir) if out_dir else None
     if out is not None:
@@ -194,9 +252,18 @@ def train_run(*, impl_name: str, task: str = "synthetic", data_dir: str | None =
             impl_root = str(resolve_impl_root(impl_name))
         except FileNotFoundError:
             impl_root = None
-        meta = {"task": task, "impl": impl_name, "impl_root": impl_root, "data_dir": data_dir, "corpus_seed": 0,
-                "seed": train_config.seed, "steps": result.steps, "seconds": round(result.seconds, 2),
-                "tokens_per_second": round(result.tokens_per_second, 1), "final_loss": result.final_loss}
+        meta = {
+            "task": task,
+            "impl": impl_name,
+            "impl_root": impl_root,
+            "data_dir": data_dir,
+            "corpus_seed": 0,
+            "seed": train_config.seed,
+            "steps": result.steps,
+            "seconds": round(result.seconds, 2),
+            "tokens_per_second": round(result.tokens_per_second, 1),
+            "final_loss": result.final_loss,
+        }
         path = save_checkpoint(out / "checkpoint.pt", model, src_vocab, tgt_vocab, model_config, meta)
         summary["checkpoint"] = str(path)
         say(f"checkpoint: {path}")
@@ -208,9 +275,13 @@ def train_run(*, impl_name: str, task: str = "synthetic", data_dir: str | None =
         if not quiet:
             print()
             print_evaluation(evaluation, pairs, eval_split, n_samples=n_samples)
-        summary["evaluation"] = {k: {kk: vv for kk, vv in v.items() if kk != "hypotheses"} for k, v in evaluation.items()}
-        summary["samples"] = [[en, evaluation[next(iter(evaluation))]["hypotheses"][i], ja]
-                              for i, (en, ja) in enumerate(pairs[:n_samples])]
+        summary["evaluation"] = {
+            k: {kk: vv for kk, vv in v.items() if kk != "hypotheses"} for k, v in evaluation.items()
+        }
+        summary["samples"] = [
+            [en, evaluation[next(iter(evaluation))]["hypotheses"][i], ja]
+            for i, (en, ja) in enumerate(pairs[:n_samples])
+        ]
     example = attention_example(task, corpus)
     from .decode import translate as _translate
 
@@ -231,8 +302,14 @@ def train_run(*, impl_name: str, task: str = "synthetic", data_dir: str | None =
 def model_config_from_args(args):
     from .train import ModelConfig
 
-    return ModelConfig(d_model=args.d_model, num_heads=args.heads, num_layers=args.layers, d_ff=args.d_ff,
-                       dropout=args.dropout, max_len=args.max_len)
+    return ModelConfig(
+        d_model=args.d_model,
+        num_heads=args.heads,
+        num_layers=args.layers,
+        d_ff=args.d_ff,
+        dropout=args.dropout,
+        max_len=args.max_len,
+    )
 
 
 def train_config_from_args(args):
@@ -243,24 +320,40 @@ def train_config_from_args(args):
         seconds = args.minutes * 60.0
     if steps is None and seconds is None:
         seconds = DEFAULT_MINUTES[args.task] * 60.0
-    return TrainConfig(steps=steps, seconds=seconds, seed=args.seed, threads=args.threads, device=args.device,
-                       bf16=args.bf16, max_tokens=args.max_tokens, warmup=args.warmup, lr_factor=args.lr_factor)
+    return TrainConfig(
+        steps=steps,
+        seconds=seconds,
+        seed=args.seed,
+        threads=args.threads,
+        device=args.device,
+        bf16=args.bf16,
+        max_tokens=args.max_tokens,
+        warmup=args.warmup,
+        lr_factor=args.lr_factor,
+    )
 
 
 def cmd_train(args) -> int:
-    from .train import TrainConfig
 
     if args.bf16 and args.device == "cpu":
-        warnings.warn("--bf16 only applies on CUDA; training in fp32 on the CPU")
+        warnings.warn("--bf16 only applies on CUDA; training in fp32 on the CPU", stacklevel=2)
     out_dir = args.out or f"runs/{args.task}"
     beams = (0,) + ((args.beam,) if args.beam and args.beam > 1 else ())
-    train_run(impl_name=args.impl, task=args.task, data_dir=args.data_dir, out_dir=out_dir,
-              model_config=model_config_from_args(args), train_config=train_config_from_args(args),
-              beams=beams, progress=not args.no_progress)
+    train_run(
+        impl_name=args.impl,
+        task=args.task,
+        data_dir=args.data_dir,
+        out_dir=out_dir,
+        model_config=model_config_from_args(args),
+        train_config=train_config_from_args(args),
+        beams=beams,
+        progress=not args.no_progress,
+    )
     return 0
 
 
 # --- translate ---------------------------------------------------------------------------------
+
 
 def cmd_translate(args) -> int:
     from .decode import translate
@@ -274,7 +367,7 @@ def cmd_translate(args) -> int:
     impl = _impl_for_checkpoint(read_checkpoint(args.checkpoint), args.impl)
     model, src_vocab, tgt_vocab, _ = load_checkpoint(args.checkpoint, impl, device)
     sentences = args.sentences or [line.strip() for line in sys.stdin if line.strip()]
-    for sentence, output in zip(sentences, translate(model, impl, src_vocab, tgt_vocab, sentences, beam=args.beam)):
+    for _sentence, output in zip(sentences, translate(model, impl, src_vocab, tgt_vocab, sentences, beam=args.beam)):
         print(output)
     if args.attention:
         if not sentences:
@@ -287,6 +380,7 @@ def cmd_translate(args) -> int:
 
 
 # --- evaluate ----------------------------------------------------------------------------------
+
 
 def cmd_evaluate(args) -> int:
     from .train import load_checkpoint, read_checkpoint, resolve_device
@@ -314,21 +408,35 @@ def cmd_evaluate(args) -> int:
     print(f"checkpoint {args.checkpoint} ({task}, trained {meta.get('steps', '?')} steps)")
     print_evaluation(results, pairs, split if args.split == "test" else args.split, n_samples=args.samples)
     if args.json:
-        Path(args.json).write_text(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "hypotheses"}
-                                               for k, v in results.items()}, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {k: {kk: vv for kk, vv in v.items() if kk != "hypotheses"} for k, v in results.items()}, indent=2
+            )
+            + "\n"
+        )
     return 0
 
 
 # --- argparse ----------------------------------------------------------------------------------
 
+
 def add_subcommands(subparsers) -> dict:
     """Add ``train``, ``translate`` and ``evaluate`` to an argparse subparsers object."""
-    train = subparsers.add_parser("train", help="train a Transformer to translate (trusted loop)",
-                                  description="Train the implementation's Transformer with the grader's trusted "
-                                              "loop, save a checkpoint, print BLEU, samples and the attention picture.")
-    train.add_argument("--impl", default="assignments", help="solutions, assignments, or a directory holding transformer/")
-    train.add_argument("--task", choices=("synthetic", "enja"), default="synthetic",
-                       help="the built-in English→Japanese task, or small_parallel_enja")
+    train = subparsers.add_parser(
+        "train",
+        help="train a Transformer to translate (trusted loop)",
+        description="Train the implementation's Transformer with the grader's trusted "
+        "loop, save a checkpoint, print BLEU, samples and the attention picture.",
+    )
+    train.add_argument(
+        "--impl", default="assignments", help="solutions, assignments, or a directory holding transformer/"
+    )
+    train.add_argument(
+        "--task",
+        choices=("synthetic", "enja"),
+        default="synthetic",
+        help="the built-in English→Japanese task, or small_parallel_enja",
+    )
     train.add_argument("--data-dir", help="small_parallel_enja files (--task enja); default: cache or download")
     train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     budget = train.add_mutually_exclusive_group()
@@ -365,8 +473,12 @@ def add_subcommands(subparsers) -> dict:
     evaluate = subparsers.add_parser("evaluate", help="BLEU and samples of a checkpoint")
     evaluate.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="checkpoint written by train")
     evaluate.add_argument("--beam", type=int, default=0, help="beam size (0: greedy)")
-    evaluate.add_argument("--split", choices=("test", "length", "valid", "dev"), default="test",
-                          help="which sentences (the hand-out has no test split: it uses valid)")
+    evaluate.add_argument(
+        "--split",
+        choices=("test", "length", "valid", "dev"),
+        default="test",
+        help="which sentences (the hand-out has no test split: it uses valid)",
+    )
     evaluate.add_argument("--data-dir", help="small_parallel_enja files (enja checkpoints)")
     evaluate.add_argument("--samples", type=int, default=5, help="translations to print beside their references")
     evaluate.add_argument("--limit", type=int, help="only the first N sentences")

@@ -1,8 +1,9 @@
 """Translating with a trained model (the implementation's ``greedy_decode`` / ``beam_search``)
 and reading its attention weights. Worker-safe: standard library, torch, grader.translation."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -17,9 +18,19 @@ def max_decode_len(src_len: int) -> int:
 
 
 @torch.no_grad()
-def translate(model, impl, src_vocab: Vocab, tgt_vocab: Vocab, sentences: Sequence[str], *,
-              beam: int = 0, batch_size: int = 100, device=None, bf16: bool = False,
-              length_penalty: float = 0.6) -> list[str]:
+def translate(
+    model,
+    impl,
+    src_vocab: Vocab,
+    tgt_vocab: Vocab,
+    sentences: Sequence[str],
+    *,
+    beam: int = 0,
+    batch_size: int = 100,
+    device=None,
+    bf16: bool = False,
+    length_penalty: float = 0.6,
+) -> list[str]:
     """Translate tokenised English sentences. ``beam <= 1``: ``decoding.greedy_decode``;
     otherwise ``decoding.beam_search(beam_size=beam)``. Sentences are decoded in batches of
     similar length; the result is in the input order."""
@@ -30,14 +41,15 @@ def translate(model, impl, src_vocab: Vocab, tgt_vocab: Vocab, sentences: Sequen
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     out: list[str] = [""] * len(encoded)
     for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
+        chunk = order[start : start + batch_size]
         src = pad([encoded[i] for i in chunk]).to(device)
         src_mask = impl.masks.padding_mask(src, PAD_ID)
         max_len = max_decode_len(src.size(1))
         with autocast(device, bf16):
             if beam and beam > 1:
-                ids = impl.decoding.beam_search(model, src, src_mask, max_len, BOS_ID, EOS_ID,
-                                                beam_size=beam, length_penalty=length_penalty)
+                ids = impl.decoding.beam_search(
+                    model, src, src_mask, max_len, BOS_ID, EOS_ID, beam_size=beam, length_penalty=length_penalty
+                )
             else:
                 ids = impl.decoding.greedy_decode(model, src, src_mask, max_len, BOS_ID, EOS_ID)
         for row, i in zip(ids.tolist(), chunk):
@@ -46,8 +58,9 @@ def translate(model, impl, src_vocab: Vocab, tgt_vocab: Vocab, sentences: Sequen
 
 
 @torch.no_grad()
-def attention_maps(model, impl, src_vocab: Vocab, tgt_vocab: Vocab, sentence: str,
-                   translation: str | None = None, *, device=None) -> dict:
+def attention_maps(
+    model, impl, src_vocab: Vocab, tgt_vocab: Vocab, sentence: str, translation: str | None = None, *, device=None
+) -> dict:
     """The attention weights of one example, for the pictures.
 
     The model reads ``sentence`` and, teacher-forced, its ``translation`` (greedy when not

@@ -12,6 +12,7 @@ Where the files come from, in this order:
 Every file's line count is checked (50,000 / 500 / 500); when no source works, ``EnjaDataError``
 says what was tried and how to fix it.
 """
+
 from __future__ import annotations
 
 import os
@@ -103,8 +104,7 @@ def download(target: Path, base_url: str = BASE_URL, timeout: float = 30.0) -> P
     return target
 
 
-def locate(data_dir: str | os.PathLike | None = None, *, allow_download: bool = True,
-           base_url: str = BASE_URL) -> Path:
+def locate(data_dir: str | os.PathLike | None = None, *, allow_download: bool = True, base_url: str = BASE_URL) -> Path:
     """The directory holding verified small_parallel_enja files (see the module docstring)."""
     if data_dir is not None:
         data_dir = Path(data_dir).expanduser()
@@ -127,12 +127,21 @@ def locate(data_dir: str | os.PathLike | None = None, *, allow_download: bool = 
 
 
 def _read_pairs(directory: Path, split: str) -> list[tuple[str, str]]:
-    with open(directory / f"{split}.en", encoding="utf-8") as f_en, open(directory / f"{split}.ja", encoding="utf-8") as f_ja:
+    with (
+        open(directory / f"{split}.en", encoding="utf-8") as f_en,
+        open(directory / f"{split}.ja", encoding="utf-8") as f_ja,
+    ):
         return [(" ".join(en.split()), " ".join(ja.split())) for en, ja in zip(f_en, f_ja)]
 
 
-def load_enja(data_dir: str | os.PathLike | None = None, *, allow_download: bool = True,
-              base_url: str = BASE_URL) -> ParallelCorpus:
+def load_enja(
+    data_dir: str | os.PathLike | None = None, *, allow_download: bool = True, base_url: str = BASE_URL
+) -> ParallelCorpus:
     directory = locate(data_dir, allow_download=allow_download, base_url=base_url)
-    return ParallelCorpus(train=_read_pairs(directory, "train"), valid=_read_pairs(directory, "dev"),
-                          test=_read_pairs(directory, "test"), length=[], source=str(directory))
+    return ParallelCorpus(
+        train=_read_pairs(directory, "train"),
+        valid=_read_pairs(directory, "dev"),
+        test=_read_pairs(directory, "test"),
+        length=[],
+        source=str(directory),
+    )

@@ -5,9 +5,10 @@ computed on the tokens as they are: ``tokenize="none"`` — the equivalent of
 ``sacrebleu.corpus_bleu(hyps, [refs], tokenize="none")`` — and its signature is reported
 with every score so that numbers stay comparable.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def bleu(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[float, str]:
@@ -30,8 +31,12 @@ def exact_match(hypotheses: Sequence[str], references: Sequence[str]) -> float:
 
 def score(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
     value, signature = bleu(hypotheses, references)
-    return {"bleu": round(value, 2), "signature": signature,
-            "exact_match": round(exact_match(hypotheses, references), 4), "sentences": len(references)}
+    return {
+        "bleu": round(value, 2),
+        "signature": signature,
+        "exact_match": round(exact_match(hypotheses, references), 4),
+        "sentences": len(references),
+    }
 
 
 def format_samples(sources: Sequence[str], hypotheses: Sequence[str], references: Sequence[str], n: int = 5) -> str:
@@ -44,5 +49,7 @@ def format_samples(sources: Sequence[str], hypotheses: Sequence[str], references
 
 
 def format_score(name: str, result: dict) -> str:
-    return (f"{name}: BLEU {result['bleu']:.2f}  exact match {100 * result['exact_match']:.1f}% "
-            f"({result['sentences']} sentences)  [{result['signature']}]")
+    return (
+        f"{name}: BLEU {result['bleu']:.2f}  exact match {100 * result['exact_match']:.1f}% "
+        f"({result['sentences']} sentences)  [{result['signature']}]"
+    )

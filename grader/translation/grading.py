@@ -21,6 +21,7 @@ applies; ``GRADING_THREADS`` = None leaves it alone.
 
 The check's ``output`` is in the grading language (``grader.i18n``); its name stays English.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,9 +48,17 @@ PICTURE_NAME = "translation_attention.png"
 DISAGREEMENT_BLEU = 5.0
 
 
-def build_job(corpus, *, steps: int | None = GRADING_STEPS, seconds: float | None = GRADING_SECONDS,
-              seed: int = GRADING_SEED, threads: int | None = GRADING_THREADS, model: dict | None = None,
-              attention_example: str = ATTENTION_EXAMPLE, split: str = "test") -> dict:
+def build_job(
+    corpus,
+    *,
+    steps: int | None = GRADING_STEPS,
+    seconds: float | None = GRADING_SECONDS,
+    seed: int = GRADING_SEED,
+    threads: int | None = GRADING_THREADS,
+    model: dict | None = None,
+    attention_example: str = ATTENTION_EXAMPLE,
+    split: str = "test",
+) -> dict:
     """The plain-data job for ``job.run``: training pairs and test *sources* only."""
     return {
         "train": [[en, ja] for en, ja in corpus.train],
@@ -99,19 +108,29 @@ def progress_text(info: dict, steps: int | None, cap: float | None) -> str:
     time spent and an estimate of the time left (from the job's own step budget and time cap)."""
     step, elapsed = int(info.get("step", 0)), float(info.get("elapsed", 0.0))
     if info.get("phase") == "decode":
-        return _("translation: trained {step} steps in {elapsed}; translating the test sentences ...",
-                 step=step, elapsed=format_duration(elapsed))
+        return _(
+            "translation: trained {step} steps in {elapsed}; translating the test sentences ...",
+            step=step,
+            elapsed=format_duration(elapsed),
+        )
     left = None
     if steps and step > 0:
         left = elapsed / step * max(0, steps - step)
     if cap:
         left = max(0.0, cap - elapsed) if left is None else min(left, max(0.0, cap - elapsed))
-    fields = {"step": step, "steps": steps or "?", "elapsed": format_duration(elapsed),
-              "left": "?" if left is None else format_duration(left)}
+    fields = {
+        "step": step,
+        "steps": steps or "?",
+        "elapsed": format_duration(elapsed),
+        "left": "?" if left is None else format_duration(left),
+    }
     if info.get("loss") is None:
         return _("translation: step {step}/{steps}, {elapsed} elapsed, about {left} left", **fields)
-    return _("translation: step {step}/{steps}, loss {loss}, {elapsed} elapsed, about {left} left",
-             loss=f"{info['loss']:.3f}", **fields)
+    return _(
+        "translation: step {step}/{steps}, loss {loss}, {elapsed} elapsed, about {left} left",
+        loss=f"{info['loss']:.3f}",
+        **fields,
+    )
 
 
 class ProgressDisplay:
@@ -178,7 +197,7 @@ def _run_job(proxy, job: dict, progress=None) -> dict:
                     if info is not None and info != last:
                         last = info
                         progress(progress_text(info, job.get("steps"), job.get("seconds")), info["phase"])
-                except Exception:  # noqa: BLE001 - a display never disturbs the grade
+                except Exception:
                     pass
 
         watcher = threading.Thread(target=watch, name="translation-progress", daemon=True)
@@ -217,15 +236,16 @@ def _student_score(result: dict, references: list[str]):
 
     try:
         hypotheses = [str(h) for h in result["hypotheses"]]
-    except Exception:  # noqa: BLE001 - attacker-controlled data: anything may be wrong with it
+    except Exception:
         return None, None
     if len(hypotheses) != len(references):
         return None, hypotheses
     return evaluate.score(hypotheses, references), hypotheses
 
 
-def grade_translation(proxy, part, out_dir, *, corpus=None, job_overrides: dict | None = None,
-                      progress=None) -> list[dict]:
+def grade_translation(
+    proxy, part, out_dir, *, corpus=None, job_overrides: dict | None = None, progress=None
+) -> list[dict]:
     """Train (in the worker), decode the returned weights here, score; -> ``[check dict]``
     (name, score, max_score, output, visibility, extra_data).
 
@@ -268,29 +288,52 @@ def grade_translation(proxy, part, out_dir, *, corpus=None, job_overrides: dict 
     student_scored, student_hypotheses = _student_score(result, references)
     src_vocab = Vocab.build(en for en, _ in corpus.train)
     tgt_vocab = Vocab.build(ja for _, ja in corpus.train)
-    config = trusted.oracle_config(len(src_vocab), len(tgt_vocab),
-                                   ModelConfig.from_dict({**MODEL_SIZES, **dict(job.get("model") or {})}))
+    config = trusted.oracle_config(
+        len(src_vocab), len(tgt_vocab), ModelConfig.from_dict({**MODEL_SIZES, **dict(job.get("model") or {})})
+    )
     from grader.i18n import N_
     from grader.results import Text, english
 
     flags: list[Text] = []  # for a human: the check's output, and results.json's flags (grade.py)
-    student_line = (_("Your own decoding (decoding.greedy_decode, in the sandbox) scored BLEU {bleu}.",
-                      bleu=f"{student_scored['bleu']:.2f}") if student_scored is not None else
-                    _("Your own decoding returned no usable translations (expected {count}).", count=len(references)))
+    student_line = (
+        _(
+            "Your own decoding (decoding.greedy_decode, in the sandbox) scored BLEU {bleu}.",
+            bleu=f"{student_scored['bleu']:.2f}",
+        )
+        if student_scored is not None
+        else _("Your own decoding returned no usable translations (expected {count}).", count=len(references))
+    )
     try:
         model, report = trusted.trusted_model(result.get("state_dict"), config)
     except trusted.ContractMismatch as error:
         if student_scored is not None and student_scored["bleu"] > DISAGREEMENT_BLEU:
-            flags.append(Text(N_("translation: no usable weights came back, yet the sandbox claims BLEU {bleu}"),
-                              bleu=f"{student_scored['bleu']:.2f}"))
+            flags.append(
+                Text(
+                    N_("translation: no usable weights came back, yet the sandbox claims BLEU {bleu}"),
+                    bleu=f"{student_scored['bleu']:.2f}",
+                )
+            )
         check["output"] = "\n".join(
-            [_("The trained weights that came back do not fit the Transformer's state dict, so this part "
-               "scores 0 (the grader decodes your trained weights itself): {problems}.", problems=error.report.describe()),
-             student_line] + [_("Flag: {flag}", flag=f) for f in flags])
-        check["extra_data"] = {"bleu": 0.0, "student_bleu": student_scored and student_scored["bleu"],
-                               "split": split, "missing_keys": error.report.missing,
-                               "mismatched_keys": error.report.mismatched, "extra_keys": error.report.extra,
-                               "flags": [english(f) for f in flags], "attention_png": None}
+            [
+                _(
+                    "The trained weights that came back do not fit the Transformer's state dict, so this part "
+                    "scores 0 (the grader decodes your trained weights itself): {problems}.",
+                    problems=error.report.describe(),
+                ),
+                student_line,
+            ]
+            + [_("Flag: {flag}", flag=f) for f in flags]
+        )
+        check["extra_data"] = {
+            "bleu": 0.0,
+            "student_bleu": student_scored and student_scored["bleu"],
+            "split": split,
+            "missing_keys": error.report.missing,
+            "mismatched_keys": error.report.mismatched,
+            "extra_keys": error.report.extra,
+            "flags": [english(f) for f in flags],
+            "attention_png": None,
+        }
         check["flag_texts"] = flags
         return [check]
     try:
@@ -303,10 +346,16 @@ def grade_translation(proxy, part, out_dir, *, corpus=None, job_overrides: dict 
     check["score"] = points
     difference = None if student_scored is None else round(student_scored["bleu"] - scored["bleu"], 2)
     if difference is None or difference > DISAGREEMENT_BLEU:
-        flags.append(Text(N_("translation: the sandbox's decoding claims BLEU {student}, the grader's decoding of "
-                             "the returned weights gives {trusted}"),
-                          student="?" if student_scored is None else f"{student_scored['bleu']:.2f}",
-                          trusted=f"{scored['bleu']:.2f}"))
+        flags.append(
+            Text(
+                N_(
+                    "translation: the sandbox's decoding claims BLEU {student}, the grader's decoding of "
+                    "the returned weights gives {trusted}"
+                ),
+                student="?" if student_scored is None else f"{student_scored['bleu']:.2f}",
+                trusted=f"{scored['bleu']:.2f}",
+            )
+        )
 
     picture = None
     attention = result.get("attention")
@@ -324,30 +373,56 @@ def grade_translation(proxy, part, out_dir, *, corpus=None, job_overrides: dict 
     except (TypeError, ValueError):
         tokens_per_second = 0.0
     if split == "test":
-        headline = _("BLEU {bleu} on {sentences} held-out test sentences (sacrebleu {signature}); exact match {exact}%.",
-                     bleu=f"{scored['bleu']:.2f}", sentences=scored["sentences"], signature=scored["signature"],
-                     exact=f"{100 * scored['exact_match']:.1f}")
+        headline = _(
+            "BLEU {bleu} on {sentences} held-out test sentences (sacrebleu {signature}); exact match {exact}%.",
+            bleu=f"{scored['bleu']:.2f}",
+            sentences=scored["sentences"],
+            signature=scored["signature"],
+            exact=f"{100 * scored['exact_match']:.1f}",
+        )
     else:
-        headline = _("BLEU {bleu} on {sentences} validation sentences (sacrebleu {signature}); exact match {exact}%. "
-                     "The hand-out has no test split: the real grade uses held-out test sentences.",
-                     bleu=f"{scored['bleu']:.2f}", sentences=scored["sentences"], signature=scored["signature"],
-                     exact=f"{100 * scored['exact_match']:.1f}")
+        headline = _(
+            "BLEU {bleu} on {sentences} validation sentences (sacrebleu {signature}); exact match {exact}%. "
+            "The hand-out has no test split: the real grade uses held-out test sentences.",
+            bleu=f"{scored['bleu']:.2f}",
+            sentences=scored["sentences"],
+            signature=scored["signature"],
+            exact=f"{100 * scored['exact_match']:.1f}",
+        )
     lines = [
         headline,
-        _("Points: {points}/{max_score}  ({thresholds}).", points=f"{points:g}", max_score=f"{max_score:g}",
-          thresholds=_thresholds_text(part)),
-        _("The grader translated with your trained weights itself (its own greedy decoder and a model built "
-          "from PyTorch modules); these translations earn the points.") + " " + student_line,
-        _("Training (trusted loop, your Transformer and masks): {steps} steps in {seconds} s, {epochs} epochs, "
-          "{speed} tokens/s; {losses}.", steps=result.get("steps", "?"),
-          seconds=_number(result.get("seconds"), "{:.0f}"), epochs=_number(result.get("epochs"), "{:.1f}"),
-          speed=f"{tokens_per_second:,.0f}", losses=_losses(result.get("losses"))),
+        _(
+            "Points: {points}/{max_score}  ({thresholds}).",
+            points=f"{points:g}",
+            max_score=f"{max_score:g}",
+            thresholds=_thresholds_text(part),
+        ),
+        _(
+            "The grader translated with your trained weights itself (its own greedy decoder and a model built "
+            "from PyTorch modules); these translations earn the points."
+        )
+        + " "
+        + student_line,
+        _(
+            "Training (trusted loop, your Transformer and masks): {steps} steps in {seconds} s, {epochs} epochs, "
+            "{speed} tokens/s; {losses}.",
+            steps=result.get("steps", "?"),
+            seconds=_number(result.get("seconds"), "{:.0f}"),
+            epochs=_number(result.get("epochs"), "{:.1f}"),
+            speed=f"{tokens_per_second:,.0f}",
+            losses=_losses(result.get("losses")),
+        ),
     ]
     if report.extra:
         lines.append(_("Extra keys in your state dict (not used): {keys}.", keys=", ".join(report.extra[:20])))
     if difference is not None and difference < -DISAGREEMENT_BLEU:
-        lines.append(_("Your decoding.greedy_decode scores {difference} BLEU below the grader's decoding of the same "
-                       "weights: check it against the decoding tests.", difference=f"{-difference:.2f}"))
+        lines.append(
+            _(
+                "Your decoding.greedy_decode scores {difference} BLEU below the grader's decoding of the same "
+                "weights: check it against the decoding tests.",
+                difference=f"{-difference:.2f}",
+            )
+        )
     lines += [_("Flag: {flag}", flag=f) for f in flags]
     lines += [
         "",
@@ -355,20 +430,32 @@ def grade_translation(proxy, part, out_dir, *, corpus=None, job_overrides: dict 
         evaluate.format_samples(sources, hypotheses, references, n=5),
     ]
     if picture is not None:
-        lines += ["", _("Attention picture ({source} → {target}): {picture}", source=repr(ATTENTION_EXAMPLE),
-                        target=repr(" ".join(str(t) for t in attention["target"][:-1])), picture=str(picture))]
+        lines += [
+            "",
+            _(
+                "Attention picture ({source} → {target}): {picture}",
+                source=repr(ATTENTION_EXAMPLE),
+                target=repr(" ".join(str(t) for t in attention["target"][:-1])),
+                picture=str(picture),
+            ),
+        ]
     elif isinstance(attention, dict) and attention.get("error"):
         lines += ["", _("No attention picture: {error}", error=str(attention["error"]))]
     else:
         lines += ["", _("No attention picture: the model kept no attn_weights in decoder.layers[-1].cross_attn.")]
     check["output"] = "\n".join(lines)
     check["extra_data"] = {
-        "bleu": scored["bleu"], "signature": scored["signature"], "exact_match": scored["exact_match"],
-        "split": split, "student_bleu": None if student_scored is None else student_scored["bleu"],
-        "bleu_difference": difference, "disagreement_threshold": DISAGREEMENT_BLEU,
+        "bleu": scored["bleu"],
+        "signature": scored["signature"],
+        "exact_match": scored["exact_match"],
+        "split": split,
+        "student_bleu": None if student_scored is None else student_scored["bleu"],
+        "bleu_difference": difference,
+        "disagreement_threshold": DISAGREEMENT_BLEU,
         "flags": [english(f) for f in flags],
         "extra_keys": report.extra,
-        "tokens_per_second": tokens_per_second, "steps": result.get("steps"),
+        "tokens_per_second": tokens_per_second,
+        "steps": result.get("steps"),
         "attention_png": str(picture) if picture else None,
     }
     check["flag_texts"] = flags

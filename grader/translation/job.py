@@ -36,6 +36,7 @@ and returns::
      "steps": int, "seconds": float, "epochs": float, "stopped_by": "steps" | "time",
      "parameters": int, "device": str, "decode_seconds": float}
 """
+
 from __future__ import annotations
 
 import time
@@ -59,10 +60,14 @@ def run(job: dict) -> dict:
     seconds = job.get("seconds")
     model_config = ModelConfig.from_dict({**MODEL_SIZES, **dict(job.get("model") or {})})
     overrides = {k: v for k, v in dict(job.get("training") or {}).items() if k in TRAINING_KEYS}
-    config = TrainConfig(steps=None if steps is None else int(steps),
-                         seconds=None if seconds is None else float(seconds),
-                         seed=seed, threads=job.get("threads"), device=str(job.get("device", "auto")),
-                         **overrides)
+    config = TrainConfig(
+        steps=None if steps is None else int(steps),
+        seconds=None if seconds is None else float(seconds),
+        seed=seed,
+        threads=job.get("threads"),
+        device=str(job.get("device", "auto")),
+        **overrides,
+    )
 
     impl = ImportedImplementation("transformer")
     src_vocab = Vocab.build(en for en, _ in pairs)
@@ -76,8 +81,9 @@ def run(job: dict) -> dict:
         progress.decoding(result.steps, result.seconds)
 
     start = time.perf_counter()
-    hypotheses = translate(model, impl, src_vocab, tgt_vocab, sources, beam=int(job.get("beam", 0) or 0),
-                           bf16=config.bf16)
+    hypotheses = translate(
+        model, impl, src_vocab, tgt_vocab, sources, beam=int(job.get("beam", 0) or 0), bf16=config.bf16
+    )
     decode_seconds = time.perf_counter() - start
 
     attention = None

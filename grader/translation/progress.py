@@ -12,6 +12,7 @@ bounded numbers and a known phase — no text from the worker reaches the termin
 
 Worker-safe: the standard library only (the worker's copy of ``grader/translation`` has it).
 """
+
 from __future__ import annotations
 
 import math

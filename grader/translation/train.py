@@ -14,16 +14,16 @@ bug in the student's ``training.py`` costs only the training part of the grade:
 
 Worker-safe: imports only the standard library, torch and ``grader.translation``.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,7 @@ CHECKPOINT_FORMAT = "transformer-assignment/translation-v1"
 
 # --- configuration ------------------------------------------------------------------------
 
+
 @dataclass
 class ModelConfig:
     """The sizes of the model (a small Transformer: trains in minutes on two CPU cores)."""
@@ -51,7 +52,7 @@ class ModelConfig:
     max_len: int = 256
 
     @classmethod
-    def from_dict(cls, values: dict | None) -> "ModelConfig":
+    def from_dict(cls, values: dict | None) -> ModelConfig:
         values = dict(values or {})
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
@@ -68,18 +69,18 @@ class TrainConfig:
     steps: int | None = None
     seconds: float | None = None
     seed: int = 0
-    max_tokens: int = 1500       # padded tokens per batch (per side)
+    max_tokens: int = 1500  # padded tokens per batch (per side)
     warmup: int = 200
-    lr_factor: float = 0.5       # peak lr = 0.5 * 128^-0.5 * 200^-0.5 = 3.1e-3 at step 200
+    lr_factor: float = 0.5  # peak lr = 0.5 * 128^-0.5 * 200^-0.5 = 3.1e-3 at step 200
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-9
     label_smoothing: float = 0.1
     clip_norm: float = 1.0
     log_every: int = 10
-    threads: int | None = None   # torch.set_num_threads; None: leave torch's default
-    device: str = "auto"         # auto | cpu | cuda | cuda:N
-    bf16: bool = False           # bf16 autocast (CUDA only)
-    deterministic: bool = True   # torch.use_deterministic_algorithms(True, warn_only=True)
+    threads: int | None = None  # torch.set_num_threads; None: leave torch's default
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    bf16: bool = False  # bf16 autocast (CUDA only)
+    deterministic: bool = True  # torch.use_deterministic_algorithms(True, warn_only=True)
 
     def __post_init__(self):
         if self.steps is None and self.seconds is None:
@@ -90,10 +91,11 @@ class TrainConfig:
 def noam(step: int, d_model: int, warmup: int, factor: float = 1.0) -> float:
     """The trusted warm-up schedule (paper §5.3, equation 3); ``step`` counts from 1."""
     step = max(step, 1)
-    return factor * d_model ** -0.5 * min(step ** -0.5, step * warmup ** -1.5)
+    return factor * d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
 
 
 # --- the implementation under test -----------------------------------------------------------
+
 
 class ImportedImplementation:
     """The ``transformer`` package that is already importable (inside the grader's worker):
@@ -135,6 +137,7 @@ def load_implementation(value: str | os.PathLike):
 
 # --- devices, seeds --------------------------------------------------------------------------
 
+
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -163,13 +166,20 @@ def autocast(device: torch.device, bf16: bool):
 
 # --- model -----------------------------------------------------------------------------------
 
+
 def build_model(impl, src_vocab_size: int, tgt_vocab_size: int, config: ModelConfig, seed: int = 0):
     """The implementation's ``Transformer`` with the given sizes, initialised under ``seed``."""
     torch.manual_seed(seed)
     return impl.model.Transformer(
-        src_vocab_size, tgt_vocab_size,
-        d_model=config.d_model, num_heads=config.num_heads, num_layers=config.num_layers,
-        d_ff=config.d_ff, dropout=config.dropout, max_len=config.max_len, pad_id=PAD_ID,
+        src_vocab_size,
+        tgt_vocab_size,
+        d_model=config.d_model,
+        num_heads=config.num_heads,
+        num_layers=config.num_layers,
+        d_ff=config.d_ff,
+        dropout=config.dropout,
+        max_len=config.max_len,
+        pad_id=PAD_ID,
     )
 
 
@@ -179,15 +189,16 @@ def count_parameters(model) -> int:
 
 # --- training --------------------------------------------------------------------------------
 
+
 @dataclass
 class TrainResult:
     steps: int = 0
     epochs: float = 0.0
     seconds: float = 0.0
-    cpu_seconds: float = 0.0                      # process CPU time (all threads) while training
+    cpu_seconds: float = 0.0  # process CPU time (all threads) while training
     src_tokens: int = 0
     tgt_tokens: int = 0
-    losses: list = field(default_factory=list)   # [[step, mean loss since the last entry], ...]
+    losses: list = field(default_factory=list)  # [[step, mean loss since the last entry], ...]
     stopped_by: str = ""
     device: str = "cpu"
 
@@ -205,11 +216,19 @@ class TrainResult:
         return self.losses[-1][1] if self.losses else float("nan")
 
     def as_dict(self) -> dict:
-        return {"steps": self.steps, "epochs": round(self.epochs, 3), "seconds": round(self.seconds, 3),
-                "cpu_seconds": round(self.cpu_seconds, 3),
-                "src_tokens": self.src_tokens, "tgt_tokens": self.tgt_tokens,
-                "tokens_per_second": round(self.tokens_per_second, 1), "losses": self.losses,
-                "final_loss": self.final_loss, "stopped_by": self.stopped_by, "device": self.device}
+        return {
+            "steps": self.steps,
+            "epochs": round(self.epochs, 3),
+            "seconds": round(self.seconds, 3),
+            "cpu_seconds": round(self.cpu_seconds, 3),
+            "src_tokens": self.src_tokens,
+            "tgt_tokens": self.tgt_tokens,
+            "tokens_per_second": round(self.tokens_per_second, 1),
+            "losses": self.losses,
+            "final_loss": self.final_loss,
+            "stopped_by": self.stopped_by,
+            "device": self.device,
+        }
 
 
 def train_model(
@@ -236,6 +255,7 @@ def train_model(
     d_model = _d_model_of(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.0, betas=config.betas, eps=config.eps)
     if target_mask_fn is None:
+
         def target_mask_fn(tgt_in):
             return impl.masks.target_mask(tgt_in, PAD_ID)
 
@@ -257,8 +277,10 @@ def train_model(
         with autocast(device, config.bf16):
             logits = model(batch.src, batch.tgt_in, src_mask, tgt_mask)
         loss = F.cross_entropy(
-            logits.float().reshape(-1, logits.size(-1)), batch.tgt_out.reshape(-1),
-            ignore_index=PAD_ID, label_smoothing=config.label_smoothing,
+            logits.float().reshape(-1, logits.size(-1)),
+            batch.tgt_out.reshape(-1),
+            ignore_index=PAD_ID,
+            label_smoothing=config.label_smoothing,
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -279,8 +301,15 @@ def train_model(
             running_n = 0
         elapsed = time.perf_counter() - start
         if progress is not None:
-            progress({"step": step, "loss": last_loss, "lr": lr, "elapsed": elapsed,
-                      "tokens_per_second": result.tokens / elapsed if elapsed > 0 else 0.0})
+            progress(
+                {
+                    "step": step,
+                    "loss": last_loss,
+                    "lr": lr,
+                    "elapsed": elapsed,
+                    "tokens_per_second": result.tokens / elapsed if elapsed > 0 else 0.0,
+                }
+            )
         if config.steps is not None and step >= config.steps:
             result.stopped_by = "steps"
             break
@@ -307,20 +336,30 @@ def _d_model_of(model) -> int:
 
 # --- checkpoints -----------------------------------------------------------------------------
 
-def save_checkpoint(path: str | os.PathLike, model, src_vocab: Vocab, tgt_vocab: Vocab,
-                    model_config: ModelConfig, meta: dict | None = None) -> Path:
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model,
+    src_vocab: Vocab,
+    tgt_vocab: Vocab,
+    model_config: ModelConfig,
+    meta: dict | None = None,
+) -> Path:
     """Model state dict + vocabularies + config, all plain data (``weights_only`` loadable)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
-    torch.save({
-        "format": CHECKPOINT_FORMAT,
-        "model": state,
-        "src_vocab": src_vocab.to_list(),
-        "tgt_vocab": tgt_vocab.to_list(),
-        "model_config": dataclasses.asdict(model_config),
-        "meta": dict(meta or {}),
-    }, path)
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "model": state,
+            "src_vocab": src_vocab.to_list(),
+            "tgt_vocab": tgt_vocab.to_list(),
+            "model_config": dataclasses.asdict(model_config),
+            "meta": dict(meta or {}),
+        },
+        path,
+    )
     return path
 
 

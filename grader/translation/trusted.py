@@ -10,10 +10,11 @@ into the model assembled from PyTorch built-ins that the tests already use as th
 decoding tests' own reference greedy decoder (``tests.support.oracles.decoding``). A correct
 model's weights fit exactly; weights that do not fit score 0 with the offending keys named.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 
@@ -25,7 +26,7 @@ from .vocab import BOS_ID, EOS_ID, PAD_ID, Vocab
 class ContractMismatch(ValueError):
     """The returned weights do not fit the contract's state dict."""
 
-    def __init__(self, report: "StateReport"):
+    def __init__(self, report: StateReport):
         self.report = report
         super().__init__(report.describe())
 
@@ -33,7 +34,7 @@ class ContractMismatch(ValueError):
 @dataclass
 class StateReport:
     missing: list[str] = field(default_factory=list)
-    mismatched: list[str] = field(default_factory=list)   # "key: (got) ≠ (expected)"
+    mismatched: list[str] = field(default_factory=list)  # "key: (got) ≠ (expected)"
     not_tensors: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
 
@@ -64,9 +65,16 @@ def oracle_config(src_vocab_size: int, tgt_vocab_size: int, model_config):
     """The oracle's ``Config`` for a ``train.ModelConfig``."""
     from tests.support.oracles.model import Config
 
-    return Config(src_vocab=src_vocab_size, tgt_vocab=tgt_vocab_size, d_model=model_config.d_model,
-                  num_heads=model_config.num_heads, num_layers=model_config.num_layers, d_ff=model_config.d_ff,
-                  max_len=model_config.max_len, pad_id=PAD_ID)
+    return Config(
+        src_vocab=src_vocab_size,
+        tgt_vocab=tgt_vocab_size,
+        d_model=model_config.d_model,
+        num_heads=model_config.num_heads,
+        num_layers=model_config.num_layers,
+        d_ff=model_config.d_ff,
+        max_len=model_config.max_len,
+        pad_id=PAD_ID,
+    )
 
 
 def expected_shapes(config) -> dict[str, tuple[int, ...]]:
@@ -108,8 +116,9 @@ def trusted_model(state: dict, config, dtype=torch.float32):
 
 
 @torch.no_grad()
-def translate(model, src_vocab: Vocab, tgt_vocab: Vocab, sentences: Sequence[str], *,
-              batch_size: int = 100) -> list[str]:
+def translate(
+    model, src_vocab: Vocab, tgt_vocab: Vocab, sentences: Sequence[str], *, batch_size: int = 100
+) -> list[str]:
     """Translate tokenised sentences with the trusted model, greedily, with the decoding
     tests' own reference decoder (``tests.support.oracles.decoding.greedy_rows``: one row at a
     time, the whole prefix re-decoded under a causal mask, ``max_decode_len`` new tokens at
@@ -120,10 +129,11 @@ def translate(model, src_vocab: Vocab, tgt_vocab: Vocab, sentences: Sequence[str
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     out = [""] * len(encoded)
     for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
+        chunk = order[start : start + batch_size]
         src = pad([encoded[i] for i in chunk])
-        rows, _margin = greedy_rows(model, src, (src != PAD_ID).unsqueeze(1), max_decode_len(src.size(1)),
-                                    BOS_ID, EOS_ID)
+        rows, _margin = greedy_rows(
+            model, src, (src != PAD_ID).unsqueeze(1), max_decode_len(src.size(1)), BOS_ID, EOS_ID
+        )
         for row, i in zip(rows, chunk):
             out[i] = tgt_vocab.decode(row)
     return out
@@ -131,6 +141,6 @@ def translate(model, src_vocab: Vocab, tgt_vocab: Vocab, sentences: Sequence[str
 
 def finite(state: dict) -> bool:
     """Whether every floating-point tensor of ``state`` is finite."""
-    return all(bool(torch.isfinite(v).all()) for v in state.values()
-               if isinstance(v, torch.Tensor) and v.is_floating_point())
-
+    return all(
+        bool(torch.isfinite(v).all()) for v in state.values() if isinstance(v, torch.Tensor) and v.is_floating_point()
+    )

@@ -3,10 +3,11 @@
 A vocabulary is saved in a checkpoint as a plain list of strings (its ``tokens``), so that
 ``torch.load(..., weights_only=True)`` can read it back.
 """
+
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
@@ -37,7 +38,7 @@ class Vocab:
         self.index = {token: i for i, token in enumerate(tokens)}
 
     @classmethod
-    def build(cls, sentences: Iterable[str], min_freq: int = 1, max_size: int | None = None) -> "Vocab":
+    def build(cls, sentences: Iterable[str], min_freq: int = 1, max_size: int | None = None) -> Vocab:
         """From tokenised sentences: most frequent first, ties broken alphabetically (so the
         ids do not depend on the order of the corpus)."""
         counts = Counter(token for sentence in sentences for token in tokenize(sentence))
@@ -79,7 +80,7 @@ class Vocab:
         return list(self.tokens)
 
     @classmethod
-    def from_list(cls, tokens: Sequence[str]) -> "Vocab":
+    def from_list(cls, tokens: Sequence[str]) -> Vocab:
         return cls(tokens)
 
     def __eq__(self, other) -> bool:

@@ -1,4 +1,5 @@
 """Scaled dot-product attention and multi-head attention (paper §3.2.1 and §3.2.2)."""
+
 import math
 
 import torch

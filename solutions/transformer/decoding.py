@@ -8,6 +8,7 @@ the leading ``<s>``; a row ends with ``</s>`` (unless it ran out of ``max_len``)
 position after a row's ``</s>`` holds ``model.pad_id``; ``L <= max_len`` is the length of the
 longest row.
 """
+
 import torch
 
 from .masks import causal_mask

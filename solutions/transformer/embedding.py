@@ -1,4 +1,5 @@
 """Token embeddings and the sinusoidal positional encoding (paper §3.4 and §3.5)."""
+
 import math
 
 import torch

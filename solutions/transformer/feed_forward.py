@@ -1,4 +1,5 @@
 """The position-wise feed-forward network (paper §3.3)."""
+
 from torch import nn
 
 

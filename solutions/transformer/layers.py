@@ -1,4 +1,5 @@
 """One encoder layer and one decoder layer (paper §3.1, Figure 1)."""
+
 from torch import nn
 
 from .attention import MultiHeadAttention

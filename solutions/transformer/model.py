@@ -1,4 +1,5 @@
 """The encoder and decoder stacks and the full encoder-decoder model (paper §3.1, Figure 1)."""
+
 from torch import nn
 
 from .embedding import PositionalEncoding, TokenEmbedding
@@ -20,9 +21,7 @@ class Encoder(nn.Module):
     def __init__(self, num_layers: int, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1):
         super().__init__()
         # BEGIN SOLUTION: an nn.ModuleList of num_layers EncoderLayers
-        self.layers = nn.ModuleList(
-            EncoderLayer(d_model, num_heads, d_ff, dropout) for _ in range(num_layers)
-        )
+        self.layers = nn.ModuleList(EncoderLayer(d_model, num_heads, d_ff, dropout) for _ in range(num_layers))
         # END SOLUTION
 
     def forward(self, x, src_mask):
@@ -46,9 +45,7 @@ class Decoder(nn.Module):
     def __init__(self, num_layers: int, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1):
         super().__init__()
         # BEGIN SOLUTION: an nn.ModuleList of num_layers DecoderLayers
-        self.layers = nn.ModuleList(
-            DecoderLayer(d_model, num_heads, d_ff, dropout) for _ in range(num_layers)
-        )
+        self.layers = nn.ModuleList(DecoderLayer(d_model, num_heads, d_ff, dropout) for _ in range(num_layers))
         # END SOLUTION
 
     def forward(self, x, memory, src_mask, tgt_mask):

@@ -2,6 +2,7 @@
 
 Layer normalisation: Ba, Kiros & Hinton (2016), https://arxiv.org/abs/1607.06450.
 """
+
 import torch
 from torch import nn
 

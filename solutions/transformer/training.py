@@ -1,5 +1,5 @@
 """Training pieces: the label-smoothed loss and the warm-up learning-rate schedule (paper §5.3, §5.4)."""
-import torch
+
 from torch import nn
 
 

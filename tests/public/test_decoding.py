@@ -11,6 +11,7 @@ layers that apply ``tgt_mask`` and ``src_mask``) checks that decoding passes the
 and the source mask: its output must agree with teacher forcing under the causal mask.
 Every ``beam_search`` call respects the contract's ``1 <= beam_size <= vocabulary size``.
 """
+
 import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -19,7 +20,7 @@ from grader.i18n import _
 from grader.runtime.toys import AttentionToy, MarkovToy, PrefixToy, SourceMarkovToy
 from tests.support.checks import assert_equal, check
 from tests.support.oracles import decoding as oracle
-from tests.support.oracles.decoding import A, B, BOS, EOS, PAD
+from tests.support.oracles.decoding import BOS, EOS, PAD, A, B
 from tests.support.strategies import batch_sizes, int_tensor, lengths_with_padding, seeds
 
 DTYPE_NAMES = ("float32", "float64")
@@ -36,11 +37,17 @@ def padded_source(batch, length, seed, vocab=9):
 
 def check_layout(actual, batch, max_len, case):
     """A ``(B, L)`` tensor; ``case`` describes the call."""
-    check(isinstance(actual, torch.Tensor),
-          _("the output is a {type}, expected a torch.Tensor", type=type(actual).__name__), case=case)
-    check(actual.dim() == 2 and actual.shape[0] == batch,
-          _("the output has shape {shape}, expected (B={batch}, L)", shape=tuple(actual.shape), batch=batch),
-          _("one row per source sentence, one column per generated token"), case=case)
+    check(
+        isinstance(actual, torch.Tensor),
+        _("the output is a {type}, expected a torch.Tensor", type=type(actual).__name__),
+        case=case,
+    )
+    check(
+        actual.dim() == 2 and actual.shape[0] == batch,
+        _("the output has shape {shape}, expected (B={batch}, L)", shape=tuple(actual.shape), batch=batch),
+        _("one row per source sentence, one column per generated token"),
+        case=case,
+    )
 
 
 def run_beam_search(impl, model, src, src_mask, max_len, bos_id, eos_id, **options):
@@ -48,8 +55,10 @@ def run_beam_search(impl, model, src, src_mask, max_len, bos_id, eos_id, **optio
     ``1 <= beam_size <= vocabulary size`` (a top-k over the vocabulary per hypothesis is a
     valid design that needs it)."""
     beam_size = options.get("beam_size", 4)
-    check(1 <= beam_size <= model.generator.out_features,
-          _("test setup: beam_size must be between 1 and the vocabulary size"))
+    check(
+        1 <= beam_size <= model.generator.out_features,
+        _("test setup: beam_size must be between 1 and the vocabulary size"),
+    )
     return impl.decoding.beam_search(model, src, src_mask, max_len, bos_id, eos_id, **options)
 
 
@@ -69,9 +78,12 @@ def check_decoded(actual, expected_rows, max_len, *, what, case, hint="", likely
         bugs = likely_bugs() if callable(likely_bugs) else likely_bugs
         bugs = {text: oracle.strip_trailing_pad(t, PAD) for text, t in (bugs or {}).items()}
         assert_equal(got, expected, what=what, case=case, hint=hint, likely_bugs=bugs)
-    check(actual.shape[1] <= max_len,
-          _("the output has {columns} columns, more than max_len={max_len}", columns=actual.shape[1], max_len=max_len),
-          _("generate at most max_len tokens and do not return the leading <s>"), case=case)
+    check(
+        actual.shape[1] <= max_len,
+        _("the output has {columns} columns, more than max_len={max_len}", columns=actual.shape[1], max_len=max_len),
+        _("generate at most max_len tokens and do not return the leading <s>"),
+        case=case,
+    )
 
 
 GREEDY_OUTPUT = _("greedy_decode output")
@@ -85,11 +97,15 @@ DECODE_WITHOUT_SRC_MASK = _("model.decode gets no src_mask: the cross-attention 
 ENCODE_WITHOUT_SRC_MASK = _("model.encode gets no src_mask: the encoder reads the source padding")
 NO_SRC_MASK = _("src_mask is passed neither to model.encode nor to model.decode: the source padding is read")
 ROWS_MIX = _("the rows of a batch mix: each row is right when decoded alone, wrong in a batch")
-MASKS_HINT = _("decode the prefix under causal_mask(t) at every step even though only the last position is read: "
-               "with two or more decoder layers the earlier positions would see the later tokens, and the last "
-               "position reads them in the next layer; pass src_mask to both model.encode and model.decode")
-ROWS_MIX_HINT = _("expand memory and src_mask to B*K rows with repeat_interleave (not repeat), so that hypothesis "
-                  "b*K+k reads the memory and the source mask of row b, and reorder hypotheses within their row")
+MASKS_HINT = _(
+    "decode the prefix under causal_mask(t) at every step even though only the last position is read: "
+    "with two or more decoder layers the earlier positions would see the later tokens, and the last "
+    "position reads them in the next layer; pass src_mask to both model.encode and model.decode"
+)
+ROWS_MIX_HINT = _(
+    "expand memory and src_mask to B*K rows with repeat_interleave (not repeat), so that hypothesis "
+    "b*K+k reads the memory and the source mask of row b, and reorder hypotheses within their row"
+)
 # oracle flags: what a decoder does that passes None instead of that mask
 FORGOTTEN_MASKS = {
     NO_CAUSAL_MASK: dict(causal_mask=False),
@@ -115,7 +131,7 @@ def forgotten_mask(decoder):
     toy, src, mask, max_len = oracle.mask_probe()
     try:
         got = oracle.strip_trailing_pad(decoder(toy, src, mask, max_len), PAD)
-    except Exception:  # noqa: BLE001 — a crash here only means no diagnosis
+    except Exception:
         return None
     for bug, flags in FORGOTTEN_MASKS.items():
         rows, _margin = oracle.greedy_rows(toy, src, mask, max_len, BOS, EOS, **flags)
@@ -132,22 +148,25 @@ def mask_bugs(decoder, rows):
         return {}
     try:
         return {bug: rows(**FORGOTTEN_MASKS[bug])}
-    except Exception:  # noqa: BLE001 — no signature, no diagnosis
+    except Exception:
         return {}
 
 
 def greedy_mask_bugs(model, src, mask, max_len, decoder):
     """What greedy decoding (or a beam of one) returns when it forgets the mask it forgets."""
-    return mask_bugs(decoder, lambda **flags: oracle.layout(
-        oracle.greedy_rows(model, src, mask, max_len, BOS, EOS, **flags)[0], PAD))
+    return mask_bugs(
+        decoder, lambda **flags: oracle.layout(oracle.greedy_rows(model, src, mask, max_len, BOS, EOS, **flags)[0], PAD)
+    )
 
 
 def wide_beam_bugs(model, src, mask, max_len, alpha, allowed, decoder):
     """What a beam wide enough to keep every hypothesis returns when it skips the length
     normalisation or forgets a mask (``decoder``: the same beam search with ``beam_size=1``)."""
+
     def rows(alpha=alpha, **flags):
-        return oracle.layout(oracle.brute_force_best(model, src, mask, max_len, BOS, EOS, alpha, allowed,
-                                                     **flags)[0], PAD)
+        return oracle.layout(
+            oracle.brute_force_best(model, src, mask, max_len, BOS, EOS, alpha, allowed, **flags)[0], PAD
+        )
 
     return {NO_LENGTH_NORMALISATION: rows(alpha=0.0), **mask_bugs(decoder, rows)}
 
@@ -160,22 +179,31 @@ def greedy_bugs(toy, src, mask, max_len, rows, decoder=None):
     expected = oracle.layout(rows, PAD)
     return {
         **greedy_mask_bugs(toy, src, mask, max_len, decoder),
-        _("the leading <s> is part of the output (return the generated tokens only)"):
-            oracle.with_bos(expected, BOS),
-        _("finished rows keep getting the argmax token: every position after a row's </s> must be <pad>"):
-            oracle.bug_no_stop_until_all_done(no_stop, rows, PAD),
-        _("decoding does not stop at </s>: it runs to max_len and writes argmax tokens after </s>"):
-            oracle.layout(no_stop, PAD),
-        _("the next token is read from the first position's logits; it is the argmax of the LAST position's "
-          "logits (hidden[:, -1])"):
-            oracle.layout(first_position, PAD),
+        _("the leading <s> is part of the output (return the generated tokens only)"): oracle.with_bos(expected, BOS),
+        _(
+            "finished rows keep getting the argmax token: every position after a row's </s> must be <pad>"
+        ): oracle.bug_no_stop_until_all_done(no_stop, rows, PAD),
+        _("decoding does not stop at </s>: it runs to max_len and writes argmax tokens after </s>"): oracle.layout(
+            no_stop, PAD
+        ),
+        _(
+            "the next token is read from the first position's logits; it is the argmax of the LAST position's "
+            "logits (hidden[:, -1])"
+        ): oracle.layout(first_position, PAD),
     }
 
 
 # --- greedy ---------------------------------------------------------------------------------------
 
-@given(batch=batch_sizes, src_len=st.integers(1, 5), max_len=st.integers(1, 6), seed=seeds,
-       dtype=st.sampled_from(DTYPE_NAMES), eos_bias=st.sampled_from([0.0, 1.5, 3.0]))
+
+@given(
+    batch=batch_sizes,
+    src_len=st.integers(1, 5),
+    max_len=st.integers(1, 6),
+    seed=seeds,
+    dtype=st.sampled_from(DTYPE_NAMES),
+    eos_bias=st.sampled_from([0.0, 1.5, 3.0]),
+)
 def test_greedy_matches_naive_loop(impl, batch, src_len, max_len, seed, dtype, eos_bias):
     toy = PrefixToy.random(seed, vocab_size=7, src_vocab_size=9, d_model=6, eos_bias=eos_bias, dtype=dtype)
     src, mask = padded_source(batch, src_len, seed)
@@ -183,11 +211,21 @@ def test_greedy_matches_naive_loop(impl, batch, src_len, max_len, seed, dtype, e
     rows, margin = oracle.greedy_rows(toy, src, mask, max_len, BOS, EOS)
     assume(margin > MARGIN)
     check_decoded(
-        actual, rows, max_len, what=GREEDY_OUTPUT,
-        case=_("greedy_decode on a random {dtype} model (B={batch}, T_src={src_len}, max_len={max_len})",
-               dtype=dtype, batch=batch, src_len=src_len, max_len=max_len),
-        hint=_("encode once; each step decode the whole prefix <s> y_1..y_t under causal_mask(t+1), take the "
-               "argmax of the LAST position's logits; <pad> after a row's </s>; stop when all rows ended"),
+        actual,
+        rows,
+        max_len,
+        what=GREEDY_OUTPUT,
+        case=_(
+            "greedy_decode on a random {dtype} model (B={batch}, T_src={src_len}, max_len={max_len})",
+            dtype=dtype,
+            batch=batch,
+            src_len=src_len,
+            max_len=max_len,
+        ),
+        hint=_(
+            "encode once; each step decode the whole prefix <s> y_1..y_t under causal_mask(t+1), take the "
+            "argmax of the LAST position's logits; <pad> after a row's </s>; stop when all rows ended"
+        ),
         likely_bugs=lambda: greedy_bugs(toy, src, mask, max_len, rows, greedy_decoder(impl)),
     )
 
@@ -199,21 +237,33 @@ def test_greedy_pads_finished_rows_and_reads_the_source(impl):
     rows = [oracle.TWO_CONTEXT_EVEN, oracle.TWO_CONTEXT_ODD]
     actual = impl.decoding.greedy_decode(toy, src, mask, 5, BOS, EOS)
     check_decoded(
-        actual, rows, 5, what=GREEDY_OUTPUT,
-        case=_("greedy_decode(max_len=5) of two sources whose translations end at different steps: src {src}",
-               src=src.tolist()),
+        actual,
+        rows,
+        5,
+        what=GREEDY_OUTPUT,
+        case=_(
+            "greedy_decode(max_len=5) of two sources whose translations end at different steps: src {src}",
+            src=src.tolist(),
+        ),
         hint=_("row 0 ends after 2 tokens, row 1 after 3: row 0 must hold <pad> after its </s>"),
         likely_bugs={
             **greedy_bugs(toy, src, mask, 5, rows),
-            _("the source is ignored (both rows decoded from the same memory)"):
-                oracle.layout([oracle.TWO_CONTEXT_EVEN] * 2, PAD),
+            _("the source is ignored (both rows decoded from the same memory)"): oracle.layout(
+                [oracle.TWO_CONTEXT_EVEN] * 2, PAD
+            ),
         },
     )
     swapped = impl.decoding.greedy_decode(toy, src.flip(0), mask.flip(0), 5, BOS, EOS)
-    check_decoded(swapped, rows[::-1], 5, what=GREEDY_OUTPUT,
-                  case=_("greedy_decode(max_len=5) of the same two sources in the other order: src {src}",
-                         src=src.flip(0).tolist()),
-                  hint=_("row b of the output must come from row b of the source"))
+    check_decoded(
+        swapped,
+        rows[::-1],
+        5,
+        what=GREEDY_OUTPUT,
+        case=_(
+            "greedy_decode(max_len=5) of the same two sources in the other order: src {src}", src=src.flip(0).tolist()
+        ),
+        hint=_("row b of the output must come from row b of the source"),
+    )
 
 
 @given(batch=batch_sizes, max_len=st.integers(1, 6), seed=seeds)
@@ -223,17 +273,30 @@ def test_greedy_runs_to_max_len_when_eos_never_comes(impl, batch, max_len, seed)
     actual = impl.decoding.greedy_decode(toy, src, mask, max_len, BOS, EOS)
     rows, _margin = oracle.greedy_rows(toy, src, mask, max_len, BOS, EOS)
     check(all(len(r) == max_len for r in rows), _("test setup: </s> should be out of reach"))
-    check_decoded(actual, rows, max_len, what=GREEDY_OUTPUT,
-                  case=_("greedy_decode(max_len={max_len}) on a model that never produces </s> (B={batch})",
-                         max_len=max_len, batch=batch),
-                  hint=_("stop after max_len generated tokens (the leading <s> does not count)"))
+    check_decoded(
+        actual,
+        rows,
+        max_len,
+        what=GREEDY_OUTPUT,
+        case=_(
+            "greedy_decode(max_len={max_len}) on a model that never produces </s> (B={batch})",
+            max_len=max_len,
+            batch=batch,
+        ),
+        hint=_("stop after max_len generated tokens (the leading <s> does not count)"),
+    )
 
 
 def test_greedy_stops_once_every_row_has_ended(impl):
     """L is the length of the longest row: no trailing all-<pad> columns up to max_len."""
+
     def hint(actual, expected):
-        return _("the output has shape {actual}, expected {expected}: break out of the loop as soon as every row "
-                 "has produced </s>", actual=tuple(actual.shape), expected=expected)
+        return _(
+            "the output has shape {actual}, expected {expected}: break out of the loop as soon as every row "
+            "has produced </s>",
+            actual=tuple(actual.shape),
+            expected=expected,
+        )
 
     toy = MarkovToy.random(5, vocab_size=6, eos_bias=80.0)  # </s> first, in every row
     src, mask = padded_source(3, 4, 7)
@@ -270,10 +333,15 @@ def test_greedy_rows_are_independent(impl, batch, src_len, seed):
         else:
             bugs = {}
         assert_equal(
-            in_batch, alone,
+            in_batch,
+            alone,
             what=_("row {b} decoded in a batch vs alone", b=b),
-            case=_("greedy_decode(max_len=5): row {b} of a batch of {batch} (padded source) vs the same row alone "
-                   "(source without padding)", b=b, batch=batch),
+            case=_(
+                "greedy_decode(max_len=5): row {b} of a batch of {batch} (padded source) vs the same row alone "
+                "(source without padding)",
+                b=b,
+                batch=batch,
+            ),
             hint=_("rows must not influence each other; pass src_mask so that source padding is ignored"),
             likely_bugs=bugs,
         )
@@ -284,8 +352,9 @@ def check_agrees_with_teacher_forcing(actual, model, src, mask, *, what, case, l
     that ``model`` gives after the row's own prefix, decoded in one teacher-forced pass under
     the causal mask (what follows ``</s>`` is left to ``check_decoded``)."""
     got = oracle.strip_trailing_pad(actual, PAD)
-    if got.dtype != torch.long or (got.numel() and (int(got.min()) < 0
-                                                    or int(got.max()) >= model.generator.out_features)):
+    if got.dtype != torch.long or (
+        got.numel() and (int(got.min()) < 0 or int(got.max()) >= model.generator.out_features)
+    ):
         return  # not token ids of this model: check_decoded says so
     forced = oracle.teacher_forced_argmax(model, src, mask, oracle.generated_rows(got, EOS, PAD), BOS)
     expected = got.clone()
@@ -303,37 +372,61 @@ TEACHER_FORCED_BEAM_ONE = _("beam_search(beam_size=1) output vs the teacher-forc
 def check_greedy_and_beam_one_agree_with_teacher_forcing(impl, toy, src, mask, max_len, rows, case_greedy, case_beam):
     """``greedy_decode`` and ``beam_search(beam_size=1)``: each generated token is the argmax
     after its own prefix (teacher-forced, causal mask), then the whole output is ``rows``."""
-    for what, case, decoder in ((TEACHER_FORCED_GREEDY, case_greedy, greedy_decoder(impl)),
-                                (TEACHER_FORCED_BEAM_ONE, case_beam, beam_one_decoder(impl))):
+    for what, case, decoder in (
+        (TEACHER_FORCED_GREEDY, case_greedy, greedy_decoder(impl)),
+        (TEACHER_FORCED_BEAM_ONE, case_beam, beam_one_decoder(impl)),
+    ):
         actual = decoder(toy, src, mask, max_len)
-        bugs = lambda decoder=decoder: greedy_bugs(toy, src, mask, max_len, rows, decoder)  # noqa: E731
+
+        def bugs(decoder=decoder):
+            return greedy_bugs(toy, src, mask, max_len, rows, decoder)
+
         check_layout(actual, src.shape[0], max_len, case)
         check_agrees_with_teacher_forcing(actual, toy, src, mask, what=what, case=case, likely_bugs=bugs)
         check_decoded(actual, rows, max_len, what=what, case=case, hint=MASKS_HINT, likely_bugs=bugs)
 
 
-@given(batch=batch_sizes, src_len=st.integers(1, 5), max_len=st.integers(2, 6), seed=seeds,
-       dtype=st.sampled_from(DTYPE_NAMES), eos_bias=st.sampled_from([-1.0, 0.0, 1.0]))
+@given(
+    batch=batch_sizes,
+    src_len=st.integers(1, 5),
+    max_len=st.integers(2, 6),
+    seed=seeds,
+    dtype=st.sampled_from(DTYPE_NAMES),
+    eos_bias=st.sampled_from([-1.0, 0.0, 1.0]),
+)
 def test_greedy_agrees_with_teacher_forcing(impl, batch, src_len, max_len, seed, dtype, eos_bias):
     # A two-layer toy whose self-attention applies tgt_mask: decoding without the causal mask
     # (or without src_mask, with padded sources) chooses other tokens. (No docstring: its first
     # line would become the check's name.)
-    toy = AttentionToy.random(seed, vocab_size=7, src_vocab_size=9, d_model=6, num_layers=2, eos_bias=eos_bias,
-                              dtype=dtype)
+    toy = AttentionToy.random(
+        seed, vocab_size=7, src_vocab_size=9, d_model=6, num_layers=2, eos_bias=eos_bias, dtype=dtype
+    )
     src, mask = padded_source(batch, src_len, seed)
     rows, margin = oracle.greedy_rows(toy, src, mask, max_len, BOS, EOS)
     assume(margin > MARGIN)
     sizes = dict(max_len=max_len, dtype=dtype, batch=batch, src_len=src_len)
     check_greedy_and_beam_one_agree_with_teacher_forcing(
-        impl, toy, src, mask, max_len, rows,
-        _("greedy_decode(max_len={max_len}) on a random two-layer {dtype} model whose self-attention uses tgt_mask "
-          "(B={batch}, T_src={src_len}, padded sources)", **sizes),
-        _("beam_search(beam_size=1, max_len={max_len}) on a random two-layer {dtype} model whose self-attention "
-          "uses tgt_mask (B={batch}, T_src={src_len}, padded sources)", **sizes),
+        impl,
+        toy,
+        src,
+        mask,
+        max_len,
+        rows,
+        _(
+            "greedy_decode(max_len={max_len}) on a random two-layer {dtype} model whose self-attention uses tgt_mask "
+            "(B={batch}, T_src={src_len}, padded sources)",
+            **sizes,
+        ),
+        _(
+            "beam_search(beam_size=1, max_len={max_len}) on a random two-layer {dtype} model whose self-attention "
+            "uses tgt_mask (B={batch}, T_src={src_len}, padded sources)",
+            **sizes,
+        ),
     )
 
 
 # --- beam search ----------------------------------------------------------------------------------
+
 
 def rows_right_alone(impl, toy, src, mask, max_len, rows, options) -> bool:
     """Whether every row of the batch, decoded on its own (with the same padded source), gives
@@ -343,13 +436,14 @@ def rows_right_alone(impl, toy, src, mask, max_len, rows, options) -> bool:
             alone = run_beam_search(impl, toy, src[b : b + 1], mask[b : b + 1], max_len, BOS, EOS, **options)
             if not same_tokens(oracle.strip_trailing_pad(alone, PAD), oracle.layout(rows[b : b + 1], PAD)):
                 return False
-        except Exception:  # noqa: BLE001 — a crash here only means no diagnosis
+        except Exception:
             return False
     return True
 
 
-def check_wide_beam_agrees_with_teacher_forcing(impl, toy, src, mask, max_len, alpha, allowed, real_tokens, *,
-                                                layers, dtype):
+def check_wide_beam_agrees_with_teacher_forcing(
+    impl, toy, src, mask, max_len, alpha, allowed, real_tokens, *, layers, dtype
+):
     """A beam wide enough to keep every hypothesis (a multiple of B, so that hypotheses expanded
     with repeat instead of repeat_interleave read another row's source mask from the first step)
     must return the best hypothesis scored under the causal mask, row by row."""
@@ -361,14 +455,32 @@ def check_wide_beam_agrees_with_teacher_forcing(impl, toy, src, mask, max_len, a
     options = dict(beam_size=beam_size, length_penalty=alpha)
     actual = run_beam_search(impl, toy, src, mask, max_len, BOS, EOS, **options)
     check_beam_rows(
-        impl, actual, toy, src, mask, max_len, rows, options,
+        impl,
+        actual,
+        toy,
+        src,
+        mask,
+        max_len,
+        rows,
+        options,
         what=_("beam_search output vs the best hypothesis under teacher forcing"),
-        case=_("beam_search(beam_size={beam_size} >= {count} hypotheses, length_penalty={alpha}, max_len={max_len}) "
-               "on a random {layers}-layer {dtype} model whose self-attention uses tgt_mask (B={batch}, T_src={src_len}, "
-               "padded sources)", beam_size=beam_size, count=count, alpha=alpha, max_len=max_len, layers=layers,
-               dtype=dtype, batch=batch, src_len=src_len),
-        hint=_("score = log P / ((5 + |y|) / 6) ** alpha with log P summed over the steps, each step decoding its "
-               "prefix under causal_mask(t); src_mask goes to model.encode and model.decode"),
+        case=_(
+            "beam_search(beam_size={beam_size} >= {count} hypotheses, length_penalty={alpha}, max_len={max_len}) "
+            "on a random {layers}-layer {dtype} model whose self-attention uses tgt_mask (B={batch}, T_src={src_len}, "
+            "padded sources)",
+            beam_size=beam_size,
+            count=count,
+            alpha=alpha,
+            max_len=max_len,
+            layers=layers,
+            dtype=dtype,
+            batch=batch,
+            src_len=src_len,
+        ),
+        hint=_(
+            "score = log P / ((5 + |y|) / 6) ** alpha with log P summed over the steps, each step decoding its "
+            "prefix under causal_mask(t); src_mask goes to model.encode and model.decode"
+        ),
         likely_bugs=lambda: wide_beam_bugs(toy, src, mask, max_len, alpha, allowed, beam_one_decoder(impl)),
     )
 
@@ -380,25 +492,43 @@ def check_beam_rows(impl, actual, toy, src, mask, max_len, rows, options, *, wha
     ``</s>`` can be a batch-only bug too: ended hypotheses extended while other rows go on.)"""
     check_layout(actual, len(rows), max_len, case)
     got = oracle.strip_trailing_pad(actual, PAD)
-    if (src.shape[0] > 1 and oracle.generated_rows(got, EOS, PAD) != rows
-            and rows_right_alone(impl, toy, src, mask, max_len, rows, options)):
+    if (
+        src.shape[0] > 1
+        and oracle.generated_rows(got, EOS, PAD) != rows
+        and rows_right_alone(impl, toy, src, mask, max_len, rows, options)
+    ):
         hint, likely_bugs = ROWS_MIX_HINT, {ROWS_MIX: got}  # names the bug for these very tokens
     check_decoded(actual, rows, max_len, what=what, case=case, hint=hint, likely_bugs=likely_bugs)
 
 
-@given(batch=batch_sizes, max_len=st.integers(1, 5), seed=seeds, dtype=st.sampled_from(DTYPE_NAMES),
-       alpha=st.sampled_from([0.0, 0.6, 1.0]))
+@given(
+    batch=batch_sizes,
+    max_len=st.integers(1, 5),
+    seed=seeds,
+    dtype=st.sampled_from(DTYPE_NAMES),
+    alpha=st.sampled_from([0.0, 0.6, 1.0]),
+)
 def test_beam_size_one_equals_greedy(impl, batch, max_len, seed, dtype, alpha):
     toy = PrefixToy.random(seed, vocab_size=7, src_vocab_size=9, d_model=6, eos_bias=1.0, dtype=dtype)
     src, mask = padded_source(batch, 4, seed)
     actual = run_beam_search(impl, toy, src, mask, max_len, BOS, EOS, beam_size=1, length_penalty=alpha)
     rows, margin = oracle.greedy_rows(toy, src, mask, max_len, BOS, EOS)
     assume(margin > MARGIN)
-    check_decoded(actual, rows, max_len, what=_("beam_search output vs greedy decoding"),
-                  case=_("beam_search(beam_size=1, length_penalty={alpha}, max_len={max_len}) on a random {dtype} "
-                         "model (B={batch})", alpha=alpha, max_len=max_len, dtype=dtype, batch=batch),
-                  hint=_("with one beam, every step keeps the single most probable continuation: greedy decoding"),
-                  likely_bugs=lambda: greedy_bugs(toy, src, mask, max_len, rows, beam_one_decoder(impl)))
+    check_decoded(
+        actual,
+        rows,
+        max_len,
+        what=_("beam_search output vs greedy decoding"),
+        case=_(
+            "beam_search(beam_size=1, length_penalty={alpha}, max_len={max_len}) on a random {dtype} model (B={batch})",
+            alpha=alpha,
+            max_len=max_len,
+            dtype=dtype,
+            batch=batch,
+        ),
+        hint=_("with one beam, every step keeps the single most probable continuation: greedy decoding"),
+        likely_bugs=lambda: greedy_bugs(toy, src, mask, max_len, rows, beam_one_decoder(impl)),
+    )
 
 
 def test_beam_search_beats_greedy_on_a_trap(impl):
@@ -408,15 +538,24 @@ def test_beam_search_beats_greedy_on_a_trap(impl):
     for beam_size in (2, 4):
         actual = run_beam_search(impl, toy, src, mask, 4, BOS, EOS, beam_size=beam_size)
         check_decoded(
-            actual, [oracle.GREEDY_TRAP_BEST] * 2, 4, what=BEAM_OUTPUT,
-            case=_("beam_search(beam_size={beam_size}, max_len=4) where greedy's first choice A (0.5) leads to a "
-                   "poor continuation and B (0.4) to </s> with 0.9", beam_size=beam_size),
-            hint=_("rank the candidates of all beams of a row together by total log-probability; at the first step "
-                   "only one beam is live (give the others -inf), or the beam fills with copies of A"),
+            actual,
+            [oracle.GREEDY_TRAP_BEST] * 2,
+            4,
+            what=BEAM_OUTPUT,
+            case=_(
+                "beam_search(beam_size={beam_size}, max_len=4) where greedy's first choice A (0.5) leads to a "
+                "poor continuation and B (0.4) to </s> with 0.9",
+                beam_size=beam_size,
+            ),
+            hint=_(
+                "rank the candidates of all beams of a row together by total log-probability; at the first step "
+                "only one beam is live (give the others -inf), or the beam fills with copies of A"
+            ),
             likely_bugs={
-                _("beam search returned the greedy answer [A, </s>]: the beam collapsed onto one hypothesis (copies "
-                  "of the first step's best token, or each beam ranked on its own)"):
-                    oracle.layout([oracle.GREEDY_TRAP_GREEDY] * 2, PAD),
+                _(
+                    "beam search returned the greedy answer [A, </s>]: the beam collapsed onto one hypothesis (copies "
+                    "of the first step's best token, or each beam ranked on its own)"
+                ): oracle.layout([oracle.GREEDY_TRAP_GREEDY] * 2, PAD),
             },
         )
 
@@ -428,18 +567,30 @@ def test_length_penalty_changes_the_winner(impl):
     long_, short = oracle.LENGTH_PENALTY_LONG, oracle.LENGTH_PENALTY_SHORT
     actual = run_beam_search(impl, toy, src, mask, 4, BOS, EOS, beam_size=4, length_penalty=0.6)
     check_decoded(
-        actual, [long_], 4, what=BEAM_OUTPUT,
-        case=_("beam_search(beam_size=4, length_penalty=0.6, max_len=4): [</s>] has log P -0.693, [A, B, C, </s>] "
-               "has -0.847"),
-        hint=_("pick the final hypothesis by log P / ((5 + |y|) / 6) ** alpha, |y| counting </s>: "
-               "-0.693 / 1 < -0.847 / 1.5 ** 0.6"),
+        actual,
+        [long_],
+        4,
+        what=BEAM_OUTPUT,
+        case=_(
+            "beam_search(beam_size=4, length_penalty=0.6, max_len=4): [</s>] has log P -0.693, [A, B, C, </s>] "
+            "has -0.847"
+        ),
+        hint=_(
+            "pick the final hypothesis by log P / ((5 + |y|) / 6) ** alpha, |y| counting </s>: "
+            "-0.693 / 1 < -0.847 / 1.5 ** 0.6"
+        ),
         likely_bugs={NO_LENGTH_NORMALISATION: oracle.layout([short], PAD)},
     )
     actual = run_beam_search(impl, toy, src, mask, 4, BOS, EOS, beam_size=4, length_penalty=0.0)
-    check_decoded(actual, [short], 4, what=BEAM_OUTPUT,
-                  case=_("beam_search(beam_size=4, length_penalty=0.0, max_len=4) on the same model"),
-                  hint=_("with alpha = 0 the penalty is 1: the highest raw log-probability wins"),
-                  likely_bugs={_("the length penalty is applied even with alpha = 0"): oracle.layout([long_], PAD)})
+    check_decoded(
+        actual,
+        [short],
+        4,
+        what=BEAM_OUTPUT,
+        case=_("beam_search(beam_size=4, length_penalty=0.0, max_len=4) on the same model"),
+        hint=_("with alpha = 0 the penalty is 1: the highest raw log-probability wins"),
+        likely_bugs={_("the length penalty is applied even with alpha = 0"): oracle.layout([long_], PAD)},
+    )
 
 
 def small_toy(kind, seed, real_tokens, dtype):
@@ -459,8 +610,14 @@ def exhaustive_settings(draw):
     return real_tokens, max_len
 
 
-@given(kind=st.sampled_from(["markov", "source", "prefix"]), settings=exhaustive_settings(), batch=batch_sizes,
-       seed=seeds, alpha=st.sampled_from([0.0, 0.6, 1.0]), dtype=st.sampled_from(DTYPE_NAMES))
+@given(
+    kind=st.sampled_from(["markov", "source", "prefix"]),
+    settings=exhaustive_settings(),
+    batch=batch_sizes,
+    seed=seeds,
+    alpha=st.sampled_from([0.0, 0.6, 1.0]),
+    dtype=st.sampled_from(DTYPE_NAMES),
+)
 def test_wide_beam_returns_the_exact_optimum(impl, kind, settings, batch, seed, alpha, dtype):
     real_tokens, max_len = settings
     toy, allowed = small_toy(kind, seed, real_tokens, dtype)
@@ -471,14 +628,30 @@ def test_wide_beam_returns_the_exact_optimum(impl, kind, settings, batch, seed, 
     check(enumerated == count, _("test setup: the hypothesis count is wrong"))
     assume(margin > MARGIN)
     check_beam_rows(
-        impl, actual, toy, src, mask, max_len, rows, dict(beam_size=count, length_penalty=alpha),
+        impl,
+        actual,
+        toy,
+        src,
+        mask,
+        max_len,
+        rows,
+        dict(beam_size=count, length_penalty=alpha),
         what=_("beam_search output vs the best of all hypotheses"),
-        case=_("beam_search(beam_size={count}, length_penalty={alpha}, max_len={max_len}) on a random {kind} toy "
-               "with {tokens} possible tokens (B={batch}): a beam this wide keeps every hypothesis, so it must "
-               "return the best of all of them", count=count, alpha=alpha, max_len=max_len, kind=kind,
-               tokens=real_tokens + 1, batch=batch),
-        hint=_("score = log P / ((5 + |y|) / 6) ** alpha over the hypotheses that produced </s> (|y| counts it) "
-               "and those still open at max_len (|y| = max_len)"),
+        case=_(
+            "beam_search(beam_size={count}, length_penalty={alpha}, max_len={max_len}) on a random {kind} toy "
+            "with {tokens} possible tokens (B={batch}): a beam this wide keeps every hypothesis, so it must "
+            "return the best of all of them",
+            count=count,
+            alpha=alpha,
+            max_len=max_len,
+            kind=kind,
+            tokens=real_tokens + 1,
+            batch=batch,
+        ),
+        hint=_(
+            "score = log P / ((5 + |y|) / 6) ** alpha over the hypotheses that produced </s> (|y| counts it) "
+            "and those still open at max_len (|y| = max_len)"
+        ),
         likely_bugs=lambda: wide_beam_bugs(toy, src, mask, max_len, alpha, allowed, beam_one_decoder(impl)),
     )
 
@@ -489,13 +662,19 @@ def test_open_hypotheses_compete_at_max_len(impl):
     mask = (src != PAD).unsqueeze(1)
     actual = run_beam_search(impl, toy, src, mask, 3, BOS, EOS, beam_size=4, length_penalty=0.6)
     check_decoded(
-        actual, [oracle.OPEN_HYPOTHESIS_BEST], 3, what=BEAM_OUTPUT,
-        case=_("beam_search(beam_size=4, length_penalty=0.6, max_len=3) where [A, A, A] (P = 0.73) has not ended "
-               "when max_len runs out"),
+        actual,
+        [oracle.OPEN_HYPOTHESIS_BEST],
+        3,
+        what=BEAM_OUTPUT,
+        case=_(
+            "beam_search(beam_size=4, length_penalty=0.6, max_len=3) where [A, A, A] (P = 0.73) has not ended "
+            "when max_len runs out"
+        ),
         hint=_("hypotheses still open after max_len steps compete with the ended ones (|y| = max_len)"),
         likely_bugs={
-            _("hypotheses still open at max_len are dropped: only those with </s> compete"):
-                oracle.layout([oracle.OPEN_HYPOTHESIS_BEST_ENDED], PAD),
+            _("hypotheses still open at max_len are dropped: only those with </s> compete"): oracle.layout(
+                [oracle.OPEN_HYPOTHESIS_BEST_ENDED], PAD
+            ),
         },
     )
 
@@ -508,23 +687,44 @@ def test_beam_output_layout(impl, beam_size, dtype):
     rows = [oracle.TWO_CONTEXT_EVEN, oracle.TWO_CONTEXT_ODD, oracle.TWO_CONTEXT_EVEN]
     actual = run_beam_search(impl, toy, src, mask, 5, BOS, EOS, beam_size=beam_size)
     check_beam_rows(
-        impl, actual, toy, src, mask, 5, rows, dict(beam_size=beam_size), what=BEAM_OUTPUT,
-        case=_("beam_search(beam_size={beam_size}, max_len=5) of three rows that end at different steps "
-               "({dtype} model)", beam_size=beam_size, dtype=dtype),
-        hint=_("(B, L) long without the leading <s>; <pad> after each row's </s>; row b from source row b (expand "
-               "memory and src_mask to B*K rows with repeat_interleave, not repeat, so hypothesis b*K+k belongs to "
-               "row b)"),
+        impl,
+        actual,
+        toy,
+        src,
+        mask,
+        5,
+        rows,
+        dict(beam_size=beam_size),
+        what=BEAM_OUTPUT,
+        case=_(
+            "beam_search(beam_size={beam_size}, max_len=5) of three rows that end at different steps ({dtype} model)",
+            beam_size=beam_size,
+            dtype=dtype,
+        ),
+        hint=_(
+            "(B, L) long without the leading <s>; <pad> after each row's </s>; row b from source row b (expand "
+            "memory and src_mask to B*K rows with repeat_interleave, not repeat, so hypothesis b*K+k belongs to "
+            "row b)"
+        ),
         likely_bugs={
-            _("the leading <s> is part of the output (return the generated tokens only)"):
-                oracle.with_bos(oracle.layout(rows, PAD), BOS),
-            _("every row got the translation of an even source: the memory is ignored or the rows are mixed up"):
-                oracle.layout([oracle.TWO_CONTEXT_EVEN] * 3, PAD),
+            _("the leading <s> is part of the output (return the generated tokens only)"): oracle.with_bos(
+                oracle.layout(rows, PAD), BOS
+            ),
+            _(
+                "every row got the translation of an even source: the memory is ignored or the rows are mixed up"
+            ): oracle.layout([oracle.TWO_CONTEXT_EVEN] * 3, PAD),
         },
     )
 
 
-@given(settings=st.sampled_from([(2, 2), (2, 3), (3, 2)]), batch=st.integers(2, 3), src_len=st.integers(2, 5),
-       seed=seeds, alpha=st.sampled_from([0.0, 0.6, 1.0]), dtype=st.sampled_from(DTYPE_NAMES))
+@given(
+    settings=st.sampled_from([(2, 2), (2, 3), (3, 2)]),
+    batch=st.integers(2, 3),
+    src_len=st.integers(2, 5),
+    seed=seeds,
+    alpha=st.sampled_from([0.0, 0.6, 1.0]),
+    dtype=st.sampled_from(DTYPE_NAMES),
+)
 def test_wide_beam_agrees_with_teacher_forcing(impl, settings, batch, src_len, seed, alpha, dtype):
     # The two-layer toy of test_greedy_agrees_with_teacher_forcing over 32 ids of which only
     # </s> and 2-3 others can occur (the causal mask matters little when every token is the
@@ -535,5 +735,6 @@ def test_wide_beam_agrees_with_teacher_forcing(impl, settings, batch, src_len, s
     allowed = [EOS] + list(range(3, 3 + real_tokens))
     toy = AttentionToy.random(seed, 32, 9, d_model=6, num_layers=2, allowed=allowed, scale=1.5, dtype=dtype)
     src, mask = padded_source(batch, src_len, seed)
-    check_wide_beam_agrees_with_teacher_forcing(impl, toy, src, mask, max_len, alpha, allowed, real_tokens,
-                                                layers=2, dtype=dtype)
+    check_wide_beam_agrees_with_teacher_forcing(
+        impl, toy, src, mask, max_len, alpha, allowed, real_tokens, layers=2, dtype=dtype
+    )

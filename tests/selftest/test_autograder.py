@@ -11,6 +11,7 @@ a small pytest plugin (loaded through PYTEST_ADDOPTS, for these runs only) gives
 grader's hypothesis profile 3 examples and no shrinking: a test that passes (reference) or
 fails on every input (stubs, syntax error) does so either way.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,7 @@ pytestmark = pytest.mark.skipif(
     reason="`python -m grader grade` is not available yet (grader/grade.py or grader/__main__.py missing)",
 )
 
-FAST_GRADING_PLUGIN = '''
+FAST_GRADING_PLUGIN = """
 import pytest
 from hypothesis import Phase, settings
 
@@ -48,7 +49,7 @@ def pytest_sessionstart(session):
     settings.register_profile("autograder-selftest", parent=settings.default, max_examples=3,
                               phases=[Phase.explicit, Phase.generate])
     settings.load_profile("autograder-selftest")
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,9 @@ def submission_broken(folder: Path) -> None:
 SUBMISSIONS = {"reference": submission_reference, "stubs": submission_stubs, "broken": submission_broken}
 
 
-def run_autograder(archive: Path, root: Path, make_submission, plugins: Path) -> tuple[dict, subprocess.CompletedProcess, float]:
+def run_autograder(
+    archive: Path, root: Path, make_submission, plugins: Path
+) -> tuple[dict, subprocess.CompletedProcess, float]:
     root.mkdir(parents=True)
     root.chmod(0o755)
     unpack(archive, root / "source")
@@ -106,11 +109,14 @@ def run_autograder(archive: Path, root: Path, make_submission, plugins: Path) ->
         "PYTEST_ADDOPTS": "-p _autograder_selftest_plugin",
     }
     started = time.monotonic()
-    process = subprocess.run(["bash", str(root / "run_autograder")], cwd=root, env=env, capture_output=True,
-                             text=True, timeout=RUN_TIMEOUT)
+    process = subprocess.run(
+        ["bash", str(root / "run_autograder")], cwd=root, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT
+    )
     seconds = time.monotonic() - started
     results_path = root / "results" / "results.json"
-    assert results_path.is_file(), f"run_autograder wrote no results.json:\n{process.stdout[-3000:]}\n{process.stderr[-3000:]}"
+    assert results_path.is_file(), (
+        f"run_autograder wrote no results.json:\n{process.stdout[-3000:]}\n{process.stderr[-3000:]}"
+    )
     return json.loads(results_path.read_text(encoding="utf-8")), process, seconds
 
 
@@ -122,8 +128,10 @@ def graded(autograder_zip, tmp_path_factory) -> dict:
     plugins.mkdir()
     (plugins / "_autograder_selftest_plugin.py").write_text(FAST_GRADING_PLUGIN, encoding="utf-8")
     with ThreadPoolExecutor(max_workers=len(SUBMISSIONS)) as pool:
-        futures = {name: pool.submit(run_autograder, autograder_zip, base / name, make, plugins)
-                   for name, make in SUBMISSIONS.items()}
+        futures = {
+            name: pool.submit(run_autograder, autograder_zip, base / name, make, plugins)
+            for name, make in SUBMISSIONS.items()
+        }
         return {name: future.result() for name, future in futures.items()}
 
 
@@ -160,8 +168,9 @@ def test_zip_follows_the_gradescope_layout(autograder_zip):
 
 def test_zip_holds_no_solution_code(autograder_zip, tmp_path):
     unpack(autograder_zip, tmp_path)
-    found = release.find_leaks(tmp_path, release.solution_needles(),
-                               skip=lambda rel: rel.parts[:2] == ("tests", "hidden"))
+    found = release.find_leaks(
+        tmp_path, release.solution_needles(), skip=lambda rel: rel.parts[:2] == ("tests", "hidden")
+    )
     assert not found, "\n".join(found[:20])
 
 
@@ -184,8 +193,9 @@ def test_course_grade_args_reach_run_autograder(tmp_path):
     with zipfile.ZipFile(archive) as z:  # the course's language first: a --lang in grade_args wins
         assert z.read("grade_args.txt").decode().splitlines() == ["--lang", "ja", "--part-timeout", "600"]
     with pytest.raises(release.ReleaseError, match="does not know"):
-        release.build_autograder(tmp_path / "b.zip", release.Course(grade_args=("--part-timeot", "6")),
-                                 log=lambda message: None)
+        release.build_autograder(
+            tmp_path / "b.zip", release.Course(grade_args=("--part-timeot", "6")), log=lambda message: None
+        )
 
 
 def test_a_grader_crash_still_leaves_a_results_json(autograder_zip, tmp_path):
@@ -194,15 +204,24 @@ def test_a_grader_crash_still_leaves_a_results_json(autograder_zip, tmp_path):
     (root / "source" / "grader" / "__main__.py").write_text("raise SystemExit(3)\n", encoding="utf-8")
     (root / "submission").mkdir(parents=True)
     env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": sys.executable}
-    process = subprocess.run(["bash", str(root / "source" / "run_autograder")], cwd=root, env=env,
-                             capture_output=True, text=True, timeout=120)
+    process = subprocess.run(
+        ["bash", str(root / "source" / "run_autograder")],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert process.returncode == 0
     results = json.loads((root / "results" / "results.json").read_text(encoding="utf-8"))
     assert results["score"] == 0 and "could not grade" in results["output"]
 
 
-@pytest.mark.parametrize("status, seal", [(0, "none"), (0, "wrong"), (9, "right")],
-                         ids=["exit-0-without-seal", "exit-0-wrong-seal", "killed-after-sealing"])
+@pytest.mark.parametrize(
+    "status, seal",
+    [(0, "none"), (0, "wrong"), (9, "right")],
+    ids=["exit-0-without-seal", "exit-0-wrong-seal", "killed-after-sealing"],
+)
 def test_a_forged_results_json_is_replaced(autograder_zip, tmp_path, status, seal):
     """A worker that writes results.json itself and then kills or fakes the judge gets the fallback."""
     root = tmp_path / "autograder"
@@ -216,17 +235,27 @@ def test_a_forged_results_json_is_replaced(autograder_zip, tmp_path, status, sea
         "seal(results, 'ab' * 16)\n"
         f"open({str(results_dir / 'results.json')!r}, 'w').write(json.dumps(results))\n"
         f"line = {{'none': '', 'wrong': 'authenticity: nonce={'cd' * 16} sha256={'0' * 64}',\n"
-        f"        'right': 'authenticity: nonce=' + 'ab' * 16 + ' sha256=' + results['extra_data']['authenticity']['sha256']}}[{seal!r}]\n"
+        f"        'right': 'authenticity: nonce=' + 'ab' * 16 + ' sha256=' + "
+        f"results['extra_data']['authenticity']['sha256']}}[{seal!r}]\n"
         "print(line)\n"
-        f"sys.exit({status})\n", encoding="utf-8")
+        f"sys.exit({status})\n",
+        encoding="utf-8",
+    )
     (root / "submission").mkdir(parents=True)
     env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": sys.executable}
-    process = subprocess.run(["bash", str(root / "source" / "run_autograder")], cwd=root, env=env,
-                             capture_output=True, text=True, timeout=120)
+    process = subprocess.run(
+        ["bash", str(root / "source" / "run_autograder")],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert process.returncode == 0
     results = json.loads((results_dir / "results.json").read_text(encoding="utf-8"))
     assert results["score"] == 0 and "could not grade" in results["output"], (
-        f"forged results.json survived ({seal=}, {status=}):\n{process.stdout[-2000:]}\n{process.stderr[-2000:]}")
+        f"forged results.json survived ({seal=}, {status=}):\n{process.stdout[-2000:]}\n{process.stderr[-2000:]}"
+    )
     assert "not the judge's own" in process.stderr
 
 

@@ -7,6 +7,7 @@ dynamic code (``exec``/``compile``/``__import__`` however fetched, ``torch.ops``
 container, threads and TorchScript) is flagged for a human, and that the reference, the stubs
 and the style variants stay clean. Each test starts one worker (seconds: it imports torch).
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -21,7 +22,7 @@ from grader.sandbox.proxy import SandboxedImplementation, StudentCodeError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-STUDENT = '''
+STUDENT = """
 import builtins
 import threading
 
@@ -81,7 +82,7 @@ def switch_off(x):
 
 def plain(x):
     return (x - x.mean(-1, keepdim=True)).softmax(-1) @ x.transpose(-2, -1)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -98,12 +99,15 @@ def _calls(impl) -> dict[str, dict]:
     return {v["call"]: v for v in impl.violations}
 
 
-@pytest.mark.parametrize("function, call, args", [
-    ("ops_native_layer_norm", "aten::native_layer_norm", "x"),
-    ("ops_layer_norm_overload", "aten::layer_norm", "x"),
-    ("ops_sdpa", "aten::scaled_dot_product_attention", "q"),
-    ("ops_flash", "aten::_scaled_dot_product_flash_attention_for_cpu", "q"),
-])
+@pytest.mark.parametrize(
+    "function, call, args",
+    [
+        ("ops_native_layer_norm", "aten::native_layer_norm", "x"),
+        ("ops_layer_norm_overload", "aten::layer_norm", "x"),
+        ("ops_sdpa", "aten::scaled_dot_product_attention", "q"),
+        ("ops_flash", "aten::_scaled_dot_product_flash_attention_for_cpu", "q"),
+    ],
+)
 def test_aten_operators_are_banned_however_they_are_reached(sandbox, function, call, args):
     value = torch.randn(3, 4) if args == "x" else torch.randn(1, 2, 3, 4)
     with pytest.raises(StudentCodeError, match="is off limits here"):
@@ -158,7 +162,9 @@ def _flags(tmp_path, source: str) -> set[tuple[int, str, str]]:
 
 
 def test_dynamic_code_is_flagged_however_it_is_fetched(tmp_path):
-    flags = _flags(tmp_path, '''
+    flags = _flags(
+        tmp_path,
+        """
         import builtins
         import threading
         import torch
@@ -176,19 +182,30 @@ def test_dynamic_code_is_flagged_however_it_is_fetched(tmp_path):
         n = getattr(stash[0], "o" + "ps")
         s = torch.jit.script
         alias = compile
-    ''')
+    """,
+    )
     expected = {
-        (5, "exec()"), (6, "compile()"), (7, "builtins.__dict__"), (8, "eval()"), (9, "__import__()"),
-        (11, "getattr(builtins, ...)"), (12, "getattr(torch.nn, ...)"), (13, "torch.ops.aten"),
-        (15, "<expression>.aten"), (16, "getattr(..., 'ops')"), (17, "torch.jit"), (18, "compile()"),
+        (5, "exec()"),
+        (6, "compile()"),
+        (7, "builtins.__dict__"),
+        (8, "eval()"),
+        (9, "__import__()"),
+        (11, "getattr(builtins, ...)"),
+        (12, "getattr(torch.nn, ...)"),
+        (13, "torch.ops.aten"),
+        (15, "<expression>.aten"),
+        (16, "getattr(..., 'ops')"),
+        (17, "torch.jit"),
+        (18, "compile()"),
         (3, "threading"),
     }
     assert expected <= {(line, call) for line, call, severity in flags if severity == "suspicious"}, flags
     assert not [f for f in flags if f[2] == "banned"]
 
 
-@pytest.mark.parametrize("folder", ["solutions", "assignments",
-                                    *sorted(p.name for p in (ROOT / "tests/selftest/variants").iterdir())])
+@pytest.mark.parametrize(
+    "folder", ["solutions", "assignments", *sorted(p.name for p in (ROOT / "tests/selftest/variants").iterdir())]
+)
 def test_the_reference_the_stubs_and_the_variants_raise_no_flags(folder):
     base = ROOT / folder if folder in ("solutions", "assignments") else ROOT / "tests/selftest/variants" / folder
     findings, _ = static_check.scan_package(base / "transformer")

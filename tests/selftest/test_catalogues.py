@@ -1,5 +1,6 @@
 """Every student-facing message exists in Japanese, with the same placeholders, and the
 language follows the locale as gettext reads it (grader/i18n.py, builders/catalogues.py)."""
+
 from __future__ import annotations
 
 import ast
@@ -20,8 +21,9 @@ TRANSLATORS = {"_", "N_"}
 
 def test_every_message_has_a_japanese_translation_with_the_same_placeholders():
     problems = catalogues.problems(["ja"])
-    assert not problems, f"{len(problems)} catalogue problems (run `python -m builders.catalogues check`):\n" + \
-        "\n".join(problems[:40])
+    assert not problems, (
+        f"{len(problems)} catalogue problems (run `python -m builders.catalogues check`):\n" + "\n".join(problems[:40])
+    )
 
 
 def test_placeholders_are_compared_by_name():
@@ -42,26 +44,38 @@ def _words(text: str) -> bool:
 
 def _prose(node: ast.AST) -> bool:
     """A dict key that is a sentence (state-dict names and option names have no spaces)."""
-    text = node.value if isinstance(node, ast.Constant) else "".join(
-        v.value for v in node.values if isinstance(v, ast.Constant))
+    text = (
+        node.value
+        if isinstance(node, ast.Constant)
+        else "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+    )
     return isinstance(text, str) and text.count(" ") >= 2
 
 
 def _untranslated(node: ast.AST, constants: dict[str, ast.AST], depth: int = 0) -> list[str]:
     """String literals with words inside ``node`` that are not the message of a ``_()`` call."""
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in TRANSLATORS:
-        return [x for arg in [*node.args[1:], *(k.value for k in node.keywords)]
-                for x in _untranslated(arg, constants, depth)]
+        return [
+            x
+            for arg in [*node.args[1:], *(k.value for k in node.keywords)]
+            for x in _untranslated(arg, constants, depth)
+        ]
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return [node.value] if _words(node.value) else []
     if isinstance(node, ast.JoinedStr):
         found = [v.value for v in node.values if isinstance(v, ast.Constant) and _words(v.value)]
-        return found + [x for v in node.values if isinstance(v, ast.FormattedValue)
-                        for x in _untranslated(v.value, constants, depth)]
+        return found + [
+            x
+            for v in node.values
+            if isinstance(v, ast.FormattedValue)
+            for x in _untranslated(v.value, constants, depth)
+        ]
     if isinstance(node, ast.Name) and node.id in constants and depth < 2:
         return _untranslated(constants[node.id], constants, depth + 1)
     if isinstance(node, ast.Call):  # a helper's result: look at its arguments only
-        return [x for arg in [*node.args, *(k.value for k in node.keywords)] for x in _untranslated(arg, constants, depth)]
+        return [
+            x for arg in [*node.args, *(k.value for k in node.keywords)] for x in _untranslated(arg, constants, depth)
+        ]
     if isinstance(node, (ast.BinOp, ast.IfExp, ast.BoolOp, ast.Tuple, ast.List)):
         return [x for child in ast.iter_child_nodes(node) for x in _untranslated(child, constants, depth)]
     return []
@@ -83,8 +97,13 @@ def _message_arguments(call: ast.Call) -> list[ast.AST]:
 
 def untranslated_messages(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    constants = {t.id: node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
-                 for t in node.targets if isinstance(t, ast.Name)}
+    constants = {
+        t.id: node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
     found = []
     for node in ast.walk(tree):
         arguments = []
@@ -93,15 +112,22 @@ def untranslated_messages(path: Path) -> list[str]:
         elif isinstance(node, ast.Assert) and node.msg is not None:
             arguments = [node.msg]
         elif isinstance(node, ast.Dict):  # {bug description: buggy output}: likely_bugs tables
-            arguments = [k for k in node.keys if isinstance(k, (ast.Constant, ast.JoinedStr))
-                         and _prose(k)]
+            arguments = [k for k in node.keys if isinstance(k, (ast.Constant, ast.JoinedStr)) and _prose(k)]
         for argument in arguments:
-            found += [f"{path.relative_to(ROOT)}:{node.lineno}: {text!r}" for text in _untranslated(argument, constants)]
+            found += [
+                f"{path.relative_to(ROOT)}:{node.lineno}: {text!r}" for text in _untranslated(argument, constants)
+            ]
     return found
 
 
-STUDENT_FACING = sorted([*ROOT.glob("tests/public/*.py"), *ROOT.glob("tests/hidden/*.py"),
-                         *ROOT.glob("tests/support/oracles/*.py"), *ROOT.glob("tests/support/*.py")])
+STUDENT_FACING = sorted(
+    [
+        *ROOT.glob("tests/public/*.py"),
+        *ROOT.glob("tests/hidden/*.py"),
+        *ROOT.glob("tests/support/oracles/*.py"),
+        *ROOT.glob("tests/support/*.py"),
+    ]
+)
 
 
 @pytest.mark.parametrize("path", STUDENT_FACING, ids=lambda p: str(p.relative_to(ROOT)))
@@ -114,11 +140,12 @@ def test_the_lint_finds_an_unwrapped_message(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text(
         'HINT = "softmax over the keys"\n'
-        'def test(x):\n'
+        "def test(x):\n"
         '    check(x, f"{x}: weights are negative", HINT)\n'
         '    assert_close(x, x, what=_("fine {x}", x=f"the shape {x}"), case=_("ok"))\n'
         '    bugs = {"scores not divided by sqrt(d_k)": x, _("a translated bug"): x, "w_q.weight": x}\n',
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     global ROOT
     saved, ROOT = ROOT, tmp_path
     try:
@@ -183,8 +210,11 @@ def test_an_edited_message_keeps_its_old_translation_as_fuzzy(tmp_path, monkeypa
     old.add("expected shape {expected}, got shape {actual}", "期待される形状は {expected}、実際は {actual}")
     with path.open("wb") as handle:
         write_po(handle, old)
-    monkeypatch.setattr(catalogues, "extract", lambda: {"feedback": {
-        "expected shape {expected}, but got shape {actual}": ["tests/support/checks.py:1"]}})
+    monkeypatch.setattr(
+        catalogues,
+        "extract",
+        lambda: {"feedback": {"expected shape {expected}, but got shape {actual}": ["tests/support/checks.py:1"]}},
+    )
     catalogues.update(["ja"])
     entry = i18n.read_catalogue(path).get("expected shape {expected}, but got shape {actual}")
     assert entry.string == "期待される形状は {expected}、実際は {actual}" and entry.fuzzy

@@ -3,6 +3,7 @@ the defaults, names the parts, explains every option, is plain text; ``--version
 Makefile's TRAIN / PARTS / JOBS; the authenticity line only where it is used.
 
 Fast: the parsers are built in-process; nothing is graded."""
+
 from __future__ import annotations
 
 import argparse
@@ -55,14 +56,16 @@ def subparsers_of(parser: argparse.ArgumentParser) -> dict[str, argparse.Argumen
 def every_help(capsys) -> dict[str, tuple[str, str]]:
     """name -> (help text, expected usage prefix) of every command line the grader has."""
     helps = {"grader": (help_of(entry.main, ["--help"], capsys), "python -m grader")}
-    for name, sub in subparsers_of(entry.build_parser()).items():
+    for name, _sub in subparsers_of(entry.build_parser()).items():
         argv = [name, "--help"]
         helps[f"grader {name}"] = (help_of(entry.main, argv, capsys), f"python -m grader {name}")
     for name, (run, prog) in TOOLS.items():
         helps[name] = (help_of(run, ["--help"], capsys), prog)
     for name in ("student", "autograder"):
-        helps[f"builders.release {name}"] = (help_of(release.main, [name, "--help"], capsys),
-                                             f"python -m builders.release {name}")
+        helps[f"builders.release {name}"] = (
+            help_of(release.main, [name, "--help"], capsys),
+            f"python -m builders.release {name}",
+        )
     return helps
 
 
@@ -82,7 +85,7 @@ def test_every_option_of_grade_and_the_tools_explains_itself():
         original = argparse.ArgumentParser.parse_args
 
         def catch(self, *args, **kwargs):
-            seen.append(self)
+            seen.append(self)  # noqa: B023 — catch is called within this iteration only
             raise SystemExit(0)
 
         argparse.ArgumentParser.parse_args = catch
@@ -105,8 +108,13 @@ def test_grade_help_shows_the_defaults_and_the_parts(capsys):
     parts = list(load_rubric().parts)
     for command in ("grade", "grade-all"):
         text = " ".join(help_of(entry.main, [command, "--help"], capsys).split())
-        for option, default in (("--call-timeout", "60"), ("--part-timeout", "600"), ("--train-timeout", "1800"),
-                                ("--total-timeout", "3600"), ("--memory-gib", "6")):
+        for option, default in (
+            ("--call-timeout", "60"),
+            ("--part-timeout", "600"),
+            ("--train-timeout", "1800"),
+            ("--total-timeout", "3600"),
+            ("--memory-gib", "6"),
+        ):
             pattern = re.escape(option) + r" \w+ (?:(?! --).)*\(default: " + default + r"\)"
             assert re.search(pattern, text), (command, option)
         assert ", ".join(parts) in text, (command, "the part names")
@@ -123,8 +131,9 @@ def test_version(run, prog, capsys):
 
 def test_the_seal_is_printed_only_when_asked(monkeypatch, capsys, tmp_path):
     seal = {"nonce": "ab" * 16, "sha256": "cd" * 32}
-    monkeypatch.setattr(grade, "grade", lambda args, log: (SimpleNamespace(flags=[]),
-                                                           {"extra_data": {"authenticity": seal}}))
+    monkeypatch.setattr(
+        grade, "grade", lambda args, log: (SimpleNamespace(flags=[]), {"extra_data": {"authenticity": seal}})
+    )
     monkeypatch.setattr(grade, "parts_table", lambda result: "TABLE")
     parser = entry.build_parser()
     for extra, shown in (([], False), (["--print-seal"], True)):
@@ -152,8 +161,13 @@ def test_grade_all_and_run_autograder_ask_for_the_seal(monkeypatch, tmp_path):
 
 
 def make_dry_run(*args: str, folder: Path = ROOT) -> str:
-    done = subprocess.run(["make", "-n", "--no-print-directory", *args, "PY=python"], cwd=folder,
-                          capture_output=True, text=True, env={**release.clean_make_env()})
+    done = subprocess.run(
+        ["make", "-n", "--no-print-directory", *args, "PY=python"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env={**release.clean_make_env()},
+    )
     assert done.returncode == 0, done.stderr
     return " ".join(done.stdout.split())
 
@@ -163,7 +177,8 @@ def test_make_grade_takes_train_parts_and_jobs(tmp_path):
     assert "-m grader grade assignments --out out/grade" in make_dry_run("grade")
     assert "--no-train" not in make_dry_run("grade") and "--parts" not in make_dry_run("grade")
     assert "-m grader grade sub --out o --no-train --parts masks" in make_dry_run(
-        "grade", "SUBMISSION=sub", "OUT=o", "TRAIN=0", "PARTS=masks", "JOBS=2")
+        "grade", "SUBMISSION=sub", "OUT=o", "TRAIN=0", "PARTS=masks", "JOBS=2"
+    )
     assert "--parts attention" in make_dry_run("grade", "PART=attention")
     everyone = make_dry_run("grade-all", "SUBMISSIONS=class", "OUT=o", "TRAIN=0", "PARTS=masks,attention", "JOBS=2")
     assert "-m grader grade-all class --out o --no-train --parts masks,attention --jobs 2" in everyone

@@ -9,6 +9,7 @@ the same bytes. A second cluster loses a worker in the middle of a run: every su
 still graded, exactly once. Only ``masks`` and ``feed_forward`` are graded, with short time
 limits, so that the whole file stays well under two minutes on two cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,11 +53,39 @@ class DaskCluster:
         self.address = f"tcp://127.0.0.1:{free_port()}"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the checkout the tasks run from
         common = dict(cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        self.scheduler = subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port",
-                                           self.address.rsplit(":", 1)[1], "--no-dashboard", "--no-show"], **common)
-        self.workers = [subprocess.Popen([str(DASK), "worker", self.address, "--host", "127.0.0.1", "--nworkers", "1",
-                                          "--nthreads", "1", "--no-dashboard", "--name", f"w{i}"], **common)
-                        for i in range(workers)]
+        self.scheduler = subprocess.Popen(
+            [
+                str(DASK),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                self.address.rsplit(":", 1)[1],
+                "--no-dashboard",
+                "--no-show",
+            ],
+            **common,
+        )
+        self.workers = [
+            subprocess.Popen(
+                [
+                    str(DASK),
+                    "worker",
+                    self.address,
+                    "--host",
+                    "127.0.0.1",
+                    "--nworkers",
+                    "1",
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--name",
+                    f"w{i}",
+                ],
+                **common,
+            )
+            for i in range(workers)
+        ]
         self.client = None
         try:
             self.client = distributed.Client(self.address, timeout="60s")
@@ -106,8 +135,21 @@ def make_class(base: Path) -> Path:
 
 
 def grade_all_command(submissions: Path, out: Path, *options: str, parts: str = PARTS) -> list[str]:
-    return [sys.executable, "-m", "grader", "grade-all", str(submissions), "--out", str(out), "--parts", parts,
-            "--no-train", "--no-lock-repo", *LIMITS, *options]  # --no-lock-repo: leave the checkout's modes alone
+    return [
+        sys.executable,
+        "-m",
+        "grader",
+        "grade-all",
+        str(submissions),
+        "--out",
+        str(out),
+        "--parts",
+        parts,
+        "--no-train",
+        "--no-lock-repo",
+        *LIMITS,
+        *options,
+    ]  # --no-lock-repo: leave the checkout's modes alone
 
 
 def finished_lines(stderr: str) -> list[tuple[int, str]]:
@@ -121,16 +163,33 @@ def graded_both_ways(tmp_path_factory):
     submissions = make_class(base / "class")
     dask = DaskCluster(workers=2)
     try:
-        runs = {"local": subprocess.Popen(grade_all_command(submissions, base / "local", "--jobs", "2"), cwd=ROOT,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
-                "dask": subprocess.Popen(grade_all_command(submissions, base / "dask", "--scheduler", dask.address),
-                                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)}
+        runs = {
+            "local": subprocess.Popen(
+                grade_all_command(submissions, base / "local", "--jobs", "2"),
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ),
+            "dask": subprocess.Popen(
+                grade_all_command(submissions, base / "dask", "--scheduler", dask.address),
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ),
+        }
         logs = {}
         for name, run in runs.items():
             logs[name] = run.communicate(timeout=600)[1]
             assert run.returncode == 0, logs[name]
-        again = subprocess.run(grade_all_command(submissions, base / "dask", "--scheduler", dask.address), cwd=ROOT,
-                               capture_output=True, text=True, timeout=120)
+        again = subprocess.run(
+            grade_all_command(submissions, base / "dask", "--scheduler", dask.address),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         dask.stop()
     return base, logs, again
@@ -157,10 +216,12 @@ def test_the_cluster_run_shows_progress_load_and_accounting(graded_both_ways):
     assert sorted(s for _, s in finished_lines(logs["dask"])) == STUDENTS
     assert [k for k, _ in finished_lines(logs["dask"])] == list(range(1, 7))
     assert "Dask scheduler tcp://127.0.0.1:" in logs["dask"]
-    assert re.search(r"^workers: 2 \(\d+ grading, \d+ waiting\); graded per worker: 127\.0\.0\.1:\d+ \d+, ",
-                     logs["dask"], re.M), logs["dask"]
-    assert re.search(r"^on the cluster: \S+ wall, \S+ of CPU and \S+ of grading on the workers: [\d.]+× ",
-                     logs["dask"], re.M), logs["dask"]
+    assert re.search(
+        r"^workers: 2 \(\d+ grading, \d+ waiting\); graded per worker: 127\.0\.0\.1:\d+ \d+, ", logs["dask"], re.M
+    ), logs["dask"]
+    assert re.search(
+        r"^on the cluster: \S+ wall, \S+ of CPU and \S+ of grading on the workers: [\d.]+× ", logs["dask"], re.M
+    ), logs["dask"]
 
 
 def test_a_second_cluster_run_resumes(graded_both_ways):
@@ -175,13 +236,18 @@ def test_a_worker_killed_in_the_middle_of_a_run_loses_nothing(tmp_path):
     package = ROOT / "solutions" / "transformer"
     students = ["ana", "bo", "cy", "di"]
     for student in students:
-        shutil.copytree(package, tmp_path / "class" / student / "transformer",
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            package, tmp_path / "class" / student / "transformer", ignore=shutil.ignore_patterns("__pycache__")
+        )
     dask = DaskCluster(workers=2)
     try:
-        run = subprocess.Popen(grade_all_command(tmp_path / "class", tmp_path / "out", "--scheduler", dask.address,
-                                                 parts="masks"),
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        run = subprocess.Popen(
+            grade_all_command(tmp_path / "class", tmp_path / "out", "--scheduler", dask.address, parts="masks"),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         victim = dask.client.scheduler_info(n_workers=-1)["workers"]
         victim_address = next(a for a, info in victim.items() if info.get("name") == "w0")
         deadline = time.monotonic() + 120
@@ -279,8 +345,11 @@ def test_the_cluster_settings_are_checked(tmp_path):
     course = tmp_path / "course.toml"
     course.write_text('[cluster]\nqueue = "gpu"\ncores = 8\njobs = 4\ngpu = true\n')
     assert cluster.load_settings(course) == {**cluster.DEFAULTS, "queue": "gpu", "cores": 8, "jobs": 4, "gpu": True}
-    for bad, said in (('cores = "8"', "cores must be int, not '8'"), ("nodes = 3", "unknown [cluster] key 'nodes'"),
-                      ("gpu = 1", "gpu must be bool, not 1")):
+    for bad, said in (
+        ('cores = "8"', "cores must be int, not '8'"),
+        ("nodes = 3", "unknown [cluster] key 'nodes'"),
+        ("gpu = 1", "gpu must be bool, not 1"),
+    ):
         course.write_text(f"[cluster]\n{bad}\n")
         with pytest.raises(cluster.ClusterError, match=re.escape(said)):
             cluster.load_settings(course)
@@ -291,8 +360,9 @@ def test_without_dask_the_instructor_is_told_what_to_install(monkeypatch, tmp_pa
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
     from grader.__main__ import main
 
-    status = main(["grade-all", str(tmp_path / "class"), "--out", str(tmp_path / "out"), "--scheduler",
-                   "tcp://127.0.0.1:1"])
+    status = main(
+        ["grade-all", str(tmp_path / "class"), "--out", str(tmp_path / "out"), "--scheduler", "tcp://127.0.0.1:1"]
+    )
     assert status == 2
     said = capsys.readouterr().err
     assert "need Dask" in said and "pip install -r requirements.txt" in said, said
@@ -303,8 +373,10 @@ def test_the_slurm_job_script_follows_the_cluster_section(monkeypatch, tmp_path)
     dask_jobqueue = pytest.importorskip("dask_jobqueue")
     monkeypatch.setattr(dask_jobqueue.core.JobQueueCluster, "scale", lambda self, *args, **kwargs: None)
     course = tmp_path / "course.toml"
-    course.write_text('[cluster]\nqueue = "cpu"\naccount = "dl"\ncores = 8\nprocesses = 4\nmemory = "32GB"\n'
-                      'gpu = true\ngrader_root = "/shared/transformer"\n')
+    course.write_text(
+        '[cluster]\nqueue = "cpu"\naccount = "dl"\ncores = 8\nprocesses = 4\nmemory = "32GB"\n'
+        'gpu = true\ngrader_root = "/shared/transformer"\n'
+    )
     args = argparse.Namespace(scheduler=None, cluster="slurm", tries=3, jobs=1)
     client, started = cluster.connect(args, cluster.load_settings(course))
     try:
@@ -312,8 +384,14 @@ def test_the_slurm_job_script_follows_the_cluster_section(monkeypatch, tmp_path)
     finally:
         client.close()
         started.close()
-    for line in ("#SBATCH -p cpu", "#SBATCH -A dl", "#SBATCH --cpus-per-task=8", "#SBATCH --gres=gpu:1",
-                 "cd /shared/transformer", "export PYTHONPATH=/shared/transformer"):
+    for line in (
+        "#SBATCH -p cpu",
+        "#SBATCH -A dl",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --gres=gpu:1",
+        "cd /shared/transformer",
+        "export PYTHONPATH=/shared/transformer",
+    ):
         assert line in script.splitlines(), (line, script)
     worker = next(line for line in script.splitlines() if "dask_worker" in line)
     assert worker.startswith("/shared/transformer/.venv/bin/python -m distributed.cli.dask_worker ")

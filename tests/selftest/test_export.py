@@ -6,6 +6,7 @@ nothing): the grading worksheet as Moodle downloads it and Canvas's gradebook ex
 tests/selftest/lms/; the download zips are built here from solutions/ and assignments/ (no copy
 of the reference in the repository). Graded with ``--parts masks --no-train``: a few seconds each.
 """
+
 from __future__ import annotations
 
 import csv
@@ -69,7 +70,12 @@ def test_file_names_of_both_lms_are_parsed():
     assert (entry["name"], entry["id"], entry["plugin"]) == ("Anna_Maria Rossi", "77", "assignsubmission_file")
     late = CANVAS_ENTRY.match("satohanako_late_32_9002_my_transformer.zip")
     assert (late["login"], late["late"], late["id"], late["sub"], late["file"]) == (
-        "satohanako", "late", "32", "9002", "my_transformer.zip")
+        "satohanako",
+        "late",
+        "32",
+        "9002",
+        "my_transformer.zip",
+    )
     assert CANVAS_ENTRY.match("山田太郎_31_9001_transformer.zip")["id"] == "31"
     assert [points(x) for x in (24.6294, 80.0, 79.9974, 0.005, 41.7)] == ["24.63", "80", "80", "0.01", "41.7"]
 
@@ -103,8 +109,18 @@ def read_csv(path: Path) -> list[list[str]]:
 
 def test_moodle_round_trip(tmp_path, capsys):
     out = tmp_path / "out"
-    status = grader_main(["export", "moodle", str(_build(tmp_path, moodle_download)), "--out", str(out),
-                          "--worksheet", str(LMS / "moodle-grading-worksheet.csv"), *OPTIONS])
+    status = grader_main(
+        [
+            "export",
+            "moodle",
+            str(_build(tmp_path, moodle_download)),
+            "--out",
+            str(out),
+            "--worksheet",
+            str(LMS / "moodle-grading-worksheet.csv"),
+            *OPTIONS,
+        ]
+    )
     printed = capsys.readouterr().out
     assert status == 0, printed
     rows = read_csv(out / "moodle-grading-worksheet.csv")
@@ -121,9 +137,11 @@ def test_moodle_round_trip(tmp_path, capsys):
         assert [r[key] for r in by_id.values()] == [dict(zip(original[0], r))[key] for r in original[1:]]
     with zipfile.ZipFile(out / "moodle-feedback-files.zip") as zf:
         names = sorted(zf.namelist())
-        assert names == ["Lee Min-jun_1203_assignfeedback_file_/report.md",
-                         "佐藤 花子_1202_assignfeedback_file_/report.md",
-                         "山田 太郎_1201_assignfeedback_file_/report.md"]
+        assert names == [
+            "Lee Min-jun_1203_assignfeedback_file_/report.md",
+            "佐藤 花子_1202_assignfeedback_file_/report.md",
+            "山田 太郎_1201_assignfeedback_file_/report.md",
+        ]
         assert zf.read(names[2]) == (out / "grades" / "participant-1201" / "report.md").read_bytes()
     summary = json.loads((out / "export-summary.json").read_text())
     assert summary == {"graded": 3, "failed to grade": [], "no submission": ["1204"], "flagged": [], "late": ["1202"]}
@@ -132,25 +150,40 @@ def test_moodle_round_trip(tmp_path, capsys):
 
 def test_canvas_round_trip(tmp_path, capsys):
     out = tmp_path / "out"
-    status = grader_main(["export", "canvas", str(_build(tmp_path, canvas_download)), "--out", str(out),
-                          "--assignment", "Transformer (4242)", "--roster",
-                          str(LMS / "canvas-gradebook-export.csv"), *OPTIONS])
+    status = grader_main(
+        [
+            "export",
+            "canvas",
+            str(_build(tmp_path, canvas_download)),
+            "--out",
+            str(out),
+            "--assignment",
+            "Transformer (4242)",
+            "--roster",
+            str(LMS / "canvas-gradebook-export.csv"),
+            *OPTIONS,
+        ]
+    )
     printed = capsys.readouterr().out
     assert status == 0, printed
     rows = read_csv(out / "canvas-gradebook-import.csv")
     assert rows[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "Transformer (4242)"]
-    assert rows[1:] == [["山田, 太郎", "31", "s2026001", "taro.yamada", "深層学習 2026", "6"],
-                        ["佐藤, 花子", "32", "s2026002", "hanako.sato", "深層学習 2026", "0"],
-                        ["Lee, Min-jun", "33", "s2026003", "minjun.lee", "深層学習 2026", "6"],
-                        ["鈴木, 一郎", "34", "s2026004", "ichiro.suzuki", "深層学習 2026", ""]]
+    assert rows[1:] == [
+        ["山田, 太郎", "31", "s2026001", "taro.yamada", "深層学習 2026", "6"],
+        ["佐藤, 花子", "32", "s2026002", "hanako.sato", "深層学習 2026", "0"],
+        ["Lee, Min-jun", "33", "s2026003", "minjun.lee", "深層学習 2026", "6"],
+        ["鈴木, 一郎", "34", "s2026004", "ichiro.suzuki", "深層学習 2026", ""],
+    ]
     summary = json.loads((out / "export-summary.json").read_text())
     assert summary["no submission"] == ["34"] and summary["late"] == ["32"] and summary["graded"] == 3
 
 
 def test_the_gradebook_has_a_maxima_row_and_rounded_points(tmp_path):
-    rows = [{"student": "alice", "total": 18.6294, "parts": {"masks": 6.0, "attention": 12.6294}, "flags": []},
-            {"student": "bob", "total": 6.0, "parts": {"masks": 6.0}, "flags": ["banned: F.softmax"]},
-            {"student": "carol", "total": "", "parts": {}, "flags": ["grader-error: boom"]}]
+    rows = [
+        {"student": "alice", "total": 18.6294, "parts": {"masks": 6.0, "attention": 12.6294}, "flags": []},
+        {"student": "bob", "total": 6.0, "parts": {"masks": 6.0}, "flags": ["banned: F.softmax"]},
+        {"student": "carol", "total": "", "parts": {}, "flags": ["grader-error: boom"]},
+    ]
     path = tmp_path / "gradebook.csv"
     grade_all.write_gradebook(path, rows, ["masks", "attention", "translation"])
     table = read_csv(path)

@@ -1,6 +1,7 @@
 """What a student sees from `make check` (tests/support/feedback.py), run as a student runs it
 on broken copies of the reference: the diagnosis leads, errors are named once, endless loops
 stop, banned calls and dependencies are announced, and all of it in Japanese too."""
+
 from __future__ import annotations
 
 import os
@@ -34,13 +35,23 @@ def broken_copy(tmp_path: Path, module: str, find: str, replace: str) -> Path:
 
 def check(impl: Path, *args: str, lang: str = "en") -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "COURSE_LANGUAGE": lang, "COLUMNS": "100"}
-    return subprocess.run([sys.executable, "-m", "tests.support.feedback", *args, "--impl", str(impl)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "tests.support.feedback", *args, "--impl", str(impl)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_a_syntax_error_is_named_once_with_file_line_and_code(tmp_path):
-    impl = broken_copy(tmp_path, "feed_forward", "return self.w_2(self.dropout(self.w_1(x).relu()))",
-                       "return self.w_2(self.dropout(self.w_1(x).relu())")
+    impl = broken_copy(
+        tmp_path,
+        "feed_forward",
+        "return self.w_2(self.dropout(self.w_1(x).relu()))",
+        "return self.w_2(self.dropout(self.w_1(x).relu())",
+    )
     result = check(impl)
     out = result.stdout
     assert result.returncode != 0
@@ -53,7 +64,9 @@ def test_a_syntax_error_is_named_once_with_file_line_and_code(tmp_path):
 
 
 def test_an_import_error_is_named_once_with_file_line_and_code(tmp_path):
-    impl = broken_copy(tmp_path, "layers", "from torch import nn\n", "from torch import nn\nfrom .masks import padding_maks\n")
+    impl = broken_copy(
+        tmp_path, "layers", "from torch import nn\n", "from torch import nn\nfrom .masks import padding_maks\n"
+    )
     out = check(impl, "-klayer").stdout  # the table, for the tests with "layer" in their name
     row = table_row(out, "layers")
     assert "ImportError in transformer/layers.py, line" in row and "from .masks import padding_maks" in row, out
@@ -71,14 +84,19 @@ def test_an_endless_loop_stops_with_a_message(tmp_path):
 
 
 def test_a_banned_call_is_announced_before_grading(tmp_path):
-    impl = broken_copy(tmp_path, "attention", "out, weights = scaled_dot_product_attention(q, k, v, mask, self.dropout)",
-                       "out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask); weights = out")
+    impl = broken_copy(
+        tmp_path,
+        "attention",
+        "out, weights = scaled_dot_product_attention(q, k, v, mask, self.dropout)",
+        "out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask); weights = out",
+    )
     source = impl / "transformer" / "attention.py"
     source.write_text("import torch.nn.functional as F\n" + source.read_text(encoding="utf-8"), encoding="utf-8")
     out = check(impl, "attention", "--test", "mha").stdout
     row = table_row(out, "attention")
-    assert re.search(r"will score 0 when graded: uses F\.scaled_dot_product_attention at transformer/attention\.py:\d+",
-                     row), out
+    assert re.search(
+        r"will score 0 when graded: uses F\.scaled_dot_product_attention at transformer/attention\.py:\d+", row
+    ), out
     assert re.search(r"^attention\s+\d+/\d+\s+0\.0/16", out, re.M), "the table shows the grade's 0 points"
 
 
@@ -98,7 +116,10 @@ def test_one_part_output_is_short_leads_with_the_bug_and_says_how_to_rerun(tmp_p
     lines = out.splitlines()
     phrase = mutant.hint_ja if lang == "ja" else mutant.hint
     assert phrase, f"mutant {mutant.id} has no hint for {lang}"
-    squash = lambda s: re.sub(r"\s+", "", s).lower()  # noqa: E731
+
+    def squash(text):
+        return re.sub(r"\s+", "", text).lower()
+
     assert squash(phrase) in squash("\n".join(lines[:60])), out
     assert squash(phrase) in squash(table_row(out, "attention")), out
     assert len(lines) <= 150, f"{len(lines)} lines"
@@ -119,8 +140,14 @@ def test_an_unknown_part_lists_the_parts():
 def test_make_check_fails_without_makes_error_line(tmp_path):
     apply(BY_ID["mask-target-or"], tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}}
-    result = subprocess.run(["make", "--no-print-directory", "check", "PART=masks", f"IMPL={tmp_path}",
-                             f"PY={sys.executable}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "check", "PART=masks", f"IMPL={tmp_path}", f"PY={sys.executable}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode != 0
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         # (where SIGINT is ignored, as in a script's background job, make cannot be interrupted:

@@ -8,6 +8,7 @@ Two independent proofs per figure: the font matplotlib resolves for every Japane
 glyph for each of its characters (FT2Font.get_char_index != 0), and drawing the figure emits
 no "Glyph ... missing from font(s)" warning.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -38,7 +39,9 @@ def missing_glyphs(text) -> tuple[str, str]:
     """(the font file matplotlib resolves for this text, the characters it has no glyph for)."""
     path = font_manager.findfont(text.get_fontproperties(), fallback_to_default=True)
     font = FT2Font(path)
-    return path, "".join(sorted({ch for ch in text.get_text() if not ch.isspace() and font.get_char_index(ord(ch)) == 0}))
+    return path, "".join(
+        sorted({ch for ch in text.get_text() if not ch.isspace() and font.get_char_index(ord(ch)) == 0})
+    )
 
 
 def draw_and_check(fig, expected: set[str]) -> None:
@@ -109,7 +112,14 @@ def test_notebook_plots_have_every_japanese_glyph(monkeypatch):
         FigureCanvasAgg(fig)
         ax = fig.subplots()
         first, second = (s.split() for s in SENTENCES)
-        namespace["heatmap"](ax, [[0.5] * len(first)] * len(second), xlabels=first, ylabels=second,
-                             title=SENTENCES[1], xlabel=namespace["tr"]("keys", "Key（見られる側）"), annotate=True,
-                             ylabel="relu(x W₁ + b₁)")  # ₁: not in IPAexGothic, drawn with the fallback font
+        namespace["heatmap"](
+            ax,
+            [[0.5] * len(first)] * len(second),
+            xlabels=first,
+            ylabels=second,
+            title=SENTENCES[1],
+            xlabel=namespace["tr"]("keys", "Key（見られる側）"),
+            annotate=True,
+            ylabel="relu(x W₁ + b₁)",
+        )  # ₁: not in IPAexGothic, drawn with the fallback font
         draw_and_check(fig, set(first) | set(second) | {SENTENCES[1], "Key（見られる側）"})

@@ -10,6 +10,7 @@ The language: a small broken submission graded with ``--lang ja`` and ``--lang e
 neither, under a Japanese locale: the course's language, else English) — what the student
 reads follows the language, ``extra_data`` and the scores do not.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -85,12 +86,27 @@ def make_submissions(base: Path) -> None:
             zf.writestr(f"bob/transformer/{path.name}", text)
     shutil.copytree(ROOT / "assignments" / "transformer", base / "failing" / "stubs" / "transformer", ignore=ignore)
     shutil.copytree(package, base / "failing" / "broken" / "transformer", ignore=ignore)
-    (base / "failing" / "broken" / "transformer" / "attention.py").write_text("def scaled_dot_product_attention(:\n    pass\n")
+    (base / "failing" / "broken" / "transformer" / "attention.py").write_text(
+        "def scaled_dot_product_attention(:\n    pass\n"
+    )
 
 
 def grade_all_command(submissions: Path, out: Path, parts: list[str]) -> list[str]:
-    return [sys.executable, "-m", "grader", "grade-all", str(submissions), "--out", str(out), "--jobs", "1",
-            "--parts", ",".join(parts), "--no-train", "--no-lock-repo"]  # leave the checkout's modes alone
+    return [
+        sys.executable,
+        "-m",
+        "grader",
+        "grade-all",
+        str(submissions),
+        "--out",
+        str(out),
+        "--jobs",
+        "1",
+        "--parts",
+        ",".join(parts),
+        "--no-train",
+        "--no-lock-repo",
+    ]  # leave the checkout's modes alone
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +116,18 @@ def graded(tmp_path_factory):
     base = tmp_path_factory.mktemp("grade_all")
     make_submissions(base)
     runs = {
-        group: subprocess.Popen(grade_all_command(base / group, base / "out" / group,
-                                                  CHEAP_PARTS if group == "reference" else FAILING_PARTS),
-                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        group: subprocess.Popen(
+            grade_all_command(
+                base / group, base / "out" / group, CHEAP_PARTS if group == "reference" else FAILING_PARTS
+            ),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for group in GROUPS
     }
-    for group, run in runs.items():
+    for _group, run in runs.items():
         stdout, stderr = run.communicate(timeout=900)
         assert run.returncode == 0, stderr
     results = {s: json.loads((base / "out" / g / s / "results.json").read_text()) for g in GROUPS for s in GROUPS[g]}
@@ -212,8 +234,13 @@ def test_the_gradebook_has_a_row_per_student_and_grade_all_resumes(graded):
     assert maxima[0] == "(points possible)"
     assert set(rows) == set(GROUPS["reference"])
     assert float(rows["sol_a"][1]) == round(results["sol_a"]["score"], 2)
-    again = subprocess.run(grade_all_command(base / "reference", base / "out" / "reference", CHEAP_PARTS),
-                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        grade_all_command(base / "reference", base / "out" / "reference", CHEAP_PARTS),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stderr
     assert "3 already graded, grading 0" in again.stderr
 
@@ -239,8 +266,12 @@ def test_an_archive_escaping_its_folder_is_rejected_cleanly(tmp_path, monkeypatc
 
 
 def part(name: str, passed: list[bool]) -> PartResult:
-    result = PartResult(name, name, RUBRIC.parts[name].points,
-                        checks=[Check(name, f"{name}: check {i}", ok, "" if ok else "wrong") for i, ok in enumerate(passed)])
+    result = PartResult(
+        name,
+        name,
+        RUBRIC.parts[name].points,
+        checks=[Check(name, f"{name}: check {i}", ok, "" if ok else "wrong") for i, ok in enumerate(passed)],
+    )
     grade_module.share_points(result)
     return result
 
@@ -259,8 +290,12 @@ def test_shared_points_add_up_exactly_at_two_decimals(count):
 
 
 def test_points_are_shared_equally_and_dependency_notes_come_first():
-    attention, masks, layers, model = (part("attention", [True, False]), part("masks", [True]),
-                                       part("layers", [False, True, True]), part("model", [False]))
+    attention, masks, layers, model = (
+        part("attention", [True, False]),
+        part("masks", [True]),
+        part("layers", [False, True, True]),
+        part("model", [False]),
+    )
     assert attention.score == pytest.approx(RUBRIC.parts["attention"].points / 2)
     grade_module.dependency_notes([attention, masks, layers, model], RUBRIC)
     expected = "Note: part `attention` also lost points; fix it first — `layers` builds on it."
@@ -273,9 +308,17 @@ def test_points_are_shared_equally_and_dependency_notes_come_first():
 def test_a_banned_call_zeroes_the_part_and_says_why():
     normalization = part("normalization", [True, True])
     parts, text = grade_module.attribute_violation(
-        {"call": "F.layer_norm", "file": "transformer/helpers.py", "line": 3, "rule": "no",
-         "student_files": ["transformer/helpers.py", "transformer/normalization.py"], "extra_parts": []},
-        "layers", RUBRIC.parts)
+        {
+            "call": "F.layer_norm",
+            "file": "transformer/helpers.py",
+            "line": 3,
+            "rule": "no",
+            "student_files": ["transformer/helpers.py", "transformer/normalization.py"],
+            "extra_parts": [],
+        },
+        "layers",
+        RUBRIC.parts,
+    )
     assert parts == {"normalization"}
     grade_module.apply_violations(normalization, [text])
     assert normalization.score == 0 and normalization.max_score == RUBRIC.parts["normalization"].points
@@ -294,11 +337,17 @@ class FailingJobProxy:
         raise self.error
 
 
-@pytest.mark.parametrize("error", [
-    student_error({"type": "NotImplementedError", "builtin": "NotImplementedError", "message": "model.Transformer"}),
-    student_error({"type": "MyError", "builtin": "Exception", "message": "mine"}),
-    WorkerCrashed("your code was killed by signal SIGKILL in part `translation`"),
-], ids=lambda error: type(error).__name__)
+@pytest.mark.parametrize(
+    "error",
+    [
+        student_error(
+            {"type": "NotImplementedError", "builtin": "NotImplementedError", "message": "model.Transformer"}
+        ),
+        student_error({"type": "MyError", "builtin": "Exception", "message": "mine"}),
+        WorkerCrashed("your code was killed by signal SIGKILL in part `translation`"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
 def test_the_students_errors_in_training_reach_the_grade_as_they_are(tmp_path, error):
     """An error of the student's code (whatever builtin class it subclasses) or a crash leaves
     grade_translation as it is, for run_translation to report as the tests' checks do; any other
@@ -307,8 +356,9 @@ def test_the_students_errors_in_training_reach_the_grade_as_they_are(tmp_path, e
     with pytest.raises(type(error)) as raised:
         grading.grade_translation(FailingJobProxy(error), RUBRIC.parts["translation"], tmp_path, corpus=corpus)
     assert raised.value is error
-    (check,) = grading.grade_translation(FailingJobProxy(RuntimeError("the job broke")), RUBRIC.parts["translation"],
-                                         tmp_path, corpus=corpus)
+    (check,) = grading.grade_translation(
+        FailingJobProxy(RuntimeError("the job broke")), RUBRIC.parts["translation"], tmp_path, corpus=corpus
+    )
     assert check["score"] == 0 and "RuntimeError: the job broke" in check["output"]
 
 
@@ -317,10 +367,14 @@ def test_the_students_errors_in_training_reach_the_grade_as_they_are(tmp_path, e
 LANGUAGE_PARTS = [p for p in ("masks", "feed_forward") if has_tests(p)]
 # A phrase of each language the grader itself writes for this submission (grader.po).
 PHRASES = {
-    "ja": {"report": ["# 採点レポート", "**合計:", "## 不合格のチェック", "## 指摘事項", "まだ実装されていません"],
-           "output": ["パート", "合計", "指摘事項:", "要確認: transformer/feed_forward.py:"]},
-    "en": {"report": ["# Grade report", "**Total:", "## Failed checks", "## Flags", "not implemented yet"],
-           "output": ["part", "total", "Flags:", "suspicious: importlib in transformer/feed_forward.py:"]},
+    "ja": {
+        "report": ["# 採点レポート", "**合計:", "## 不合格のチェック", "## 指摘事項", "まだ実装されていません"],
+        "output": ["パート", "合計", "指摘事項:", "要確認: transformer/feed_forward.py:"],
+    },
+    "en": {
+        "report": ["# Grade report", "**Total:", "## Failed checks", "## Flags", "not implemented yet"],
+        "output": ["part", "total", "Flags:", "suspicious: importlib in transformer/feed_forward.py:"],
+    },
 }
 JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 
@@ -351,16 +405,33 @@ def by_language(tmp_path_factory):
         # The default must not follow the machine's locale, however Japanese it is.
         japanese_locale = {"LANG": "ja_JP.UTF-8", "LANGUAGE": "ja", "LC_ALL": "ja_JP.UTF-8"}
         run_env = {**env, **japanese_locale} if lang == "default" else env
-        command = [sys.executable, "-m", "grader", "grade", str(submission), "--out", str(base / lang),
-                   "--parts", ",".join(LANGUAGE_PARTS), "--no-train", "--no-lock-repo", "--print-seal", *options]
-        runs[lang] = subprocess.Popen(command, cwd=ROOT, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, encoding="utf-8")
+        command = [
+            sys.executable,
+            "-m",
+            "grader",
+            "grade",
+            str(submission),
+            "--out",
+            str(base / lang),
+            "--parts",
+            ",".join(LANGUAGE_PARTS),
+            "--no-train",
+            "--no-lock-repo",
+            "--print-seal",
+            *options,
+        ]
+        runs[lang] = subprocess.Popen(
+            command, cwd=ROOT, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8"
+        )
     found = {}
     for lang, run in runs.items():
         stdout, stderr = run.communicate(timeout=600)
         assert run.returncode == 0, stderr
-        found[lang] = (json.loads((base / lang / "results.json").read_text(encoding="utf-8")),
-                       (base / lang / "report.md").read_text(encoding="utf-8"), stdout)
+        found[lang] = (
+            json.loads((base / lang / "results.json").read_text(encoding="utf-8")),
+            (base / lang / "report.md").read_text(encoding="utf-8"),
+            stdout,
+        )
     return found
 
 
@@ -391,8 +462,9 @@ def test_the_language_changes_only_the_words(by_language):
     """Scores, check names and extra_data (instructor and machines: in English) do not change."""
     ja, en = by_language["ja"][0], by_language["en"][0]
     assert ja["score"] == en["score"] == RUBRIC.parts["feed_forward"].points
-    assert [(t["name"], t["score"], t["status"]) for t in ja["tests"]] == \
-        [(t["name"], t["score"], t["status"]) for t in en["tests"]]
+    assert [(t["name"], t["score"], t["status"]) for t in ja["tests"]] == [
+        (t["name"], t["score"], t["status"]) for t in en["tests"]
+    ]
     assert strip_run_specific(ja)["extra_data"] == strip_run_specific(en)["extra_data"]
     assert any(f.startswith("suspicious: importlib in transformer/feed_forward.py") for f in ja["extra_data"]["flags"])
 
@@ -408,8 +480,9 @@ def test_the_language_is_fixed_before_the_tests_run(monkeypatch, tmp_path):
     """--lang, else course.toml, else English: set for this process (and its children)."""
     chosen = []
     monkeypatch.setattr(grade_module.intake, "prepare", lambda path: chosen.append(i18n.language()) or 1 / 0)
-    options = grade_module.GradeOptions(submission=tmp_path, out=tmp_path / "out", parts="masks", train=False,
-                                        lang="ja", total_timeout=60.0)
+    options = grade_module.GradeOptions(
+        submission=tmp_path, out=tmp_path / "out", parts="masks", train=False, lang="ja", total_timeout=60.0
+    )
     with pytest.raises(ZeroDivisionError):
         grade_module.grade(options)
     assert chosen == ["ja"] and os.environ[i18n.OVERRIDE_VARIABLE] == "ja"
@@ -438,13 +511,17 @@ def test_grade_all_passes_the_language_on(monkeypatch, tmp_path):
 
 
 def test_grader_texts_render_in_both_languages():
-    note = Text(i18n.N_("Note: part {names} also lost points; fix it first — `{part}` builds on it."),
-                names="`masks`", part="model")
+    note = Text(
+        i18n.N_("Note: part {names} also lost points; fix it first — `{part}` builds on it."),
+        names="`masks`",
+        part="model",
+    )
     assert english(note) == note == "Note: part `masks` also lost points; fix it first — `model` builds on it."
     assert "`model`" in note.render("ja") and JAPANESE.search(note.render("ja"))
     i18n.set_language("ja")
-    finding = static_check.Finding("transformer/normalization.py", 3, "nn.LayerNorm", tripwires.RULE_NORM, "banned",
-                                   ("normalization",))
+    finding = static_check.Finding(
+        "transformer/normalization.py", 3, "nn.LayerNorm", tripwires.RULE_NORM, "banned", ("normalization",)
+    )
     assert finding.describe().startswith("禁止: transformer/normalization.py:3 の nn.LayerNorm")
     assert "レイヤー正規化" in finding.describe()
     assert english(finding.describe()).startswith("banned: nn.LayerNorm in transformer/normalization.py:3")
@@ -465,10 +542,20 @@ def test_every_tripwire_rule_has_a_translation():
 
 def test_the_autograder_fallback_speaks_the_grade_language(tmp_path):
     """run_autograder's own results.json (the grader failed: here, no submission) follows --lang."""
-    env = {**os.environ, "AUTOGRADER_ROOT": str(tmp_path), "AUTOGRADER_SOURCE": str(ROOT),
-           "AUTOGRADER_PYTHON": sys.executable, "AUTOGRADER_ARGS": "--lang ja --no-lock-repo"}
-    done = subprocess.run(["bash", str(ROOT / "release" / "autograder" / "run_autograder")], env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "AUTOGRADER_ROOT": str(tmp_path),
+        "AUTOGRADER_SOURCE": str(ROOT),
+        "AUTOGRADER_PYTHON": sys.executable,
+        "AUTOGRADER_ARGS": "--lang ja --no-lock-repo",
+    }
+    done = subprocess.run(
+        ["bash", str(ROOT / "release" / "autograder" / "run_autograder")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     results = json.loads((tmp_path / "results" / "results.json").read_text(encoding="utf-8"))
     assert results["score"] == 0 and "自動採点システム" in results["output"], results

@@ -28,7 +28,8 @@ a symlink to the real one), from a folder ``/tmp/hostile-<token>/`` that an unpr
 worker can traverse, so an attack that finds "the repository" through ``/proc`` or
 ``sys.prefix`` finds the copy. Attacks never write to the developer's checkout (their write
 targets exclude it). The placeholders ``@@MARKER_DIR@@``, ``@@TOKEN@@``, ``@@REAL_REPO@@``,
-``@@NET_PORT@@`` (a TCP/UDP listener of the test on the loopback) in the submissions are filled in when the copy is made, and files stored as ``*.hostile``
+``@@NET_PORT@@`` (a TCP/UDP listener of the test on the loopback) in the submissions are filled in when the
+copy is made, and files stored as ``*.hostile``
 (``conftest.py``, ``sitecustomize.py``, ``.pth``, ``pytest.ini``, which this repository's own
 pytest or Python must never pick up) get their real names back. Zip archives and symlinks
 are built at run time (git would store the links).
@@ -48,6 +49,7 @@ fallback instead: the checks that need namespaces (or, without root, a separate 
 ``xfail(strict=True)`` with the reason, so that a grader that closes a gap turns its test into
 an unexpected pass; see docs/security.md.
 """
+
 from __future__ import annotations
 
 import ast
@@ -65,9 +67,9 @@ import threading
 import uuid
 import warnings
 import zipfile
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -87,12 +89,25 @@ IS_ROOT = os.geteuid() == 0
 # the ordinary user itself (HOSTILE_UNPRIVILEGED_UID, default nobody); run as an ordinary user,
 # only that mode exists. HOSTILE_MODES=root (or unprivileged) runs one.
 UNPRIVILEGED_UID = int(os.environ.get("HOSTILE_UNPRIVILEGED_UID", "65534"))
-MODES = tuple(m for m in os.environ.get("HOSTILE_MODES", "root,unprivileged").split(",")
-              if m in ("root", "unprivileged") and (IS_ROOT or m == "unprivileged"))
+MODES = tuple(
+    m
+    for m in os.environ.get("HOSTILE_MODES", "root,unprivileged").split(",")
+    if m in ("root", "unprivileged") and (IS_ROOT or m == "unprivileged")
+)
 JOBS = int(os.environ.get("HOSTILE_JOBS", "2"))
 # What is not copied into a run's repository copy (and not checksummed).
-NOT_COPIED = {".venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis", "out", "runs", "dist",
-              ".ipynb_checkpoints", "hostile"}
+NOT_COPIED = {
+    ".venv",
+    ".git",
+    "__pycache__",
+    ".pytest_cache",
+    ".hypothesis",
+    "out",
+    "runs",
+    "dist",
+    ".ipynb_checkpoints",
+    "hostile",
+}
 SHORT_CALL_TIMEOUT = 5  # s per call, for the attacks that only end by the wall-clock time-out
 SHORT_PART_TIMEOUT = 45  # s per part, for the same
 PART_TIMEOUT = float(os.environ.get("HOSTILE_PART_TIMEOUT", "120"))  # --part-timeout of every other grade
@@ -136,6 +151,7 @@ def _no_event(*names):
     def check(run):
         found = [e for e in run.events if e.get("event") in names]
         assert not found, f"these must never happen: {found[:5]}"
+
     return check
 
 
@@ -188,7 +204,8 @@ def _check_banned(run):
     text = json.dumps(info["violations"]) + json.dumps(run.results["extra_data"].get("flags", []))
     assert run.attack.banned in text, (
         f"results.json does not name {run.attack.banned}: violations={info['violations']} "
-        f"flags={run.results['extra_data'].get('flags')}")
+        f"flags={run.results['extra_data'].get('flags')}"
+    )
     messages = " ".join(t.get("output", "") for t in run.results["tests"] if part in t.get("tags", []))
     assert run.attack.banned in messages or run.attack.banned in info.get("message", "") + text
 
@@ -216,12 +233,14 @@ def _check_network(run):
         tcp = [e for e in sent if e["event"] == "tcp-sent"]
         assert not run.network and not tcp, (
             f"the isolated worker reached the host's network: the listener received {run.network[:3]}, "
-            f"the worker reports {[e['event'] for e in tcp][:4]}")
+            f"the worker reports {[e['event'] for e in tcp][:4]}"
+        )
         run.note(f"{len(sent)} UDP datagrams went to the sandbox's own loopback")
     elif IS_ROOT and run.mode == "root":
         assert not run.network and not sent, (
             f"as root the worker must have no network (a network namespace): the listener on the host "
-            f"received {run.network[:3]}, the worker reports {[e['event'] for e in sent][:4]}")
+            f"received {run.network[:3]}, the worker reports {[e['event'] for e in sent][:4]}"
+        )
     else:
         run.note(f"not root: no network isolation (documented); the listener received {len(run.network)} messages")
 
@@ -272,16 +291,24 @@ def _banned(part: str, call: str) -> Attack:
     return Attack(parts=(part,), bound=0.0, part_timeout=BANNED_PART_TIMEOUT, banned=call, extra=_check_banned)
 
 
-NO_NAMESPACES = ("the worker runs without bubblewrap (extra_data.sandbox.isolation is not 'bubblewrap'): "
-                 "it can {what}; see docs/security.md")
-SAME_USER = ("the worker runs as the grading user (not root, or root but the privilege drop was skipped): "
-             "it can {what}; only a separate user (or namespaces) prevents it — see docs/security.md")
+NO_NAMESPACES = (
+    "the worker runs without bubblewrap (extra_data.sandbox.isolation is not 'bubblewrap'): "
+    "it can {what}; see docs/security.md"
+)
+SAME_USER = (
+    "the worker runs as the grading user (not root, or root but the privilege drop was skipped): "
+    "it can {what}; only a separate user (or namespaces) prevents it — see docs/security.md"
+)
 
 ATTACKS: dict[str, Attack] = {
     "exit-at-import": Attack(bound=0.0),
     "exit-in-forward": Attack(bound=0.0),
-    "prewrite-results": Attack(bound=0.0, extra=_check_prewrite, needs_unprivileged_worker=SAME_USER.format(
-        what="write wherever that user can, /autograder included"), same_user_modes=("root",)),
+    "prewrite-results": Attack(
+        bound=0.0,
+        extra=_check_prewrite,
+        needs_unprivileged_worker=SAME_USER.format(what="write wherever that user can, /autograder included"),
+        same_user_modes=("root",),
+    ),
     "monkeypatch-asserts": Attack(),
     "tensor-subclass-eq": Attack(),
     "object-eq-true": Attack(),
@@ -292,13 +319,22 @@ ATTACKS: dict[str, Attack] = {
     "shadow-grader": Attack(),
     "fake-output": Attack(),
     "read-secrets": Attack(bound=0.0, extra=_check_secrets),
-    "steal-solution": Attack(bound=0.0, needs_unprivileged_worker=SAME_USER.format(
-        what="read solutions/ (deployments ship none: the Gradescope autograder has no solutions/)")),
-    "edit-harness": Attack(extra=_check_edit_harness, needs_unprivileged_worker=SAME_USER.format(
-        what="write into the repository and the home directory through absolute paths")),
+    "steal-solution": Attack(
+        bound=0.0,
+        needs_unprivileged_worker=SAME_USER.format(
+            what="read solutions/ (deployments ship none: the Gradescope autograder has no solutions/)"
+        ),
+    ),
+    "edit-harness": Attack(
+        extra=_check_edit_harness,
+        needs_unprivileged_worker=SAME_USER.format(
+            what="write into the repository and the home directory through absolute paths"
+        ),
+    ),
     "kill-parent": Attack(needs_unprivileged_worker=SAME_USER.format(what="signal the judge")),
-    "forge-and-kill": Attack(needs_unprivileged_worker=SAME_USER.format(
-        what="write the judge's output folder and signal the judge")),
+    "forge-and-kill": Attack(
+        needs_unprivileged_worker=SAME_USER.format(what="write the judge's output folder and signal the judge")
+    ),
     "network-exfiltration": Attack(extra=_check_network),
     "loop-forward": Attack(bound=0.0, short_timeout=True),
     "loop-import": Attack(bound=0.0, short_timeout=True),
@@ -325,11 +361,17 @@ ATTACKS: dict[str, Attack] = {
     "forge-translation": Attack(parts=("translation",), bound=0.0, train=True, extra=_check_forge_translation),
     "reply-fake-view": Attack(bound=0.0, extra=_check_replies_refused),
     "reply-flood": Attack(bound=0.0, extra=_check_replies_refused),
-    "read-other-submission": Attack(bound=0.0, concurrent=True, extra=_check_other_submission,
-                                    needs_namespaces=NO_NAMESPACES.format(
-                                        what="read the submission copies of grades running at the same time")),
-    "leave-files": Attack(bound=0.0, extra=_check_left_files, needs_namespaces=NO_NAMESPACES.format(
-        what="leave files in the shared /tmp, /var/tmp and /dev/shm")),
+    "read-other-submission": Attack(
+        bound=0.0,
+        concurrent=True,
+        extra=_check_other_submission,
+        needs_namespaces=NO_NAMESPACES.format(what="read the submission copies of grades running at the same time"),
+    ),
+    "leave-files": Attack(
+        bound=0.0,
+        extra=_check_left_files,
+        needs_namespaces=NO_NAMESPACES.format(what="leave files in the shared /tmp, /var/tmp and /dev/shm"),
+    ),
 }
 
 
@@ -456,8 +498,13 @@ def _grader_options() -> str:
     if not hasattr(_grader_options, "text"):
         try:
             _grader_options.text = subprocess.run(
-                [sys.executable, "-m", "grader", "grade", "--help"], cwd=ROOT, capture_output=True, text=True,
-                timeout=120, env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}).stdout
+                [sys.executable, "-m", "grader", "grade", "--help"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+            ).stdout
         except (OSError, subprocess.SubprocessError):
             _grader_options.text = ""
     return _grader_options.text
@@ -466,8 +513,9 @@ def _grader_options() -> str:
 def _copy_repo(target: Path) -> None:
     def ignore(directory, names):
         rel = Path(directory).relative_to(ROOT)
-        return {n for n in names if n in NOT_COPIED or n.endswith(".pyc")
-                or (rel == Path("notebooks") and n == "build")}
+        return {
+            n for n in names if n in NOT_COPIED or n.endswith(".pyc") or (rel == Path("notebooks") and n == "build")
+        }
 
     shutil.copytree(ROOT, target, ignore=ignore, symlinks=True)
     if sys.prefix != sys.base_prefix:  # a virtual environment: the copy uses it through a link
@@ -497,15 +545,19 @@ def _copy_submission(source: Path, target: Path, values: dict[str, str]) -> None
     package.mkdir(parents=True, exist_ok=True)
     for path in sorted(STUBS.glob("*.py")):
         shutil.copyfile(path, package / path.name)
-    texts = [p.read_text(encoding="utf-8") for p in source.rglob("*.py*")
-             if p.is_file() and "__pycache__" not in p.parts]
+    texts = [
+        p.read_text(encoding="utf-8") for p in source.rglob("*.py*") if p.is_file() and "__pycache__" not in p.parts
+    ]
     provided = {path.stem: path.read_text(encoding="utf-8") for path in SHARED.glob("*.py")}
     provided |= {f"_reference_{path.stem}": path.read_text(encoding="utf-8") for path in REFERENCE.glob("*.py")}
     used: set[str] = set()
     while True:
         # `from . import NAME`, `import NAME`, and `from .NAME import ...`
-        more = {name for name in provided if name not in used
-                and any(re.search(rf"\b(?:import|from)\b.*\b{name}\b", text) for text in texts)}
+        more = {
+            name
+            for name in provided
+            if name not in used and any(re.search(rf"\b(?:import|from)\b.*\b{name}\b", text) for text in texts)
+        }
         if not more:
             break
         used |= more
@@ -588,6 +640,7 @@ def _build_zip(kind: str, source_pkg: Path, zip_path: Path, repo: Path, base: Pa
                 continue  # replaced by a symlink member below
             archive.write(path, f"transformer/{path.name}")
         if kind == "zip-slip":
+
             def add(name, data, mode=0o100644):
                 info = zipfile.ZipInfo(name)
                 info.external_attr = (mode & 0xFFFF) << 16
@@ -728,9 +781,11 @@ class _Listener:
 # it runs a python3.X of the same minor version it can reach, with the virtual environment's
 # site-packages bound read-only at a path it can reach (`bwrap --dev-bind / /`: the whole
 # machine as it is, plus that one mount), the way a course installs Python for its TAs.
-UNPRIVILEGED_LAUNCHER = ("import runpy, site, sys; site.addsitedir(sys.argv[1]); sys.path.insert(0, sys.argv[2]); "
-                         "sys.argv = ['grader', *sys.argv[3:]]; runpy.run_module('grader', run_name='__main__', "
-                         "alter_sys=True)")
+UNPRIVILEGED_LAUNCHER = (
+    "import runpy, site, sys; site.addsitedir(sys.argv[1]); sys.path.insert(0, sys.argv[2]); "
+    "sys.argv = ['grader', *sys.argv[3:]]; runpy.run_module('grader', run_name='__main__', "
+    "alter_sys=True)"
+)
 
 
 def _unprivileged_python() -> str | None:
@@ -744,7 +799,7 @@ def _unprivileged_python() -> str | None:
     return None
 
 
-def _judge_command(run: "Run", base: Path, grader_args: list[str]) -> list[str]:
+def _judge_command(run: Run, base: Path, grader_args: list[str]) -> list[str]:
     """`python -m grader ARGS` as the run's mode wants it (see MODES)."""
     if not (run.mode == "unprivileged" and IS_ROOT):
         return [_python_of(run.repo), "-m", "grader", *grader_args]
@@ -754,14 +809,37 @@ def _judge_command(run: "Run", base: Path, grader_args: list[str]) -> list[str]:
     assert python, f"no python{sys.version_info.major}.{sys.version_info.minor} that uid {UNPRIVILEGED_UID} can run"
     mount = base / "site-packages"
     mount.mkdir(parents=True, exist_ok=True)
-    return [shutil.which("bwrap") or "bwrap", "--dev-bind", "/", "/", "--ro-bind", sysconfig.get_paths()["purelib"],
-            str(mount), "--", shutil.which("setpriv") or "setpriv", f"--reuid={UNPRIVILEGED_UID}",
-            f"--regid={UNPRIVILEGED_UID}", "--clear-groups", "--inh-caps=-all", python, "-I", "-c",
-            UNPRIVILEGED_LAUNCHER, str(mount), str(run.repo), *grader_args]
+    return [
+        shutil.which("bwrap") or "bwrap",
+        "--dev-bind",
+        "/",
+        "/",
+        "--ro-bind",
+        sysconfig.get_paths()["purelib"],
+        str(mount),
+        "--",
+        shutil.which("setpriv") or "setpriv",
+        f"--reuid={UNPRIVILEGED_UID}",
+        f"--regid={UNPRIVILEGED_UID}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        python,
+        "-I",
+        "-c",
+        UNPRIVILEGED_LAUNCHER,
+        str(mount),
+        str(run.repo),
+        *grader_args,
+    ]
 
 
-def grade_in_sandbox(name: str, attack: Attack, submission_source: Path | None = None,
-                     transform: Callable[[str], str] | None = None, mode: str = "root") -> Run:
+def grade_in_sandbox(
+    name: str,
+    attack: Attack,
+    submission_source: Path | None = None,
+    transform: Callable[[str], str] | None = None,
+    mode: str = "root",
+) -> Run:
     """Grade one submission in a fresh /tmp/hostile-<token>/ (see the module docstring)."""
     token = uuid.uuid4().hex[:12]
     base = Path(f"/tmp/hostile-{token}")
@@ -773,8 +851,12 @@ def grade_in_sandbox(name: str, attack: Attack, submission_source: Path | None =
     (base / "home").mkdir()
     _copy_repo(run.repo)
     listener = _Listener()
-    values = {"@@MARKER_DIR@@": str(run.markers), "@@TOKEN@@": token, "@@REAL_REPO@@": str(ROOT),
-              "@@NET_PORT@@": str(listener.port)}
+    values = {
+        "@@MARKER_DIR@@": str(run.markers),
+        "@@TOKEN@@": token,
+        "@@REAL_REPO@@": str(ROOT),
+        "@@NET_PORT@@": str(listener.port),
+    }
     submission = base / "submission"
     source = submission_source or HOSTILE / name
     _copy_submission(source, submission, values)
@@ -809,15 +891,26 @@ def grade_in_sandbox(name: str, attack: Attack, submission_source: Path | None =
         command += ["--call-timeout", str(SHORT_CALL_TIMEOUT)]
     if "--part-timeout" in options:
         command += ["--part-timeout", str(SHORT_PART_TIMEOUT if attack.short_timeout else attack.part_timeout)]
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(base / "home"), "LANG": "C.UTF-8",
-           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-           # the worker's namespaces hide /tmp: bind the marker folder in so the attack can record
-           "GRADER_WORKER_EXTRA_BIND": str(run.markers)}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(base / "home"),
+        "LANG": "C.UTF-8",
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+        # the worker's namespaces hide /tmp: bind the marker folder in so the attack can record
+        "GRADER_WORKER_EXTRA_BIND": str(run.markers),
+    }
     if os.environ.get("GRADER_NO_BWRAP"):  # the fallback run (no bubblewrap)
         env["GRADER_NO_BWRAP"] = os.environ["GRADER_NO_BWRAP"]
     command = _judge_command(run, base, command)
-    spec = {"command": command, "cwd": str(run.repo), "env": env, "hard_limit": attack.time_limit + 60,
-            "grace": attack.grace, "needle": str(base), "report": str(base / "report.json")}
+    spec = {
+        "command": command,
+        "cwd": str(run.repo),
+        "env": env,
+        "hard_limit": attack.time_limit + 60,
+        "grace": attack.grace,
+        "needle": str(base),
+        "report": str(base / "report.json"),
+    }
     other_base = Path(f"/tmp/hostile-other-{uuid.uuid4().hex[:12]}")
     if attack.concurrent:  # the honest grade beside it is not the attack's leftover
         spec["ignore"] = str(other_base)
@@ -832,9 +925,20 @@ def grade_in_sandbox(name: str, attack: Attack, submission_source: Path | None =
         honest.mkdir(parents=True)
         for path in (ROOT / "solutions" / "transformer").glob("*.py"):
             shutil.copyfile(path, honest / path.name)
-        other_command = _judge_command(run, other_base, [
-            "grade", str(honest.parent), "--out", str(other_base / "out"), "--parts", "masks,attention,feed_forward",
-            "--no-train", "--quiet"])
+        other_command = _judge_command(
+            run,
+            other_base,
+            [
+                "grade",
+                str(honest.parent),
+                "--out",
+                str(other_base / "out"),
+                "--parts",
+                "masks,attention,feed_forward",
+                "--no-train",
+                "--quiet",
+            ],
+        )
     if mode == "unprivileged" and IS_ROOT:  # the ordinary user owns its grade's folders
         for folder in (base, other_base):
             for path in [folder, *folder.rglob("*")] if folder.exists() else []:
@@ -845,10 +949,16 @@ def grade_in_sandbox(name: str, attack: Attack, submission_source: Path | None =
     try:
         if attack.concurrent:
             with open(other_base / "grade.log", "w") as log:
-                other = subprocess.Popen(other_command, cwd=run.repo, env=env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT)
-        subprocess.run([sys.executable, "-c", WRAPPER, str(base / "spec.json")], cwd=base, check=False,
-                       timeout=attack.time_limit + 120, stdin=subprocess.DEVNULL)
+                other = subprocess.Popen(
+                    other_command, cwd=run.repo, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+                )
+        subprocess.run(
+            [sys.executable, "-c", WRAPPER, str(base / "spec.json")],
+            cwd=base,
+            check=False,
+            timeout=attack.time_limit + 120,
+            stdin=subprocess.DEVNULL,
+        )
     finally:
         run.network = listener.close()
         if other is not None:
@@ -930,7 +1040,8 @@ def assert_grader_in_charge(run: Run) -> None:
     stderr_tail = report["streams"].get("stderr", [0, ""])[1][-3000:]
     assert not report["timed_out"], f"the grade did not finish within {attack.time_limit + 60} s"
     assert report["elapsed"] <= attack.time_limit, (
-        f"the grade took {report['elapsed']:.0f} s (limit {attack.time_limit} s)")
+        f"the grade took {report['elapsed']:.0f} s (limit {attack.time_limit} s)"
+    )
     assert report["rc"] == 0, f"the judge exited with {report['rc']} (harmed?):\n{stderr_tail}"
     assert run.results is not None, f"no results.json in the output folder ({run.error}):\n{stderr_tail}"
 
@@ -946,7 +1057,8 @@ def assert_grader_in_charge(run: Run) -> None:
     assert len(nonce) >= 16 and "forged" not in nonce, f"results.json has no proper nonce: {seal}"
     stdout_tail = report["streams"].get("stdout", [0, ""])[1]
     assert nonce in stdout_tail and seal.get("sha256", "") in stdout_tail, (
-        "the judge's stdout does not carry the nonce and hash of the results.json it wrote")
+        "the judge's stdout does not carry the nonce and hash of the results.json it wrote"
+    )
     assert verify(run.results, nonce, seal.get("sha256")), "results.json was changed after the judge sealed it"
     assert run.results_text.count(nonce) == 1, "the nonce appears in results.json outside its seal"
     worker_saw = json.dumps(run.events)
@@ -956,7 +1068,8 @@ def assert_grader_in_charge(run: Run) -> None:
     bound = run.bound
     assert float(run.results["score"]) <= bound + 1e-6, (
         f"score {run.results['score']} > {bound} (what this code earns honestly): "
-        f"{json.dumps(run.results['extra_data']['parts'])[:800]}")
+        f"{json.dumps(run.results['extra_data']['parts'])[:800]}"
+    )
     graded = set(run.results["extra_data"]["parts"])
     assert graded <= set(attack.parts), f"parts graded beyond --parts: {graded}"
 
@@ -1009,9 +1122,13 @@ def _job(job: str) -> Run:
         return run
     if key.startswith("twin:"):
         name = key.removeprefix("twin:")
-        return grade_in_sandbox(key, dataclasses.replace(ATTACKS[name], bound=1e9, extra=None),
-                                submission_source=HOSTILE / name, mode=mode,
-                                transform=lambda text: text.replace("float('nan')", "0.0"))
+        return grade_in_sandbox(
+            key,
+            dataclasses.replace(ATTACKS[name], bound=1e9, extra=None),
+            submission_source=HOSTILE / name,
+            mode=mode,
+            transform=lambda text: text.replace("float('nan')", "0.0"),
+        )
     return grade_in_sandbox(key, ATTACKS[key], mode=mode)
 
 
@@ -1098,15 +1215,20 @@ def _result(graded, key: str) -> Run:
 def test_at_least_twenty_attacks_each_with_a_note_and_a_verdict():
     names = attack_dirs()
     assert len(names) >= 20, names
-    assert set(names) == set(ATTACKS), f"folders without a verdict: {set(names) - set(ATTACKS)}; " \
-                                       f"verdicts without a folder: {set(ATTACKS) - set(names)}"
+    assert set(names) == set(ATTACKS), (
+        f"folders without a verdict: {set(names) - set(ATTACKS)}; "
+        f"verdicts without a folder: {set(ATTACKS) - set(names)}"
+    )
     for name in names:
         folder = HOSTILE / name
         assert (folder / "NOTE.md").is_file(), f"{name}: no NOTE.md"
         if ATTACKS[name].kind == "folder":  # (symlinks and archives are built at run time)
             assert any((folder / "transformer").glob("*.py*")), f"{name}: no transformer/ files of its own"
-        stray = [p for p in folder.rglob("*") if p.name in ("conftest.py", "sitecustomize.py", "usercustomize.py",
-                                                           "pytest.ini") or p.suffix == ".pth"]
+        stray = [
+            p
+            for p in folder.rglob("*")
+            if p.name in ("conftest.py", "sitecustomize.py", "usercustomize.py", "pytest.ini") or p.suffix == ".pth"
+        ]
         assert not stray, f"{name}: store {stray} as *.hostile (this repository's pytest/Python would load it)"
 
 
@@ -1115,9 +1237,13 @@ def _without_docstrings(text: str):
     tree = ast.parse(text)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if (isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and body
-                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)):
+        if (
+            isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             node.body = body[1:] or [ast.Pass()]
     return tree
 
@@ -1129,8 +1255,11 @@ def _code_of(text: str) -> str:
 
 def _definitions_of(text: str) -> dict[str, str]:
     """A module's top-level classes and functions: name -> code without docstrings."""
-    return {node.name: ast.dump(node) for node in _without_docstrings(text).body
-            if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))}
+    return {
+        node.name: ast.dump(node)
+        for node in _without_docstrings(text).body
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+    }
 
 
 def test_attacks_hold_only_what_they_change():
@@ -1148,8 +1277,9 @@ def test_attacks_hold_only_what_they_change():
     all keep its docstrings."""
     stubs = {path.name: _code_of(path.read_text(encoding="utf-8")) for path in STUBS.glob("*.py")}
     shared = {path.read_text(encoding="utf-8") for path in SHARED.glob("*.py")}
-    reference = {code for path in REFERENCE.glob("*.py")
-                 for code in _definitions_of(path.read_text(encoding="utf-8")).values()}
+    reference = {
+        code for path in REFERENCE.glob("*.py") for code in _definitions_of(path.read_text(encoding="utf-8")).values()
+    }
     assert reference, f"no classes or functions found in {REFERENCE} (the reference rule would check nothing)"
     copies, reference_copies = [], []
     for name in attack_dirs():
@@ -1161,8 +1291,10 @@ def test_attacks_hold_only_what_they_change():
             if copied:
                 reference_copies.append(f"{name}/{path.name}: {', '.join(copied)}")
     assert not copies, f"copies of the stubs or of a shared module (delete them): {copies}"
-    assert not reference_copies, ("copies of the reference's classes or functions (import them: "
-                                  f"`from ._reference_<module> import *`): {reference_copies}")
+    assert not reference_copies, (
+        "copies of the reference's classes or functions (import them: "
+        f"`from ._reference_<module> import *`): {reference_copies}"
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -1205,7 +1337,8 @@ def test_privilege_drop_is_active_when_root(graded):
     assert sandbox.get("privilege_drop") is True, (
         f"running as root, but the worker ran as root too: {sandbox.get('reason')} "
         "(install Python and the virtual environment where an unprivileged user can read them, "
-        "e.g. not under /root)")
+        "e.g. not under /root)"
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -1220,7 +1353,8 @@ def test_workers_are_isolated(graded, mode):
     assert run.results is not None, run.error
     sandbox = run.sandbox
     assert sandbox.get("isolation") == "bubblewrap", (
-        f"{mode} mode: the workers ran without namespaces: {sandbox.get('isolation_reason')}")
+        f"{mode} mode: the workers ran without namespaces: {sandbox.get('isolation_reason')}"
+    )
     assert sandbox.get("mode") == mode, sandbox
     assert (sandbox.get("worker_uid") is not None) == (mode == "root"), sandbox
 
@@ -1244,8 +1378,11 @@ def test_hostile_submission(graded, attack, mode, request):
             run.bound = float(zeros.results["score"])
         else:
             run.bound = float(spec.bound)
-        if (spec.needs_unprivileged_worker and mode in spec.same_user_modes
-                and not (run.worker_unprivileged or run.worker_isolated)):
+        if (
+            spec.needs_unprivileged_worker
+            and mode in spec.same_user_modes
+            and not (run.worker_unprivileged or run.worker_isolated)
+        ):
             reason = spec.needs_unprivileged_worker
             if IS_ROOT:
                 reason += f" [sandbox: {run.sandbox.get('reason', '?')}]"
@@ -1292,8 +1429,9 @@ def _summarise(run: Run) -> None:
         "flags": (run.results or {}).get("extra_data", {}).get("flags"),
         "notes": run.notes,
         "base": str(run.base),
-        "event_details": [{k: v for k, v in e.items() if k not in ("time", "argv0", "ppid", "uid")}
-                          for e in run.events[:12]],
+        "event_details": [
+            {k: v for k, v in e.items() if k not in ("time", "argv0", "ppid", "uid")} for e in run.events[:12]
+        ],
     }
     with _lock:
         with open(path, "a", encoding="utf-8") as f:

@@ -6,6 +6,7 @@ without torch, so they take a fraction of a second each. They skip where bubblew
 isolate (no ``bwrap``, user namespaces off) — except the fallback tests, which force the
 fallback with ``GRADER_NO_BWRAP=1`` and check that the grader says so.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,18 +40,21 @@ def _available() -> isolation.Isolation:
     return found
 
 
-def run_inside(code: str, code_dir: Path | None = None, submission_dir: Path | None = None,
-               timeout: float = 60) -> subprocess.CompletedProcess:
+def run_inside(
+    code: str, code_dir: Path | None = None, submission_dir: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
     """Run ``code`` with the worker's interpreter in the worker's sandbox; its stdout is JSON."""
     found = _available()
     empty = Path(tempfile.mkdtemp(prefix="isolation-test-"))
     fd = isolation.seccomp_fd()
     try:
         argv = [found.python, "-I", "-B", "-c", textwrap.dedent(code)]
-        command = isolation.command(found, code_dir or empty, submission_dir or empty, fd, argv,
-                                    {"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
-        return subprocess.run(command, pass_fds=(fd,), capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, env={})
+        command = isolation.command(
+            found, code_dir or empty, submission_dir or empty, fd, argv, {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+        )
+        return subprocess.run(
+            command, pass_fds=(fd,), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env={}
+        )
     finally:
         os.close(fd)
         shutil.rmtree(empty, ignore_errors=True)
@@ -151,7 +155,7 @@ def test_seccomp_program_checks_the_architecture():
 
     first = struct.unpack("<HBBI", program[:8])
     assert first == (0x20, 0, 0, 4), "the program must start by loading seccomp_data.arch"
-    archs = {struct.unpack("<HBBI", program[i:i + 8])[3] for i in range(8, 8 * 5, 8)}
+    archs = {struct.unpack("<HBBI", program[i : i + 8])[3] for i in range(8, 8 * 5, 8)}
     assert {isolation.AUDIT_ARCH_X86_64, isolation.AUDIT_ARCH_AARCH64} <= archs
 
 
@@ -208,15 +212,18 @@ def test_concurrent_grades_get_different_uids():
     if not IS_ROOT:
         pytest.skip("uids are allocated only as root")
     _available()
-    holders = [subprocess.Popen([sys.executable, "-c", HOLD_UID, str(ROOT), "3"], stdout=subprocess.PIPE,
-                                text=True, env=ENV) for _ in range(3)]
+    holders = [
+        subprocess.Popen([sys.executable, "-c", HOLD_UID, str(ROOT), "3"], stdout=subprocess.PIPE, text=True, env=ENV)
+        for _ in range(3)
+    ]
     uids = [int(p.stdout.readline()) for p in holders]
     for p in holders:
         p.wait(timeout=30)
     assert len(set(uids)) == 3, uids
     assert all(uid in isolation.UID_RANGE for uid in uids), uids
-    later = subprocess.run([sys.executable, "-c", HOLD_UID, str(ROOT), "0"], capture_output=True, text=True,
-                           env=ENV, timeout=60)
+    later = subprocess.run(
+        [sys.executable, "-c", HOLD_UID, str(ROOT), "0"], capture_output=True, text=True, env=ENV, timeout=60
+    )
     assert int(later.stdout) == min(uids), "a uid must be free again once its grade is over"
 
 
@@ -226,14 +233,45 @@ def test_concurrent_grades_get_different_uids():
 def test_grade_all_refuses_without_isolation(tmp_path):
     (tmp_path / "subs").mkdir()
     env = {**ENV, isolation.DISABLE_ENV: "1"}
-    done = subprocess.run([sys.executable, "-m", "grader", "grade-all", str(tmp_path / "subs"), "--out",
-                           str(tmp_path / "out"), "--lang", "en"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grader",
+            "grade-all",
+            str(tmp_path / "subs"),
+            "--out",
+            str(tmp_path / "out"),
+            "--lang",
+            "en",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr
     assert "--allow-unisolated" in done.stderr and "GRADER_NO_BWRAP" in done.stderr, done.stderr
-    allowed = subprocess.run([sys.executable, "-m", "grader", "grade-all", str(tmp_path / "subs"), "--out",
-                              str(tmp_path / "out"), "--allow-unisolated", "--lang", "en"], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=120)
+    allowed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grader",
+            "grade-all",
+            str(tmp_path / "subs"),
+            "--out",
+            str(tmp_path / "out"),
+            "--allow-unisolated",
+            "--lang",
+            "en",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert allowed.returncode == 0, allowed.stderr
     assert "no sandbox isolation" in allowed.stderr
 
@@ -245,9 +283,28 @@ def test_grade_records_the_sandbox(tmp_path, fallback):
     if not fallback:
         _available()
     env = {**ENV, isolation.DISABLE_ENV: "1"} if fallback else ENV
-    done = subprocess.run([sys.executable, "-m", "grader", "grade", str(ROOT / "assignments"), "--out",
-                           str(tmp_path), "--parts", "masks", "--no-train", "--quiet", "--lang", "en"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grader",
+            "grade",
+            str(ROOT / "assignments"),
+            "--out",
+            str(tmp_path),
+            "--parts",
+            "masks",
+            "--no-train",
+            "--quiet",
+            "--lang",
+            "en",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     sandbox = json.loads((tmp_path / "results.json").read_text())["extra_data"]["sandbox"]
     warned = [line for line in done.stderr.splitlines() if "no sandbox isolation" in line]

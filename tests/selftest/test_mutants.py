@@ -4,6 +4,7 @@ The full catalogue (tests/selftest/mutants/catalogue.py) is graded by `make muta
 prints the kill table and the kill and hint rates quoted in the README. CI grades this
 sample, at least one mutant per part, so that a weakened test is noticed on every change.
 """
+
 import pytest
 
 from tests.selftest.mutants.catalogue import MUTANTS
@@ -35,8 +36,17 @@ BY_ID = {m.id: m for m in MUTANTS}
 def test_catalogue_is_large_and_every_edit_applies(tmp_path):
     assert len(MUTANTS) >= 40, f"the catalogue has {len(MUTANTS)} mutants; the course promises at least 40"
     assert len({m.id for m in MUTANTS}) == len(MUTANTS), "mutant ids must be unique"
-    assert {m.owner for m in MUTANTS} >= {"masks", "attention", "feed_forward", "normalization", "embedding",
-                                          "layers", "model", "decoding", "training"}
+    assert {m.owner for m in MUTANTS} >= {
+        "masks",
+        "attention",
+        "feed_forward",
+        "normalization",
+        "embedding",
+        "layers",
+        "model",
+        "decoding",
+        "training",
+    }
     for mutant in MUTANTS:
         apply(mutant, tmp_path / mutant.id)  # raises unless the edit lands exactly once
 

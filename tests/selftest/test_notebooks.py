@@ -8,6 +8,7 @@ a part's public tests are skipped (NOTEBOOK_RUN_TESTS=0), except in the masks no
 which runs one tiny test. The same kernel also runs the Japanese embedding notebook (the
 CJK font path) and the masks notebook against the stubs (the "not implemented yet" notes).
 """
+
 from __future__ import annotations
 
 import ast
@@ -31,8 +32,7 @@ ENGLISH_PROSE = re.compile(r"[A-Za-z]{2,}(?:[ ,;'-]+[A-Za-z]{2,}){3,}")
 
 def english_prose_lines(text: str) -> list[str]:
     """The lines of ``text`` that read as English prose, stripped."""
-    return [line.strip() for line in text.splitlines()
-            if ENGLISH_PROSE.search(re.sub(r"``.*?``|`[^`]*`", " ", line))]
+    return [line.strip() for line in text.splitlines() if ENGLISH_PROSE.search(re.sub(r"``.*?``|`[^`]*`", " ", line))]
 
 
 def tagged(notebook, tag: str):
@@ -81,8 +81,11 @@ def test_formulas_and_specification_come_from_the_stub_docstrings(built):
 def test_japanese_notebooks_have_japanese_prose(built):
     for path in built["ja"]:
         notebook = nbformat.read(path, as_version=4)
-        prose = [c.source for c in notebook.cells if c.cell_type == "markdown"
-                 and not {"formula", "spec"} & set(c.metadata.get("tags", []))]
+        prose = [
+            c.source
+            for c in notebook.cells
+            if c.cell_type == "markdown" and not {"formula", "spec"} & set(c.metadata.get("tags", []))
+        ]
         assert prose, path.name
         for text in prose:
             assert JAPANESE.search(text), f"{path.name}: a markdown cell without Japanese: {text[:80]!r}"
@@ -94,15 +97,19 @@ def test_japanese_spec_and_formula_cells_show_the_japanese_docstrings(built):
     line of English prose of the English docstrings is left in it or in the formula cell.
     Fails while grader/locale/ja/LC_MESSAGES/stubs.po lacks a translation."""
     untranslated = notebooks.untranslated_docstrings("ja")
-    assert not untranslated, (f"{len(untranslated)} docstrings have no Japanese translation in "
-                              "grader/locale/ja/LC_MESSAGES/stubs.po:\n  " + "\n  ".join(untranslated))
+    assert not untranslated, (
+        f"{len(untranslated)} docstrings have no Japanese translation in "
+        "grader/locale/ja/LC_MESSAGES/stubs.po:\n  " + "\n  ".join(untranslated)
+    )
     problems = []
     for part, path in zip(notebooks.PARTS, built["ja"]):
         notebook = nbformat.read(path, as_version=4)
         spec, formula = tagged(notebook, "spec").source, tagged(notebook, "formula").source
         blocks = re.findall(r"```text\n(.*?)\n```", spec, flags=re.S)
         docs = notebooks.module_docs(part)
-        assert len(blocks) == len(docs), f"{path.name}: {len(blocks)} docstrings in the spec cell, {len(docs)} in the stub"
+        assert len(blocks) == len(docs), (
+            f"{path.name}: {len(blocks)} docstrings in the spec cell, {len(docs)} in the stub"
+        )
         for (title, doc), block in zip(docs, blocks):
             if not JAPANESE.search(block):
                 problems.append(f"{path.name} {title}: no Japanese in {block[:60]!r}")
@@ -126,7 +133,10 @@ def test_japanese_spec_and_formula_cells_show_the_japanese_docstrings(built):
             doc = ast.get_docstring(node)
             if doc and not (isinstance(node, ast.FunctionDef) and node.name.startswith("_")):
                 shown = "\n".join(line.rstrip() for line in doc.splitlines())
-                assert shown in spec, f"{path.name}: the Japanese stub's docstring of {getattr(node, 'name', part)} is not in the spec cell"
+                assert shown in spec, (
+                    f"{path.name}: the Japanese stub's docstring of {getattr(node, 'name', part)} is not in "
+                    f"the spec cell"
+                )
 
 
 def test_japanese_notebooks_have_no_english_comments_or_labels(built):
@@ -138,8 +148,11 @@ def test_japanese_notebooks_have_no_english_comments_or_labels(built):
             if cell.cell_type != "code":
                 continue
             for token in tokenize.generate_tokens(io.StringIO(cell.source).readline):
-                if token.type == tokenize.COMMENT and not JAPANESE_TEXT.search(token.string) \
-                        and re.search(r"\b[a-z]{3,}\s+[a-z]{2,}\b", re.sub(r"`[^`]*`", "", token.string)):
+                if (
+                    token.type == tokenize.COMMENT
+                    and not JAPANESE_TEXT.search(token.string)
+                    and re.search(r"\b[a-z]{3,}\s+[a-z]{2,}\b", re.sub(r"`[^`]*`", "", token.string))
+                ):
                     problems.append(f"{path.name}: English comment {token.string!r}")
     for source in sorted((notebooks.CONTENT / "code").glob("*.py")):
         for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
@@ -151,20 +164,25 @@ def test_japanese_notebooks_have_no_english_comments_or_labels(built):
 
 
 def test_comments_are_localised():
-    code = ("x = 1  # one  #ja: 一\n"
-            "# en: only English\n"
-            "# ja: 日本語だけ\n"
-            "y = '# not a comment #ja: no'  # (1, T)\n"
-            "    # ja: indented\n")
-    assert notebooks.localize_code(code, "en") == "x = 1  # one\n# only English\ny = '# not a comment #ja: no'  # (1, T)\n"
-    assert notebooks.localize_code(code, "ja") == ("x = 1  # 一\n# 日本語だけ\ny = '# not a comment #ja: no'  # (1, T)\n"
-                                                   "    # indented\n")
+    code = (
+        "x = 1  # one  #ja: 一\n"
+        "# en: only English\n"
+        "# ja: 日本語だけ\n"
+        "y = '# not a comment #ja: no'  # (1, T)\n"
+        "    # ja: indented\n"
+    )
+    assert (
+        notebooks.localize_code(code, "en") == "x = 1  # one\n# only English\ny = '# not a comment #ja: no'  # (1, T)\n"
+    )
+    assert notebooks.localize_code(code, "ja") == (
+        "x = 1  # 一\n# 日本語だけ\ny = '# not a comment #ja: no'  # (1, T)\n    # indented\n"
+    )
 
 
 def test_release_notebooks_default_to_the_students_folder(tmp_path):
     [path] = notebooks.build_notebooks("en", tmp_path, default_impl=".", parts=["masks"])
     setup = next(c for c in nbformat.read(path, as_version=4).cells if "setup" in c.metadata.get("tags", []))
-    assert 'IMPL = os.environ.get("IMPL", \'.\')' in setup.source
+    assert "IMPL = os.environ.get(\"IMPL\", '.')" in setup.source
 
 
 def test_notebooks_run_against_the_solutions(built):
@@ -173,16 +191,20 @@ def test_notebooks_run_against_the_solutions(built):
     english = built["en"]
     masks = notebooks.PARTS.index("masks")
     quiet = 'import os\nos.environ.update(IMPL="solutions", NOTEBOOK_RUN_TESTS="0", NOTEBOOK_STRICT="1")\n'
-    one_test = ('import os\nos.environ.update(IMPL="solutions", NOTEBOOK_RUN_TESTS="1", NOTEBOOK_STRICT="1", '
-                'NOTEBOOK_TESTS_SELECT="length_one or requested_device")\n')
+    one_test = (
+        'import os\nos.environ.update(IMPL="solutions", NOTEBOOK_RUN_TESTS="1", NOTEBOOK_STRICT="1", '
+        'NOTEBOOK_TESTS_SELECT="length_one or requested_device")\n'
+    )
     stubs = 'import os\nos.environ.update(IMPL="assignments", NOTEBOOK_RUN_TESTS="0", NOTEBOOK_STRICT="0")\n'
     paths = [*english, built["ja"][notebooks.PARTS.index("embedding")], english[masks]]
     pre = [one_test if i == masks else quiet for i in range(len(english))] + [quiet, stubs]
     started = time.monotonic()
     runs = notebooks.execute_notebooks(paths, pre_cells=pre, env={"PYTHONDONTWRITEBYTECODE": "1"})
     total = time.monotonic() - started
-    print(f"\nexecuted {len(runs)} notebooks in {total:.1f} s: "
-          + ", ".join(f"{p.parent.name}/{p.stem} {s:.1f}s" for p, _, s in runs))
+    print(
+        f"\nexecuted {len(runs)} notebooks in {total:.1f} s: "
+        + ", ".join(f"{p.parent.name}/{p.stem} {s:.1f}s" for p, _, s in runs)
+    )
 
     def outputs(notebook, kind):
         return [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == kind]

@@ -1,6 +1,7 @@
 """The attention, feed-forward and normalisation oracles agree with the PyTorch built-ins,
 and their bug variants really differ from the correct answer (so that a ``likely_bugs``
 entry can only name a bug that changes the result). No student code is involved."""
+
 import math
 
 import numpy as np
@@ -41,8 +42,15 @@ def test_numpy_sdpa_matches_torch_builtin(shape, seed, mask_kind):
         assert (weights[~np.broadcast_to(mask.numpy(), weights.shape)] == 0).all()
 
 
-@given(dims=model_dims(), batch=st.integers(1, 3), t_q=st.integers(1, 6), t_k=st.integers(1, 6), seed=seeds,
-       mask_kind=st.sampled_from([None, "padding", "random", "shared"]), cross=st.booleans())
+@given(
+    dims=model_dims(),
+    batch=st.integers(1, 3),
+    t_q=st.integers(1, 6),
+    t_k=st.integers(1, 6),
+    seed=seeds,
+    mask_kind=st.sampled_from([None, "padding", "random", "shared"]),
+    cross=st.booleans(),
+)
 def test_numpy_mha_matches_nn_multihead_attention(dims, batch, t_q, t_k, seed, mask_kind, cross):
     d_model, h = dims
     if not cross:
@@ -109,8 +117,13 @@ def test_sdpa_bug_variants_differ_from_correct(variant):
     assert np.abs(correct - buggy).max() > 1e-3
 
 
-@given(rows=st.integers(1, 4), d=st.integers(1, 9), seed=seeds, eps=st.sampled_from([1e-5, 1e-6, 1e-3]),
-       scale=st.sampled_from([0.01, 1.0, 10.0]))
+@given(
+    rows=st.integers(1, 4),
+    d=st.integers(1, 9),
+    seed=seeds,
+    eps=st.sampled_from([1e-5, 1e-6, 1e-3]),
+    scale=st.sampled_from([0.01, 1.0, 10.0]),
+)
 def test_numpy_layer_norm_matches_nn_layernorm(rows, d, seed, eps, scale):
     x = tensor((rows, 3, d), seed, scale=scale)
     weight, bias = 1.0 + tensor((d,), seed + 1, scale=0.3), tensor((d,), seed + 2, scale=0.3)

@@ -3,6 +3,7 @@ implementation under test (no `impl` fixture): the toys in grader/runtime/toys.p
 decoders and the brute-force enumeration in tests/support/oracles/decoding.py, and the numpy
 label-smoothing loss and the noam schedule in tests/support/oracles/training.py.
 """
+
 import math
 
 import numpy as np
@@ -24,7 +25,7 @@ from grader.runtime.toys import (
 )
 from tests.support.oracles import decoding as D
 from tests.support.oracles import training as T
-from tests.support.oracles.decoding import A, B, BOS, C, EOS, PAD
+from tests.support.oracles.decoding import BOS, EOS, PAD, A, B, C
 from tests.support.strategies import dtypes, seeds
 
 DTYPE_NAMES = ("float32", "float64")
@@ -52,6 +53,7 @@ KINDS = st.sampled_from(["markov", "source", "prefix", "attention"])
 
 
 # --- toys ---------------------------------------------------------------------------------------
+
 
 @given(kind=KINDS, seed=seeds, dtype=st.sampled_from(DTYPE_NAMES))
 def test_toys_rebuild_from_name_kwargs_and_state_dict(kind, seed, dtype):
@@ -115,14 +117,17 @@ def test_prefix_toy_depends_on_prefix_source_and_mask(seed):
     other_prefix = toy.decode(torch.tensor([[BOS, B, B]]), memory, mask, D.causal(3))[:, -1]
     assert not torch.allclose(hidden, other_prefix)
     other_src = torch.tensor([[7, 5, 6, PAD]])
-    assert not torch.allclose(hidden, toy.decode(torch.tensor([[BOS, A, B]]), toy.encode(other_src, mask), mask,
-                                                 D.causal(3))[:, -1])
-    trimmed = toy.decode(torch.tensor([[BOS, A, B]]), toy.encode(src[:, :3], mask[:, :, :3]), mask[:, :, :3],
-                         D.causal(3))[:, -1]
+    assert not torch.allclose(
+        hidden, toy.decode(torch.tensor([[BOS, A, B]]), toy.encode(other_src, mask), mask, D.causal(3))[:, -1]
+    )
+    trimmed = toy.decode(
+        torch.tensor([[BOS, A, B]]), toy.encode(src[:, :3], mask[:, :, :3]), mask[:, :, :3], D.causal(3)
+    )[:, -1]
     assert torch.allclose(hidden, trimmed, rtol=1e-12, atol=1e-12)
     unmasked = torch.ones_like(mask)
-    assert not torch.allclose(hidden, toy.decode(torch.tensor([[BOS, A, B]]), toy.encode(src, unmasked), unmasked,
-                                                 D.causal(3))[:, -1])
+    assert not torch.allclose(
+        hidden, toy.decode(torch.tensor([[BOS, A, B]]), toy.encode(src, unmasked), unmasked, D.causal(3))[:, -1]
+    )
 
 
 def test_attention_toy_needs_the_causal_mask():
@@ -155,8 +160,13 @@ def test_attention_toy_accepts_every_mask_layout(seed, length):
     expected = toy.decode(tgt, memory, mask, D.causal(length))
     causal = D.causal(length)
     padded = torch.ones(3, 1, length, dtype=torch.bool)
-    for layout in (causal[0], causal.expand(3, -1, -1), causal.unsqueeze(1).expand(3, 2, -1, -1),
-                   causal & padded, causal.to(torch.uint8)):
+    for layout in (
+        causal[0],
+        causal.expand(3, -1, -1),
+        causal.unsqueeze(1).expand(3, 2, -1, -1),
+        causal & padded,
+        causal.to(torch.uint8),
+    ):
         assert torch.equal(toy.decode(tgt, memory, mask, layout), expected)
 
 
@@ -187,6 +197,7 @@ def test_random_toys_never_generate_forbidden_tokens(kind, seed):
 
 # --- decoding oracles -------------------------------------------------------------------------------
 
+
 def test_naive_greedy_follows_the_table():
     toy = D.greedy_trap_toy()
     src, mask = source(2, 3, 0)
@@ -211,8 +222,13 @@ def test_greedy_output_agrees_with_teacher_forcing(kind, seed, max_len, dtype):
 def test_mask_probe_tells_the_forgotten_masks_apart():
     toy, src, mask, max_len = D.mask_probe()
     assert bool((~mask).any(dim=-1).sum() >= 2)  # padded sources
-    variants = [{}, dict(causal_mask=False), dict(decode_src_mask=False), dict(encode_src_mask=False),
-                dict(encode_src_mask=False, decode_src_mask=False)]
+    variants = [
+        {},
+        dict(causal_mask=False),
+        dict(decode_src_mask=False),
+        dict(encode_src_mask=False),
+        dict(encode_src_mask=False, decode_src_mask=False),
+    ]
     outputs = []
     for flags in variants:
         rows, margin = D.greedy_rows(toy, src, mask, max_len, BOS, EOS, **flags)
@@ -244,7 +260,9 @@ def test_enumeration_is_complete_and_matches_teacher_forcing(kind, seed, max_len
     toy = make_toy(kind, seed, allowed=allowed)
     src, mask = source(1, 3, seed)
     hyps = D.enumerate_hypotheses(toy, src, mask, max_len, BOS, EOS, allowed)
-    assert sorted(tuple(s) for s, _, _ in hyps) == sorted(tuple(s) for s in D.all_final_sequences(max_len, EOS, allowed))
+    assert sorted(tuple(s) for s, _, _ in hyps) == sorted(
+        tuple(s) for s in D.all_final_sequences(max_len, EOS, allowed)
+    )
     assert len(hyps) == D.hypothesis_count(max_len, real_tokens)
     for seq, lp, n in hyps:
         assert n == len(seq)
@@ -256,7 +274,9 @@ def test_enumeration_is_complete_and_matches_teacher_forcing(kind, seed, max_len
 def test_hand_built_toys_have_the_documented_answers():
     src = torch.tensor([[5, 6, 7]])
     mask = (src != PAD).unsqueeze(1)
-    best = lambda toy, max_len, alpha, allowed: D.brute_force_best(toy, src, mask, max_len, BOS, EOS, alpha, allowed)
+
+    def best(toy, max_len, alpha, allowed):
+        return D.brute_force_best(toy, src, mask, max_len, BOS, EOS, alpha, allowed)
 
     rows, margin, _ = best(D.greedy_trap_toy(), 4, 0.6, [EOS, A, B])
     assert rows == [D.GREEDY_TRAP_BEST] and margin > 0.1
@@ -287,6 +307,7 @@ def test_gnmt_score():
 
 
 # --- training oracles -----------------------------------------------------------------------------
+
 
 @st.composite
 def ls_cases(draw):
@@ -353,8 +374,9 @@ def test_bug_spread_over_other_classes_by_hand():
     assert T.bug_spread_over_other_classes(logits, torch.tensor([1]), 0.1, -100) == pytest.approx(float(expected))
 
 
-@given(step=st.integers(1, 10**6), d_model=st.integers(1, 2048), warmup=st.integers(1, 10**5),
-       factor=st.floats(0.01, 10))
+@given(
+    step=st.integers(1, 10**6), d_model=st.integers(1, 2048), warmup=st.integers(1, 10**5), factor=st.floats(0.01, 10)
+)
 def test_noam_reference_is_equation_3(step, d_model, warmup, factor):
     expected = factor * d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
     assert T.noam_lr_reference(step, d_model, warmup, factor) == pytest.approx(expected, rel=1e-13)
@@ -366,8 +388,9 @@ def test_noam_reference_peak_and_errors():
         with pytest.raises(ValueError):
             T.noam_lr_reference(bad, 512, 4000)
     bugs = T.noam_likely_bugs([1, 2, 50], 64, 10, 2.0)
-    assert math.isnan(float(bugs[_("off by one: the schedule is evaluated at step - 1 (peak at warmup + 1); "
-                                   "steps count from 1")][0]))
+    assert math.isnan(
+        float(bugs[_("off by one: the schedule is evaluated at step - 1 (peak at warmup + 1); steps count from 1")][0])
+    )
     correct = torch.tensor([T.noam_lr_reference(s, 64, 10, 2.0) for s in (1, 2, 50)], dtype=torch.float64)
     for text, values in bugs.items():
         assert not torch.allclose(values, correct, rtol=1e-9, atol=0), text

@@ -5,6 +5,7 @@ mappings of ``oracles.layers``/``oracles.model``) agree on random inputs, that t
 are inverse to each other, and that every known-bug variant really differs from the correct
 output (otherwise a failure message could name the wrong bug).
 """
+
 import math
 
 import numpy as np
@@ -68,7 +69,9 @@ def test_token_embedding_oracle_matches_functional_embedding(seed, d_model):
     (F.embedding(tokens, w, padding_idx=3) * math.sqrt(d_model) * upstream).sum().backward()
     np.testing.assert_allclose(
         emb_oracle.token_embedding_grad(7, tokens, upstream, math.sqrt(d_model), padding_idx=3),
-        w.grad.numpy(), rtol=1e-12, atol=1e-14,
+        w.grad.numpy(),
+        rtol=1e-12,
+        atol=1e-14,
     )
 
 
@@ -90,8 +93,7 @@ def test_state_dict_mappings_are_inverse():
 
 
 @settings(max_examples=15)
-@given(dims=model_dims(), batch=st.integers(1, 3), t=st.integers(1, 6), seed=seeds,
-       norm_first=st.booleans())
+@given(dims=model_dims(), batch=st.integers(1, 3), t=st.integers(1, 6), seed=seeds, norm_first=st.booleans())
 def test_numpy_encoder_layer_matches_builtin(dims, batch, t, seed, norm_first):
     d_model, heads = dims
     sd = layer_oracle.encoder_layer_state(d_model, 2 * d_model + 1, seed)
@@ -101,12 +103,21 @@ def test_numpy_encoder_layer_matches_builtin(dims, batch, t, seed, norm_first):
     with torch.no_grad():
         expected = layer_oracle.run_builtin_encoder_layer(builtin, x, mask).numpy()
     variant = "pre_norm" if norm_first else "correct"
-    np.testing.assert_allclose(layer_oracle.encoder_layer(sd, x, mask, heads, variant), expected, rtol=1e-10, atol=1e-11)
+    np.testing.assert_allclose(
+        layer_oracle.encoder_layer(sd, x, mask, heads, variant), expected, rtol=1e-10, atol=1e-11
+    )
 
 
 @settings(max_examples=15)
-@given(dims=model_dims(), batch=st.integers(1, 3), t_src=st.integers(1, 6), t_tgt=st.integers(1, 6),
-       seed=seeds, norm_first=st.booleans(), per_batch=st.booleans())
+@given(
+    dims=model_dims(),
+    batch=st.integers(1, 3),
+    t_src=st.integers(1, 6),
+    t_tgt=st.integers(1, 6),
+    seed=seeds,
+    norm_first=st.booleans(),
+    per_batch=st.booleans(),
+)
 def test_numpy_decoder_layer_matches_builtin(dims, batch, t_src, t_tgt, seed, norm_first, per_batch):
     d_model, heads = dims
     sd = layer_oracle.decoder_layer_state(d_model, 7, seed)

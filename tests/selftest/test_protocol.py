@@ -6,6 +6,7 @@ is refused as a ``ProtocolError`` (or ``TimeoutError`` past the deadline) before
 is allocated, and that honest values (NaN and inf included, a state dict of a few MiB) cross
 exactly. Fast: no worker is started here (test_sandbox.py does that).
 """
+
 from __future__ import annotations
 
 import collections
@@ -53,10 +54,18 @@ def test_plain_values_round_trip_exactly_nan_and_inf_included():
     rng = random.Random(0)
     floats = [rng.uniform(-1e300, 1e300) for _ in range(200)] + [5e-324, 2.0**-1074, 1 / 3, 0.1, -0.0]
     value = {
-        "floats": floats, "special": (math.inf, -math.inf, math.nan),
-        "ints": [0, -1, 2**63, -(2**100)], "text": ["", "注目度", "a\"b\\c\n", "\ud800 lone surrogate"],
-        3: None, 2.5: True, None: False, False: [torch.float64, torch.bfloat16, torch.device("cpu")],
-        "slice": slice(1, None, -2), "size": torch.Size([2, 3]), "pair": Pair(["a"], []), "empty": ({}, [], ()),
+        "floats": floats,
+        "special": (math.inf, -math.inf, math.nan),
+        "ints": [0, -1, 2**63, -(2**100)],
+        "text": ["", "注目度", 'a"b\\c\n', "\ud800 lone surrogate"],
+        3: None,
+        2.5: True,
+        None: False,
+        False: [torch.float64, torch.bfloat16, torch.device("cpu")],
+        "slice": slice(1, None, -2),
+        "size": torch.Size([2, 3]),
+        "pair": Pair(["a"], []),
+        "empty": ({}, [], ()),
     }
     back = round_trip(value)
     assert [struct.pack("<d", x) for x in back["floats"]] == [struct.pack("<d", x) for x in floats]  # bit for bit
@@ -73,11 +82,17 @@ def test_every_allowed_dtype_round_trips_as_a_plain_private_copy():
     class Marked(torch.Tensor):
         pass
 
-    tensors = [torch.arange(24, dtype=torch.float32).view(2, 3, 4).transpose(0, 2)[1:],  # non-contiguous view
-               torch.tensor(3.5, dtype=torch.float64), torch.empty(0, 3), torch.ones(2, 0, 5, dtype=torch.int16),
-               torch.tensor([1 + 2j, -3j], dtype=torch.complex64).conj(), torch.nn.Parameter(torch.ones(3)),
-               torch.zeros(2).as_subclass(Marked), torch.randn(4, requires_grad=True),
-               torch.tensor([float("nan"), float("inf"), -0.0])]
+    tensors = [
+        torch.arange(24, dtype=torch.float32).view(2, 3, 4).transpose(0, 2)[1:],  # non-contiguous view
+        torch.tensor(3.5, dtype=torch.float64),
+        torch.empty(0, 3),
+        torch.ones(2, 0, 5, dtype=torch.int16),
+        torch.tensor([1 + 2j, -3j], dtype=torch.complex64).conj(),
+        torch.nn.Parameter(torch.ones(3)),
+        torch.zeros(2).as_subclass(Marked),
+        torch.randn(4, requires_grad=True),
+        torch.tensor([float("nan"), float("inf"), -0.0]),
+    ]
     tensors += [torch.arange(-3, 4).to(dtype) for dtype in protocol.ALLOWED_DTYPES if dtype != torch.complex64]
     base = torch.arange(10.0)
     tensors += [base[:5], base[5:]]  # two views of one storage
@@ -94,8 +109,9 @@ def test_every_allowed_dtype_round_trips_as_a_plain_private_copy():
 
 def test_a_state_dict_crosses_within_the_job_limits_and_not_within_the_reply_limits():
     generator = torch.Generator().manual_seed(0)
-    state = {f"layers.{i}.{name}": torch.randn(256, 256, generator=generator)
-             for i in range(12) for name in ("w_q", "w_k")}  # 24 x 256 KiB = 6 MiB
+    state = {
+        f"layers.{i}.{name}": torch.randn(256, 256, generator=generator) for i in range(12) for name in ("w_q", "w_k")
+    }  # 24 x 256 KiB = 6 MiB
     state["embed.weight"] = torch.randn(8000, 256, generator=generator)  # + 7.8 MiB
     back = round_trip({"state_dict": state, "losses": [[1, 2.5]]}, protocol.JOB_REPLIES)
     assert list(back["state_dict"]) == list(state)
@@ -115,10 +131,11 @@ def test_messages_are_safetensors_files():
     loaded = safetensors_torch.load(data)
     assert sorted(loaded) == ["0", "1", "2"] and torch.equal(loaded["0"], value["x"])
     (size,) = struct.unpack("<Q", data[:8])
-    assert "body" in json.loads(data[8:8 + size])["__metadata__"]
+    assert "body" in json.loads(data[8 : 8 + size])["__metadata__"]
     # ... and a file written by safetensors itself is read (tensors in its own order).
-    written = safetensors_torch.save({"1": torch.ones(3, dtype=torch.int64), "0": torch.zeros(2, 2)},
-                                     metadata={"body": json.dumps([ref(0), ref(1)])})
+    written = safetensors_torch.save(
+        {"1": torch.ones(3, dtype=torch.int64), "0": torch.zeros(2, 2)}, metadata={"body": json.dumps([ref(0), ref(1)])}
+    )
     zeros, ones = protocol.unpack(written)
     assert torch.equal(zeros, torch.zeros(2, 2)) and torch.equal(ones, torch.ones(3, dtype=torch.int64))
 
@@ -139,45 +156,67 @@ def test_what_cannot_be_sent_is_refused_on_the_way_out():
 F32_4 = ("F32", [4], 0, 16)  # a well-formed entry: 4 float32 over bytes 0..16
 
 
-@pytest.mark.parametrize("data, reason", [
-    (b"", "truncated"),
-    (struct.pack("<Q", 100) + b"{}", "truncated"),
-    (struct.pack("<Q", 2**63) + b"{}", "header of"),
-    (struct.pack("<Q", 4) + b"[1] ", "JSON object"),
-    (struct.pack("<Q", 3) + b"{\xff}", "not valid JSON"),
-    (struct.pack("<Q", 5) + b"{1:2}", "not valid JSON"),
-    (message([1], header_extra={"__metadata__": {"body": "[1]", "more": "x"}}), "__metadata__"),
-    (message([1], header_extra={"__metadata__": {"body": 5}}), "__metadata__"),
-    (message("[1", ), "not valid JSON"),
-    (message([ref(0)], [F32_4], bytes(16), header_extra={"7": {"dtype": "F32", "shape": [0], "data_offsets": [16, 16]}}),
-     'named "0", "1"'),
-    (message([ref(0)], [("F32", [4], 0, 16)], bytes(16), header_extra={"0": {"dtype": "F32", "shape": [4],
-                                                                              "data_offsets": [0, 16], "x": 1}}),
-     "exactly dtype"),
-    (message([ref(0)], [("F8_E4M3", [16], 0, 16)], bytes(16)), "not allowed"),
-    (message([ref(0)], [("C128", [1], 0, 16)], bytes(16)), "not allowed"),
-    (message([ref(0)], [("F32", [-4], 0, 16)], bytes(16)), "shape"),
-    (message([ref(0)], [("F32", [True, 4], 0, 16)], bytes(16)), "shape"),
-    (message([ref(0)], [("U8", [1] * 33, 0, 1)], bytes(1)), "shape"),
-    (message([ref(0)], [("F32", [3 << 28], 0, 1)], bytes(1)), "do not match"),  # 3 GiB claimed, 1 byte sent
-    (message([ref(0)], [("F32", [2**62, 2**62], 0, 16)], bytes(16)), "do not match"),
-    (message([ref(0)], [("F32", [3 << 28], 0, 3 << 30)], bytes(16)), "out of bounds"),
-    (message([ref(0)], [("F32", [4], 8, 24)], bytes(24)), "overlaps or leaves gaps"),
-    (message([ref(0)], [F32_4], bytes(20)), "overlaps or leaves gaps"),  # bytes nobody claims
-    (message([ref(0), ref(1)], [F32_4, F32_4], bytes(16)), "overlaps or leaves gaps"),  # shared storage
-    (message([ref(0), ref(1)], [F32_4, ("F32", [2], 8, 16)], bytes(16)), "overlaps or leaves gaps"),
-    (message([ref(0), ref(0)], [F32_4], bytes(16)), "referenced twice"),
-    (message([1], [F32_4], bytes(16)), "does not use"),
-    (message([ref(1)], [F32_4], bytes(16)), "unknown tensor"),
-    (message([ref("0")], [F32_4], bytes(16)), "unknown tensor"),
-    (message([ref(0)], [("BOOL", [2], 0, 2)], b"\x01\x02"), "bool"),
-    (message({"a": 1, "b": 2}), "untagged dict"),
-    (message({"__handle__": [1, "x", "object", True]}), "unknown tag"),
-    (message({"__dtype__": "object"}), "unknown dtype"),
-    (message({"__device__": "warp-drive:0"}), "bad device"),
-    (message({"__namedtuple__": ["Bad Name", ["x"], [1]]}), "namedtuple"),
-    (message({"__slice__": [1.5, None, None]}), "slice"),
-], ids=lambda x: x if isinstance(x, str) else None)
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "truncated"),
+        (struct.pack("<Q", 100) + b"{}", "truncated"),
+        (struct.pack("<Q", 2**63) + b"{}", "header of"),
+        (struct.pack("<Q", 4) + b"[1] ", "JSON object"),
+        (struct.pack("<Q", 3) + b"{\xff}", "not valid JSON"),
+        (struct.pack("<Q", 5) + b"{1:2}", "not valid JSON"),
+        (message([1], header_extra={"__metadata__": {"body": "[1]", "more": "x"}}), "__metadata__"),
+        (message([1], header_extra={"__metadata__": {"body": 5}}), "__metadata__"),
+        (
+            message(
+                "[1",
+            ),
+            "not valid JSON",
+        ),
+        (
+            message(
+                [ref(0)],
+                [F32_4],
+                bytes(16),
+                header_extra={"7": {"dtype": "F32", "shape": [0], "data_offsets": [16, 16]}},
+            ),
+            'named "0", "1"',
+        ),
+        (
+            message(
+                [ref(0)],
+                [("F32", [4], 0, 16)],
+                bytes(16),
+                header_extra={"0": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16], "x": 1}},
+            ),
+            "exactly dtype",
+        ),
+        (message([ref(0)], [("F8_E4M3", [16], 0, 16)], bytes(16)), "not allowed"),
+        (message([ref(0)], [("C128", [1], 0, 16)], bytes(16)), "not allowed"),
+        (message([ref(0)], [("F32", [-4], 0, 16)], bytes(16)), "shape"),
+        (message([ref(0)], [("F32", [True, 4], 0, 16)], bytes(16)), "shape"),
+        (message([ref(0)], [("U8", [1] * 33, 0, 1)], bytes(1)), "shape"),
+        (message([ref(0)], [("F32", [3 << 28], 0, 1)], bytes(1)), "do not match"),  # 3 GiB claimed, 1 byte sent
+        (message([ref(0)], [("F32", [2**62, 2**62], 0, 16)], bytes(16)), "do not match"),
+        (message([ref(0)], [("F32", [3 << 28], 0, 3 << 30)], bytes(16)), "out of bounds"),
+        (message([ref(0)], [("F32", [4], 8, 24)], bytes(24)), "overlaps or leaves gaps"),
+        (message([ref(0)], [F32_4], bytes(20)), "overlaps or leaves gaps"),  # bytes nobody claims
+        (message([ref(0), ref(1)], [F32_4, F32_4], bytes(16)), "overlaps or leaves gaps"),  # shared storage
+        (message([ref(0), ref(1)], [F32_4, ("F32", [2], 8, 16)], bytes(16)), "overlaps or leaves gaps"),
+        (message([ref(0), ref(0)], [F32_4], bytes(16)), "referenced twice"),
+        (message([1], [F32_4], bytes(16)), "does not use"),
+        (message([ref(1)], [F32_4], bytes(16)), "unknown tensor"),
+        (message([ref("0")], [F32_4], bytes(16)), "unknown tensor"),
+        (message([ref(0)], [("BOOL", [2], 0, 2)], b"\x01\x02"), "bool"),
+        (message({"a": 1, "b": 2}), "untagged dict"),
+        (message({"__handle__": [1, "x", "object", True]}), "unknown tag"),
+        (message({"__dtype__": "object"}), "unknown dtype"),
+        (message({"__device__": "warp-drive:0"}), "bad device"),
+        (message({"__namedtuple__": ["Bad Name", ["x"], [1]]}), "namedtuple"),
+        (message({"__slice__": [1.5, None, None]}), "slice"),
+    ],
+    ids=lambda x: x if isinstance(x, str) else None,
+)
 def test_forged_messages_are_refused(data, reason):
     with pytest.raises(protocol.CodecError, match=reason):
         protocol.unpack(data, limits=protocol.REPLIES)
@@ -200,10 +239,13 @@ def test_huge_counts_are_refused_before_the_header_is_parsed():
         protocol.unpack(bytes(5 * MiB), limits=small)
 
 
-@pytest.mark.parametrize("depth, reason", [
-    (protocol.MAX_DEPTH + 2, "nested deeper than"),
-    (100_000, "nested too deeply"),
-])
+@pytest.mark.parametrize(
+    "depth, reason",
+    [
+        (protocol.MAX_DEPTH + 2, "nested deeper than"),
+        (100_000, "nested too deeply"),
+    ],
+)
 def test_deep_nesting_is_refused(depth, reason):
     with pytest.raises(protocol.CodecError, match=reason):
         protocol.unpack(message("[" * depth + "]" * depth), limits=protocol.REPLIES)

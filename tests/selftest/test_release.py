@@ -9,6 +9,7 @@ the public-by-design files (public tests, their support code, the grader's trust
 shared by public and hidden tests) contain too left out — is searched in every file of the
 release (notebooks: their cells' sources).
 """
+
 from __future__ import annotations
 
 import ast
@@ -91,8 +92,11 @@ def leaks(folder: Path, needles: dict[str, str]) -> list[str]:
     for path in sorted(folder.rglob("*")):
         if path.is_file():
             text = file_text(path)
-            found += [f"{path.relative_to(folder)}: {needle!r} ({where})" for needle, where in needles.items()
-                      if needle in text]
+            found += [
+                f"{path.relative_to(folder)}: {needle!r} ({where})"
+                for needle, where in needles.items()
+                if needle in text
+            ]
     return found
 
 
@@ -133,9 +137,12 @@ def test_zip_holds_the_folder(built):
     names = zipfile.ZipFile(archive).namelist()
     prefix = release.load_course().release_name + "/"
     assert all(n.startswith(prefix) for n in names)
-    on_disk = sorted(p.relative_to(built).as_posix() for p in built.rglob("*")
-                     if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
-    assert sorted(n[len(prefix):] for n in names) == on_disk
+    on_disk = sorted(
+        p.relative_to(built).as_posix()
+        for p in built.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
+    assert sorted(n[len(prefix) :] for n in names) == on_disk
 
 
 def test_no_solution_line_anywhere_in_the_release(built):
@@ -160,8 +167,11 @@ def test_the_package_is_the_stubs(built):
 def test_the_grader_whole_no_builders_and_a_rubric_without_hidden_tests(built):
     assert not (built / "builders").exists(), "builders/ is the instructor's"
     shipped = {p.relative_to(built / "grader").as_posix() for p in (built / "grader").rglob("*.py")}
-    in_checkout = {p.relative_to(ROOT / "grader").as_posix() for p in (ROOT / "grader").rglob("*.py")
-                   if "__pycache__" not in p.parts}
+    in_checkout = {
+        p.relative_to(ROOT / "grader").as_posix()
+        for p in (ROOT / "grader").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
     assert shipped == in_checkout - release.GRADING_ONLY, "the student release copies grader/ whole"
     text = (built / "grader" / "rubric.toml").read_text(encoding="utf-8")
     assert "hidden" in text.lower()  # the note that the real grade runs hidden tests too
@@ -178,18 +188,40 @@ def test_readme_uses_the_course_config_and_names_the_banned_calls(built):
     readme = (built / "README.md").read_text(encoding="utf-8")
     assert course.name in readme and course.due in readme
     assert "$" not in readme.replace("$GITHUB", ""), "an unfilled template placeholder"
-    for banned in ("nn.MultiheadAttention", "F.multi_head_attention_forward", "F.scaled_dot_product_attention",
-                   "nn.Transformer", "nn.LayerNorm", "F.layer_norm", "F.cross_entropy", "nn.CrossEntropyLoss"):
+    for banned in (
+        "nn.MultiheadAttention",
+        "F.multi_head_attention_forward",
+        "F.scaled_dot_product_attention",
+        "nn.Transformer",
+        "nn.LayerNorm",
+        "F.layer_norm",
+        "F.cross_entropy",
+        "nn.CrossEntropyLoss",
+    ):
         assert banned in readme, banned
-    order = [readme.index(f"| `{part}` |") for part in
-             ("masks", "attention", "feed_forward", "normalization", "embedding", "layers", "model", "decoding", "training")]
+    order = [
+        readme.index(f"| `{part}` |")
+        for part in (
+            "masks",
+            "attention",
+            "feed_forward",
+            "normalization",
+            "embedding",
+            "layers",
+            "model",
+            "decoding",
+            "training",
+        )
+    ]
     assert order == sorted(order), "the parts must be listed in the order to implement them"
 
 
 def test_course_overrides_reach_the_rubric_and_readme(tmp_path):
     config = tmp_path / "course.toml"
-    config.write_text('[course]\nname = "Test Course"\ndue = "tomorrow"\n[rubric.points]\nattention = 30\n'
-                      'translation = 10\n', encoding="utf-8")
+    config.write_text(
+        '[course]\nname = "Test Course"\ndue = "tomorrow"\n[rubric.points]\nattention = 30\ntranslation = 10\n',
+        encoding="utf-8",
+    )
     course = release.load_course(config)
     rubric = tomllib.loads(release.render_rubric(course))
     assert rubric["parts"]["attention"]["points"] == 30
@@ -203,8 +235,13 @@ def test_course_overrides_reach_the_rubric_and_readme(tmp_path):
 
 
 def make_dry_run(folder: Path, *args: str) -> str:
-    result = subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=folder, capture_output=True,
-                            text=True, env=release.clean_make_env())
+    result = subprocess.run(
+        ["make", "-n", "--no-print-directory", *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env=release.clean_make_env(),
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -216,8 +253,9 @@ def test_student_makefile_targets_default_to_the_students_folder(built):
     check = make_dry_run(built, "check", py)
     assert "--impl . " in check and ("pytest tests/public " in check or "-m tests.support.feedback " in check), check
     part = make_dry_run(built, "check", "PART=attention", py)
-    assert "--impl ." in part and ("tests/public/test_attention.py" in part
-                                   or "-m tests.support.feedback attention " in part), part
+    assert "--impl ." in part and (
+        "tests/public/test_attention.py" in part or "-m tests.support.feedback attention " in part
+    ), part
     grade = make_dry_run(built, "grade", py)
     assert "-m grader grade . --out out/grade --no-train" in grade
     assert "--no-train" not in make_dry_run(built, "grade", "TRAIN=1", py)
@@ -245,10 +283,27 @@ def test_release_make_check_reports_zero_points_on_the_stubs(built):
 
 # -- the Japanese hand-out (`make release LANG=ja`) --------------------------------------------
 
-BANNED = ("nn.MultiheadAttention", "F.multi_head_attention_forward", "F.scaled_dot_product_attention",
-          "nn.Transformer", "nn.LayerNorm", "F.layer_norm", "F.cross_entropy", "nn.CrossEntropyLoss")
-PARTS_IN_ORDER = ("masks", "attention", "feed_forward", "normalization", "embedding", "layers", "model",
-                  "decoding", "training")
+BANNED = (
+    "nn.MultiheadAttention",
+    "F.multi_head_attention_forward",
+    "F.scaled_dot_product_attention",
+    "nn.Transformer",
+    "nn.LayerNorm",
+    "F.layer_norm",
+    "F.cross_entropy",
+    "nn.CrossEntropyLoss",
+)
+PARTS_IN_ORDER = (
+    "masks",
+    "attention",
+    "feed_forward",
+    "normalization",
+    "embedding",
+    "layers",
+    "model",
+    "decoding",
+    "training",
+)
 
 
 def japanese_share(text: str) -> float:
@@ -284,14 +339,19 @@ def test_japanese_release_holds_the_japanese_stubs(built_ja):
 def test_the_japanese_release_is_the_english_one_but_for_the_stubs(built, built_ja):
     def content(path: Path):
         if path.suffix == ".ipynb":  # the cells, less their random ids
-            return [{k: v for k, v in cell.items() if k != "id"}
-                    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]]
+            return [
+                {k: v for k, v in cell.items() if k != "id"}
+                for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]
+            ]
         return path.read_bytes()
 
     def files(folder):
         # Left out: what a test run leaves behind (the release's `make check` runs in tests above).
-        return {p.relative_to(folder).as_posix(): content(p) for p in folder.rglob("*")
-                if p.is_file() and not release._ignored(p.relative_to(folder)) and p.suffix != ".zip"}
+        return {
+            p.relative_to(folder).as_posix(): content(p)
+            for p in folder.rglob("*")
+            if p.is_file() and not release._ignored(p.relative_to(folder)) and p.suffix != ".zip"
+        }
 
     english, japanese = files(built), files(built_ja)
     assert sorted(english) == sorted(japanese)
@@ -313,15 +373,23 @@ def test_every_release_holds_both_readmes(which, built, built_ja):
         assert banned in japanese, banned
     order = [japanese.index(f"| `{part}` |") for part in PARTS_IN_ORDER]
     assert order == sorted(order), "the parts must be listed in the order to implement them"
-    rows = lambda text: [re.findall(r"^\| (\d+) \| `(\w+)` \| .*? \| ([\d.]+) \|", line) for line in text.splitlines()]
+
+    def rows(text):
+        return [re.findall(r"^\| (\d+) \| `(\w+)` \| .*? \| ([\d.]+) \|", line) for line in text.splitlines()]
+
     assert [r for r in rows(japanese) if r] == [r for r in rows(english) if r], "the two READMEs' points differ"
-    assert f"**{release.tomllib.loads((folder / 'grader' / 'rubric.toml').read_text(encoding='utf-8'))['total']:g} 点**" in japanese
+    assert (
+        f"**{release.tomllib.loads((folder / 'grader' / 'rubric.toml').read_text(encoding='utf-8'))['total']:g} 点**"
+        in japanese
+    )
 
 
 def test_japanese_readme_follows_the_course_config(tmp_path):
     config = tmp_path / "course.toml"
-    config.write_text('[course]\nname = "テストの講義"\ndue = "明日"\ncontact = "ta@example.com"\n'
-                      '[rubric.points]\nattention = 30\n', encoding="utf-8")
+    config.write_text(
+        '[course]\nname = "テストの講義"\ndue = "明日"\ncontact = "ta@example.com"\n[rubric.points]\nattention = 30\n',
+        encoding="utf-8",
+    )
     course = release.load_course(config)
     readme = release.render_readme(course, release.render_rubric(course), "ja")
     assert "テストの講義" in readme and "明日" in readme and "質問先: ta@example.com" in readme
@@ -375,15 +443,21 @@ def test_a_missing_translation_fails_the_japanese_build(tmp_path, monkeypatch, c
     assert message.id.splitlines()[0] in capsys.readouterr().err
     # The English release does not need the catalogue.
     release.build_student(out, release.load_course(), lang="en", verify=False, make_zip=False, log=lambda m: None)
-    assert (out / "transformer" / "masks.py").read_text(encoding="utf-8") == \
-        (ROOT / "assignments" / "transformer" / "masks.py").read_text(encoding="utf-8")
+    assert (out / "transformer" / "masks.py").read_text(encoding="utf-8") == (
+        ROOT / "assignments" / "transformer" / "masks.py"
+    ).read_text(encoding="utf-8")
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_release_takes_the_language_from_the_command_line():
     def dry(*args, env=None):
-        result = subprocess.run(["make", "-n", "--no-print-directory", "release", f"PY={sys.executable}", *args],
-                                cwd=ROOT, capture_output=True, text=True, env=env or release.clean_make_env())
+        result = subprocess.run(
+            ["make", "-n", "--no-print-directory", "release", f"PY={sys.executable}", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=env or release.clean_make_env(),
+        )
         assert result.returncode == 0, result.stderr
         return result.stdout
 
@@ -416,8 +490,11 @@ def test_the_release_ships_the_public_splits_and_not_the_test_split(built):
     shipped, corpus = read_public_splits(built / "grader" / "data" / "synthetic_data"), generate_corpus(seed=0)
     assert (shipped.train, shipped.valid, shipped.length) == (corpus.train, corpus.valid, corpus.length)
     assert shipped.test == []
-    shipped_sources = {line.split("\t")[0] for p in (built / "grader" / "data").rglob("*.tsv")
-                       for line in p.read_text(encoding="utf-8").splitlines()}
+    shipped_sources = {
+        line.split("\t")[0]
+        for p in (built / "grader" / "data").rglob("*.tsv")
+        for line in p.read_text(encoding="utf-8").splitlines()
+    }
     assert len(shipped_sources) > 20000 and not shipped_sources & {en for en, _ in corpus.test}
     release.check_no_test_split(built)  # what the build runs
 
@@ -435,12 +512,47 @@ def test_the_hand_out_trains_and_translates_from_the_shipped_data(built, tmp_pat
     splits (no generator) and evaluates on the validation split."""
     run = tmp_path / "run"
     tiny = ["--d-model", "16", "--heads", "2", "--layers", "1", "--d-ff", "32", "--threads", "1"]
-    trained = subprocess.run([sys.executable, "-m", "grader", "train", "--impl", str(ROOT / "solutions"), "--steps", "2",
-                              "--beam", "0", "--no-progress", "--out", str(run), *tiny],
-                             cwd=built, capture_output=True, text=True, timeout=600, env=release.clean_make_env())
+    trained = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grader",
+            "train",
+            "--impl",
+            str(ROOT / "solutions"),
+            "--steps",
+            "2",
+            "--beam",
+            "0",
+            "--no-progress",
+            "--out",
+            str(run),
+            *tiny,
+        ],
+        cwd=built,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=release.clean_make_env(),
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "no test split" in trained.stderr and "valid (greedy)" in trained.stdout
-    translated = subprocess.run([sys.executable, "-m", "grader", "translate", "--checkpoint", str(run / "checkpoint.pt"),
-                                 "--impl", str(ROOT / "solutions"), "this is a pen ."],
-                                cwd=built, capture_output=True, text=True, timeout=300, env=release.clean_make_env())
+    translated = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grader",
+            "translate",
+            "--checkpoint",
+            str(run / "checkpoint.pt"),
+            "--impl",
+            str(ROOT / "solutions"),
+            "this is a pen .",
+        ],
+        cwd=built,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=release.clean_make_env(),
+    )
     assert translated.returncode == 0 and translated.stdout.strip(), translated.stderr[-3000:]

@@ -1,5 +1,6 @@
 """report.md a TA reads in a minute, exact points, the live progress line, Gradescope's leaderboard
 (issue 15, deliverables 1 and 4). Fast: results are built by hand; one real grade of three parts."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,15 +19,27 @@ import pytest
 from grader import grade as grade_module
 from grader import i18n
 from grader.results import (
-    Check, GradeResult, PartResult, Text, build_results, parts_table, points, progress_line, render_report,
+    Check,
+    GradeResult,
+    PartResult,
+    Text,
+    build_results,
+    parts_table,
+    points,
+    progress_line,
+    render_report,
 )
 from grader.rubric import load_rubric
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "grader" / "schemas" / "gradescope_results.schema.json").read_text())
 RUBRIC = load_rubric()
-BAN = Text(i18n.N_("banned: {call} (part {parts}, seen at run time) — {rule}"), call="F.scaled_dot_product_attention",
-           parts="attention", rule="implement attention yourself")
+BAN = Text(
+    i18n.N_("banned: {call} (part {parts}, seen at run time) — {rule}"),
+    call="F.scaled_dot_product_attention",
+    parts="attention",
+    rule="implement attention yourself",
+)
 STUB = "not implemented yet — embedding.TokenEmbedding.__init__: an nn.Embedding called embedding"
 
 
@@ -38,8 +51,17 @@ def english():
 def make_part(name: str, outcomes: list, **fields) -> PartResult:
     """outcomes: True (passes), or (output, kind) of a failure."""
     spec = RUBRIC.parts[name]
-    checks = [Check(name, f"{name}: check {i}", o is True, "" if o is True else o[0], hidden=i % 2 == 1,
-                    kind="" if o is True else o[1]) for i, o in enumerate(outcomes)]
+    checks = [
+        Check(
+            name,
+            f"{name}: check {i}",
+            o is True,
+            "" if o is True else o[0],
+            hidden=i % 2 == 1,
+            kind="" if o is True else o[1],
+        )
+        for i, o in enumerate(outcomes)
+    ]
     part = PartResult(name, spec.title, spec.points, checks=checks, **fields)
     grade_module.share_points(part)
     return part
@@ -51,15 +73,24 @@ def example(i: int) -> str:
 
 def three_broken() -> GradeResult:
     """A stub (143 checks in all fail), a bug and a banned call, as in the issue."""
-    embedding = make_part("embedding", [(STUB + '\n  File "transformer/embedding.py", line 29' + example(i),
-                                         "not_implemented") for i in range(23)])
-    masks = make_part("masks", [True, True, True] + [("padding mask: wrong result\n  at [0]: expected 1, got 0"
-                                                      + example(i), "") for i in range(6)])
-    attention = make_part("attention", [True] * 23 + [("banned call — F.scaled_dot_product_attention is off limits"
-                                                       + example(i), "banned") for i in range(21)])
+    embedding = make_part(
+        "embedding",
+        [(STUB + '\n  File "transformer/embedding.py", line 29' + example(i), "not_implemented") for i in range(23)],
+    )
+    masks = make_part(
+        "masks",
+        [True, True, True]
+        + [("padding mask: wrong result\n  at [0]: expected 1, got 0" + example(i), "") for i in range(6)],
+    )
+    attention = make_part(
+        "attention",
+        [True] * 23
+        + [("banned call — F.scaled_dot_product_attention is off limits" + example(i), "banned") for i in range(21)],
+    )
     grade_module.apply_violations(attention, [BAN])
-    layers = make_part("layers", [(f"your code raised ValueError: shapes differ {i % 3}" + example(i), "")
-                                  for i in range(22)])
+    layers = make_part(
+        "layers", [(f"your code raised ValueError: shapes differ {i % 3}" + example(i), "") for i in range(22)]
+    )
     model = make_part("model", [(STUB + example(i), "") for i in range(20)])
     parts = [masks, attention, embedding, layers, model]
     grade_module.dependency_notes(parts, RUBRIC)
@@ -94,7 +125,9 @@ def test_results_json_sums_to_the_rubric_total_and_shows_two_decimals():
     total = sum(RUBRIC.parts[p.name].points for p in grade.parts)
     assert round(sum(t["max_score"] for t in results["tests"]), 2) == total == results["extra_data"]["max_score"]
     assert results["score"] == round(sum(t["score"] for t in results["tests"]), 2)
-    assert all(round(t["score"], 2) == t["score"] and round(t["max_score"], 2) == t["max_score"] for t in results["tests"])
+    assert all(
+        round(t["score"], 2) == t["score"] and round(t["max_score"], 2) == t["max_score"] for t in results["tests"]
+    )
     for text in (render_report(grade), parts_table(grade)):
         assert not re.search(r"\d\.\d{3,}", text), "points with more than two decimals"
     assert points(24.6294) == "24.63" and points(2.0) == "2" and points(0.5) == "0.5"
@@ -103,8 +136,13 @@ def test_results_json_sums_to_the_rubric_total_and_shows_two_decimals():
 def test_verdicts():
     grade = three_broken()
     verdicts = {p.name: p.verdict() for p in grade.parts}
-    assert verdicts == {"masks": "lost_points", "attention": "banned", "embedding": "not_attempted",
-                        "layers": "lost_points", "model": "lost_points"}  # model: the stub is embedding's
+    assert verdicts == {
+        "masks": "lost_points",
+        "attention": "banned",
+        "embedding": "not_attempted",
+        "layers": "lost_points",
+        "model": "lost_points",
+    }  # model: the stub is embedding's
     assert make_part("feed_forward", [True, True]).verdict() == "complete"
     assert PartResult("x", "x", 1, status="not graded", message="training unavailable").verdict() == "not_graded"
     table = parts_table(grade)
@@ -123,8 +161,13 @@ def test_report_collapses_identical_failures_and_names_a_ban_once():
     assert "21 checks stopped at the banned call." in report and "23 checks pass but do not count." in report
     assert "| part | checks passed | points | status |" in report and "|  |" not in report.split("## ")[0]
     sections = dict(re.findall(r"^### (\w+) — (.+)$", report, re.M))
-    assert sections == {"masks": "lost points", "attention": "banned call: 0 points", "embedding": "not attempted",
-                        "layers": "lost points", "model": "lost points"}
+    assert sections == {
+        "masks": "lost points",
+        "attention": "banned call: 0 points",
+        "embedding": "not attempted",
+        "layers": "lost points",
+        "model": "lost points",
+    }
     assert report.count("First diagnosis") == 4  # not for the banned part: the ban is its diagnosis
     results = build_results(grade)
     attention = [t for t in results["tests"] if t["tags"][0] == "attention"]
@@ -136,8 +179,9 @@ def test_the_live_progress_line_agrees_with_the_table():
     attention = make_part("attention", [True] * 23 + [("banned call — x" + example(i), "banned") for i in range(21)])
     live = progress_line(attention, banned=True)  # before apply_violations: as grade() prints it
     grade_module.apply_violations(attention, [BAN])
-    row = next(line for line in parts_table(GradeResult("s", parts=[attention])).splitlines()
-               if line.startswith("attention"))
+    row = next(
+        line for line in parts_table(GradeResult("s", parts=[attention])).splitlines() if line.startswith("attention")
+    )
     assert "0/44" in live and "0/44" in row and "0/16" in live.replace(" ", "") and "0/16" in row.replace(" ", "")
     assert "banned call: 0 points" in live and "banned call: 0 points" in row
     masks = make_part("masks", [True] * 3 + [("wrong", "")] * 6)
@@ -156,8 +200,16 @@ def test_failure_kind_tells_a_stub_of_this_part_and_a_banned_call():
 
 
 def test_leaderboard_is_the_translation_bleu_when_switched_on(tmp_path):
-    translation = PartResult("translation", "t", 20, checks=[
-        Check("translation", "translation: BLEU", False, "BLEU 63.2", max_score=20, score=15, data={"bleu": 63.2417})])
+    translation = PartResult(
+        "translation",
+        "t",
+        20,
+        checks=[
+            Check(
+                "translation", "translation: BLEU", False, "BLEU 63.2", max_score=20, score=15, data={"bleu": 63.2417}
+            )
+        ],
+    )
     grade = GradeResult("s", parts=[translation], nonce="0" * 32)
     on, off = build_results(grade, leaderboard=True), build_results(grade)
     jsonschema.validate(on, SCHEMA)
@@ -196,9 +248,13 @@ def broken_submission(folder: Path) -> Path:
     attention = package / "attention.py"
     text = attention.read_text()
     assert "    return weights @ value, weights\n" in text
-    attention.write_text(text.replace("    return weights @ value, weights\n",
-                                      "    return torch.nn.functional.scaled_dot_product_attention(query, key, value, "
-                                      "attn_mask=mask), weights\n", 1))
+    attention.write_text(
+        text.replace(
+            "    return weights @ value, weights\n",
+            "    return torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask), weights\n",
+            1,
+        )
+    )
     return folder
 
 
@@ -206,9 +262,28 @@ def test_a_real_grade_of_three_broken_parts(tmp_path):
     """End to end: the live lines agree with the table, the ban is flagged once, report < 25 KB."""
     submission = broken_submission(tmp_path / "student")
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    run = subprocess.run([sys.executable, "-m", "grader", "grade", str(submission), "--out", str(tmp_path / "out"),
-                          "--parts", "masks,attention,embedding", "--no-train", "--no-lock-repo", "--lang", "en"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grader",
+            "grade",
+            str(submission),
+            "--out",
+            str(tmp_path / "out"),
+            "--parts",
+            "masks,attention,embedding",
+            "--no-train",
+            "--no-lock-repo",
+            "--lang",
+            "en",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     report = (tmp_path / "out" / "report.md").read_text()

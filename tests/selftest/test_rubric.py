@@ -1,4 +1,5 @@
 """The rubric is consistent: every test file it names exists, the points add up."""
+
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,8 @@ def test_every_part_but_translation_has_public_and_hidden_tests_that_exist():
 def test_a_missing_test_file_is_an_error_at_load_time(tmp_path):
     (tmp_path / "grader").mkdir()
     text = RUBRIC_PATH.read_text(encoding="utf-8").replace(
-        "tests/hidden/test_masks_hidden.py", "tests/hidden/test_masks_hiden.py")
+        "tests/hidden/test_masks_hidden.py", "tests/hidden/test_masks_hiden.py"
+    )
     (tmp_path / "grader" / "rubric.toml").write_text(text, encoding="utf-8")
     (tmp_path / "tests").symlink_to(ROOT / "tests")
     with pytest.raises(RubricError, match="test_masks_hiden.py"):

@@ -4,6 +4,7 @@ The worker tests use a small fake submission (not the reference) so that they ca
 loop and call banned functions on purpose; they share one proxy where they can, because
 every fresh worker imports torch (seconds).
 """
+
 from __future__ import annotations
 
 import collections
@@ -45,7 +46,11 @@ def test_codec_round_trips_plain_values():
     Pair = collections.namedtuple("Pair", ["missing_keys", "unexpected_keys"])
     value = {
         "numbers": (1, 2.5, float("inf"), True, None, "text"),
-        "tensors": [torch.arange(12).view(3, 4)[:, 1:], torch.randn(2, 3, dtype=torch.float64), torch.ones(2, dtype=torch.bool)],
+        "tensors": [
+            torch.arange(12).view(3, 4)[:, 1:],
+            torch.randn(2, 3, dtype=torch.float64),
+            torch.ones(2, dtype=torch.bool),
+        ],
         3: [torch.float64, torch.device("cpu"), slice(1, None, 2), torch.Size([2, 3])],
         "empty": {},
     }
@@ -82,10 +87,17 @@ def write_package(root: pathlib.Path, files: dict[str, str]) -> pathlib.Path:
 
 
 def test_intake_accepts_a_nested_folder_and_drops_auto_run_files(tmp_path):
-    write_package(tmp_path / "alice", {
-        "transformer/__init__.py": "", "transformer/masks.py": "X = 1\n", "transformer/conftest.py": "",
-        "transformer/sitecustomize.py": "", "transformer/notes.txt": "", "transformer/os.py": "",
-    })
+    write_package(
+        tmp_path / "alice",
+        {
+            "transformer/__init__.py": "",
+            "transformer/masks.py": "X = 1\n",
+            "transformer/conftest.py": "",
+            "transformer/sitecustomize.py": "",
+            "transformer/notes.txt": "",
+            "transformer/os.py": "",
+        },
+    )
     (tmp_path / "alice" / "transformer" / "link.py").symlink_to("/etc/passwd")
     submission = intake.prepare(tmp_path)
     try:
@@ -109,8 +121,15 @@ def make_zip(path: pathlib.Path, entries: dict[str, str], symlink: str | None = 
 
 
 def test_intake_accepts_a_zip_of_a_nested_folder(tmp_path):
-    archive = make_zip(tmp_path / "bob.zip", {"bob/transformer/__init__.py": "", "bob/transformer/masks.py": "X = 1\n",
-                                              "__MACOSX/bob/transformer/._masks.py": "junk", "bob/README.md": "hi"})
+    archive = make_zip(
+        tmp_path / "bob.zip",
+        {
+            "bob/transformer/__init__.py": "",
+            "bob/transformer/masks.py": "X = 1\n",
+            "__MACOSX/bob/transformer/._masks.py": "junk",
+            "bob/README.md": "hi",
+        },
+    )
     submission = intake.prepare(archive)
     try:
         assert sorted(submission.files) == ["transformer/__init__.py", "transformer/masks.py"]
@@ -119,12 +138,16 @@ def test_intake_accepts_a_zip_of_a_nested_folder(tmp_path):
         submission.cleanup()
 
 
-@pytest.mark.parametrize("entries, symlink, reason", [
-    ({"transformer/masks.py": "", "../evil": "x"}, None, "outside"),
-    ({"transformer/masks.py": "", "transformer/../../evil.py": "x"}, None, "outside"),
-    ({"/etc/evil.py": "x", "transformer/masks.py": ""}, None, "absolute"),
-    ({"transformer/masks.py": ""}, "transformer/attention.py", "symbolic link"),
-], ids=["dotdot", "nested-dotdot", "absolute", "symlink"])
+@pytest.mark.parametrize(
+    "entries, symlink, reason",
+    [
+        ({"transformer/masks.py": "", "../evil": "x"}, None, "outside"),
+        ({"transformer/masks.py": "", "transformer/../../evil.py": "x"}, None, "outside"),
+        ({"/etc/evil.py": "x", "transformer/masks.py": ""}, None, "absolute"),
+        ({"transformer/masks.py": ""}, "transformer/attention.py", "symbolic link"),
+    ],
+    ids=["dotdot", "nested-dotdot", "absolute", "symlink"],
+)
 def test_intake_rejects_unsafe_archives(tmp_path, entries, symlink, reason):
     archive = make_zip(tmp_path / "evil.zip", entries, symlink)
     with pytest.raises(intake.IntakeError, match=reason):
@@ -148,8 +171,10 @@ def test_static_check_passes_the_reference_and_the_stubs():
 
 
 def test_static_check_sees_through_aliases_and_computed_names(tmp_path):
-    package = write_package(tmp_path / "transformer", {
-        "normalization.py": """
+    package = write_package(
+        tmp_path / "transformer",
+        {
+            "normalization.py": """
             import torch
             from torch import nn
             import torch.nn.functional as F
@@ -162,10 +187,13 @@ def test_static_check_sees_through_aliases_and_computed_names(tmp_path):
             def e(x): return vars(F)["layer_norm"]
             def f(d): return torch.nn.modules.normalization.LayerNorm(d)
         """,
-        "helpers.py": "import torch\ndef attend(q, k, v):\n    return torch.nn.functional.scaled_dot_product_attention(q, k, v)\n",
-        "attention.py": "from .helpers import attend\n",
-        "model.py": "from torch import nn\nStack = nn.TransformerEncoder\n",
-        "training.py": """
+            "helpers.py": (
+                "import torch\ndef attend(q, k, v):\n"
+                "    return torch.nn.functional.scaled_dot_product_attention(q, k, v)\n"
+            ),
+            "attention.py": "from .helpers import attend\n",
+            "model.py": "from torch import nn\nStack = nn.TransformerEncoder\n",
+            "training.py": """
             import torch.nn.functional as F
             class LabelSmoothingLoss:
                 def forward(self, logits, target):
@@ -173,7 +201,8 @@ def test_static_check_sees_through_aliases_and_computed_names(tmp_path):
             def elsewhere(logits, target):
                 return F.cross_entropy(logits, target)
         """,
-    })
+        },
+    )
     findings, _ = static_check.scan_package(package)
     banned = {(f.file.split("/")[-1], f.line, f.call, f.parts) for f in findings if f.severity == "banned"}
     suspicious = {(f.file.split("/")[-1], f.call) for f in findings if f.severity == "suspicious"}
@@ -368,7 +397,7 @@ def test_student_exceptions_come_back_as_their_type_with_student_frames_only(san
         sandbox.attention  # noqa: B018 — importing the broken module is the test
     assert 'File "transformer/attention.py", line 1' in str(caught.value)
     with pytest.raises(AttributeError):
-        sandbox.masks.no_such_function  # noqa: B018
+        sandbox.masks.no_such_function  # noqa: B018 — the attribute access itself must raise
 
 
 def test_running_out_of_memory_is_an_error_not_a_crash(sandbox):
@@ -391,8 +420,12 @@ def test_forged_replies_are_protocol_errors_charged_to_the_part(fake_package):
         with pytest.raises(StudentCodeError, match="exceeds the 256 MiB limit"):  # a reply over the cap:
             impl.masks.big(257 << 20)  # a precise error, and the worker lives on
         assert impl.masks.double(2) == 4 and not impl.crashes
-        for kind, reason in [("fake-view", "do not match"), ("announce", "exceeds the"),
-                             ("deep", "nested too deeply"), ("bad-error", "malformed error")]:
+        for kind, reason in [
+            ("fake-view", "do not match"),
+            ("announce", "exceeds the"),
+            ("deep", "nested too deeply"),
+            ("bad-error", "malformed error"),
+        ]:
             started = time.monotonic()
             with pytest.raises(WorkerCrashed, match=reason):
                 impl.masks.forge(kind)

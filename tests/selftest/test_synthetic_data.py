@@ -4,6 +4,7 @@ The grader trains every submission on this corpus, so it must be the same everyw
 splits honest (held-out test sentences are new combinations of known words), and translate
 consistently. Each assertion says what it checked and what came back.
 """
+
 import hashlib
 from collections import Counter
 
@@ -33,8 +34,11 @@ def corpus() -> Corpus:
 @pytest.fixture(scope="module")
 def measured(corpus):
     """Token lengths and vocabularies of every split, side 0 = English, 1 = Japanese (computed once)."""
-    return {(split, side): (lengths(getattr(corpus, split), side), vocab(getattr(corpus, split), side))
-            for split in SPLITS for side in (0, 1)}
+    return {
+        (split, side): (lengths(getattr(corpus, split), side), vocab(getattr(corpus, split), side))
+        for split in SPLITS
+        for side in (0, 1)
+    }
 
 
 def small(seed):
@@ -77,7 +81,8 @@ def test_fingerprint_is_stable():
     got = _fingerprint(generate_corpus(7, n_train=300, n_valid=20, n_test=20, n_length=10))
     assert got == EXPECTED_FINGERPRINT, (
         f"corpus fingerprint for seed 7 is {got}, expected {EXPECTED_FINGERPRINT}: the generated "
-        "corpus changed (intended? then update EXPECTED_FINGERPRINT)")
+        "corpus changed (intended? then update EXPECTED_FINGERPRINT)"
+    )
 
 
 EXPECTED_FINGERPRINT = "665e91c39c0e2f6a"
@@ -97,7 +102,7 @@ def test_splits_are_disjoint_on_the_english_side(corpus):
         dupes = [en for en, k in Counter(sents).items() if k > 1]
         assert not dupes, f"split {split!r} repeats English sentences, e.g. {dupes[:3]}"
     for i, a in enumerate(SPLITS):
-        for b in SPLITS[i + 1:]:
+        for b in SPLITS[i + 1 :]:
             both = set(english[a]) & set(english[b])
             assert not both, f"splits {a!r} and {b!r} share {len(both)} English sentences, e.g. {sorted(both)[:3]}"
 
@@ -126,7 +131,8 @@ def test_sentence_lengths(measured):
         for side, name in ((0, "English"), (1, "Japanese")):
             ls = measured[split, side][0]
             assert MIN_LEN <= min(ls) and max(ls) <= MAX_LEN, (
-                f"{split} {name} lengths span {min(ls)}..{max(ls)} tokens, expected within {MIN_LEN}..{MAX_LEN}")
+                f"{split} {name} lengths span {min(ls)}..{max(ls)} tokens, expected within {MIN_LEN}..{MAX_LEN}"
+            )
             mean = sum(ls) / len(ls)
             assert 6 <= mean <= 13, f"{split} {name} mean length {mean:.2f} tokens, expected ~8-11"
             if split != "train":
@@ -138,7 +144,8 @@ def test_length_split_is_longer_than_training(measured):
     for side, name in ((0, "English"), (1, "Japanese")):
         train_max, shortest = max(measured["train", side][0]), min(measured["length", side][0])
         assert shortest > train_max, (
-            f"length split has a {shortest}-token {name} sentence; train's longest has {train_max}")
+            f"length split has a {shortest}-token {name} sentence; train's longest has {train_max}"
+        )
 
 
 def test_vocabulary_size(measured):

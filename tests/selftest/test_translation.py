@@ -3,6 +3,7 @@
 They run against the reference (``--impl solutions``, as ``make test`` does) on a tiny
 stand-in corpus, with tiny models, so that the whole file stays within a few tens of seconds.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,8 +31,12 @@ def tiny_corpus() -> list[tuple[str, str]]:
     subjects = {"the dog": "犬", "the cat": "猫", "the boy": "少年", "the girl": "少女"}
     objects = {"the apple": "りんご", "the book": "本", "the pen": "ペン"}
     verbs = {"sees": "見 ます", "eats": "食べ ます", "buys": "買い ます"}
-    pairs = [(f"{s} {v} {o} .", f"{sj} は {oj} を {vj} 。")
-             for s, sj in subjects.items() for o, oj in objects.items() for v, vj in verbs.items()]
+    pairs = [
+        (f"{s} {v} {o} .", f"{sj} は {oj} を {vj} 。")
+        for s, sj in subjects.items()
+        for o, oj in objects.items()
+        for v, vj in verbs.items()
+    ]
     return pairs + [("this is a pen .", "これ は ペン です 。"), ("this is a book .", "これ は 本 です 。")]
 
 
@@ -77,13 +82,15 @@ def tiny_train(impl, steps=40, seed=0, target_mask_fn=None, max_tokens=120):
     src_vocab, tgt_vocab = vocabs(pairs)
     examples = batching.encode_pairs(pairs, src_vocab, tgt_vocab)
     model = train.build_model(impl, len(src_vocab), len(tgt_vocab), TINY_MODEL, seed=seed)
-    config = train.TrainConfig(steps=steps, seed=seed, threads=None, device="cpu", max_tokens=max_tokens,
-                               warmup=10, lr_factor=2.0, log_every=5)
+    config = train.TrainConfig(
+        steps=steps, seed=seed, threads=None, device="cpu", max_tokens=max_tokens, warmup=10, lr_factor=2.0, log_every=5
+    )
     result = train.train_model(model, impl, examples, config, target_mask_fn=target_mask_fn)
     return model, src_vocab, tgt_vocab, result
 
 
 # --- vocabulary and batching ---------------------------------------------------------------------
+
 
 def test_vocabulary_round_trip():
     pairs = tiny_corpus()
@@ -111,18 +118,22 @@ def test_batches_respect_the_token_budget_and_sort_by_length():
         assert len(b) * max(sizes) <= budget
         assert sizes == sorted(sizes)
     # bucketed: a batch spans a narrow range of lengths
-    assert all(max(batching.example_size(examples[i]) for i in b) - min(batching.example_size(examples[i]) for i in b)
-               <= 6 for b in batches)
+    assert all(
+        max(batching.example_size(examples[i]) for i in b) - min(batching.example_size(examples[i]) for i in b) <= 6
+        for b in batches
+    )
     # deterministic for a seed and epoch; another epoch shuffles differently
     assert batching.token_batches(examples, budget, seed=0) == batches
     assert batching.token_batches(examples, budget, seed=0, epoch=1) != batches
     batch = batching.collate([examples[i] for i in batches[0]])
     assert batch.src.size(0) * max(batch.src.size(1), batch.tgt_in.size(1)) <= budget
-    assert torch.equal(batch.tgt_in[:, 1:][batch.tgt_out[:, :-1] != PAD_ID],
-                       batch.tgt_out[:, :-1][batch.tgt_out[:, :-1] != PAD_ID])  # shifted by one
+    assert torch.equal(
+        batch.tgt_in[:, 1:][batch.tgt_out[:, :-1] != PAD_ID], batch.tgt_out[:, :-1][batch.tgt_out[:, :-1] != PAD_ID]
+    )  # shifted by one
 
 
 # --- training ------------------------------------------------------------------------------------
+
 
 class CountingMasks:
     """Wraps the implementation's masks module and counts the calls."""
@@ -158,9 +169,9 @@ def test_masks_come_from_the_implementation(reference):
 
 
 def test_noam_schedule_is_the_papers():
-    assert train.noam(400, 128, 400) == pytest.approx(128 ** -0.5 * 400 ** -0.5)
+    assert train.noam(400, 128, 400) == pytest.approx(128**-0.5 * 400**-0.5)
     assert train.noam(100, 128, 400) < train.noam(400, 128, 400) > train.noam(1600, 128, 400)
-    assert train.noam(1600, 128, 400) == pytest.approx(128 ** -0.5 * 1600 ** -0.5)
+    assert train.noam(1600, 128, 400) == pytest.approx(128**-0.5 * 1600**-0.5)
 
 
 def test_forty_steps_lower_the_loss(reference):
@@ -192,11 +203,18 @@ def test_time_budget_stops_training(reference):
 
 # --- checkpoints and the command line ---------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_checkpoint_save_load_translate_round_trip(reference, tmp_path, capsys):
     model, src_vocab, tgt_vocab, _ = tiny_train(reference, steps=60)
-    path = train.save_checkpoint(tmp_path / "run" / "checkpoint.pt", model, src_vocab, tgt_vocab, TINY_MODEL,
-                                 {"task": "synthetic", "impl": "solutions", "impl_root": str(ROOT / "solutions")})
+    path = train.save_checkpoint(
+        tmp_path / "run" / "checkpoint.pt",
+        model,
+        src_vocab,
+        tgt_vocab,
+        TINY_MODEL,
+        {"task": "synthetic", "impl": "solutions", "impl_root": str(ROOT / "solutions")},
+    )
     raw = torch.load(path, weights_only=True)  # plain data only
     assert raw["src_vocab"] == src_vocab.to_list() and raw["model_config"]["d_model"] == 32
     loaded, src2, tgt2, _ = train.load_checkpoint(path, reference)
@@ -214,8 +232,27 @@ def test_cli_parses_the_documented_commands():
     parser = argparse.ArgumentParser()
     add = cli.add_subcommands(parser.add_subparsers(dest="command", required=True))
     assert set(add) == {"train", "translate", "evaluate"}
-    args = parser.parse_args(["train", "--impl", "solutions", "--task", "enja", "--data-dir", "d", "--device", "cpu",
-                              "--minutes", "2", "--seed", "3", "--threads", "2", "--out", "runs/x"])
+    args = parser.parse_args(
+        [
+            "train",
+            "--impl",
+            "solutions",
+            "--task",
+            "enja",
+            "--data-dir",
+            "d",
+            "--device",
+            "cpu",
+            "--minutes",
+            "2",
+            "--seed",
+            "3",
+            "--threads",
+            "2",
+            "--out",
+            "runs/x",
+        ]
+    )
     config = cli.train_config_from_args(args)
     assert (config.seconds, config.steps, config.seed, config.threads) == (120.0, None, 3, 2)
     assert cli.train_config_from_args(parser.parse_args(["train"])).seconds == 180.0
@@ -229,6 +266,7 @@ def test_cli_parses_the_documented_commands():
 
 # --- scoring --------------------------------------------------------------------------------------
 
+
 def test_bleu_and_exact_match():
     refs = ["これ は ペン です 。", "犬 は 猫 を 見 ます 。"]
     perfect = evaluate.score(refs, refs)
@@ -240,11 +278,20 @@ def test_bleu_and_exact_match():
 
 def test_points_from_bleu_thresholds():
     part = {"points": 20, "bleu_thresholds": [[80.0, 20], [60.0, 15], [40.0, 10], [20.0, 5]]}
-    assert [grading.points_for(b, part) for b in (95, 80, 79.9, 60, 45, 20, 19.9, float("nan"))] == \
-        [20, 20, 15, 15, 10, 5, 0, 0]
+    assert [grading.points_for(b, part) for b in (95, 80, 79.9, 60, 45, 20, 19.9, float("nan"))] == [
+        20,
+        20,
+        15,
+        15,
+        10,
+        5,
+        0,
+        0,
+    ]
 
 
 # --- small_parallel_enja ---------------------------------------------------------------------------
+
 
 @pytest.mark.skipif(not SHARED_ENJA.is_dir(), reason="no copy of small_parallel_enja at ../shared/data")
 def test_enja_loader_reads_the_shared_copy_and_checks_line_counts(tmp_path):
@@ -284,6 +331,7 @@ def test_enja_download_failure_gives_a_clear_error(tmp_path, monkeypatch):
 
 # --- attention pictures ------------------------------------------------------------------------------
 
+
 def test_attention_png_is_written(reference, tmp_path):
     model, src_vocab, tgt_vocab, _ = tiny_train(reference, steps=5)
     maps = decode.attention_maps(model, reference, src_vocab, tgt_vocab, "this is a pen .", "これ は ペン です 。")
@@ -308,15 +356,22 @@ def test_attention_png_without_a_cjk_font_warns_instead_of_failing(tmp_path, mon
 
 # --- the grading hook --------------------------------------------------------------------------------
 
+
 def test_job_run_returns_the_documented_keys(reference):
     pairs = tiny_corpus()
-    result = job.run({
-        "train": [[en, ja] for en, ja in pairs], "sources": [en for en, _ in pairs[:4]], "seed": 0,
-        "steps": 6, "seconds": 30, "threads": None,
-        "model": {"d_model": 32, "num_heads": 2, "num_layers": 1, "d_ff": 64, "max_len": 64},
-        "training": {"max_tokens": 120, "warmup": 10, "log_every": 2},
-        "attention_example": "this is a pen .",
-    })
+    result = job.run(
+        {
+            "train": [[en, ja] for en, ja in pairs],
+            "sources": [en for en, _ in pairs[:4]],
+            "seed": 0,
+            "steps": 6,
+            "seconds": 30,
+            "threads": None,
+            "model": {"d_model": 32, "num_heads": 2, "num_layers": 1, "d_ff": 64, "max_len": 64},
+            "training": {"max_tokens": 120, "warmup": 10, "log_every": 2},
+            "attention_example": "this is a pen .",
+        }
+    )
     assert {"hypotheses", "losses", "tokens_per_second", "attention"} <= set(result)
     assert len(result["hypotheses"]) == 4 and all(isinstance(h, str) for h in result["hypotheses"])
     assert [step for step, _ in result["losses"]] == [2, 4, 6]
@@ -328,8 +383,9 @@ def test_job_run_returns_the_documented_keys(reference):
     state = result.pop("state_dict")  # the trained weights, for the judge's own decode
     assert state and all(type(v) is torch.Tensor and v.device.type == "cpu" for v in state.values())
     src_vocab, tgt_vocab = vocabs(pairs)
-    config = trusted.oracle_config(len(src_vocab), len(tgt_vocab), train.ModelConfig(
-        d_model=32, num_heads=2, num_layers=1, d_ff=64, max_len=64))
+    config = trusted.oracle_config(
+        len(src_vocab), len(tgt_vocab), train.ModelConfig(d_model=32, num_heads=2, num_layers=1, d_ff=64, max_len=64)
+    )
     assert trusted.check_state(state, config).fits
     json.dumps(result)  # the rest: plain data all the way down
 
@@ -361,16 +417,26 @@ def test_job_imports_only_worker_safe_modules():
                 ok = ok or module in worker_copies
                 # load_implementation (judge side only) imports the test suite's loader lazily
                 ok = ok or (name == "train.py" and module == "tests.support.implementation")
-                assert ok, f"{name} imports {module}: the worker has torch, numpy, the stdlib and its grader copies only"
+                assert ok, (
+                    f"{name} imports {module}: the worker has torch, numpy, the stdlib and its grader copies only"
+                )
 
 
 def test_grade_translation_in_process(reference, tmp_path):
     part = {"points": 20, "bleu_thresholds": [[80.0, 20], [60.0, 15], [40.0, 10], [20.0, 5]]}
     checks = grading.grade_translation(
-        None, part, tmp_path, corpus=tiny_corpus_object(),
-        job_overrides={"steps": 4, "seconds": 20, "threads": None,
-                       "model": {"d_model": 32, "num_heads": 2, "num_layers": 1, "d_ff": 64, "max_len": 64},
-                       "training": {"max_tokens": 120, "warmup": 10}})
+        None,
+        part,
+        tmp_path,
+        corpus=tiny_corpus_object(),
+        job_overrides={
+            "steps": 4,
+            "seconds": 20,
+            "threads": None,
+            "model": {"d_model": 32, "num_heads": 2, "num_layers": 1, "d_ff": 64, "max_len": 64},
+            "training": {"max_tokens": 120, "warmup": 10},
+        },
+    )
     (check,) = checks
     assert check["name"] == grading.CHECK_NAME and check["visibility"] == "visible"
     assert check["max_score"] == 20 and 0 <= check["score"] <= 20
@@ -383,6 +449,7 @@ def test_grade_translation_in_process(reference, tmp_path):
 
 
 # --- the trusted decode (the judge decodes the returned weights itself) ----------------------------
+
 
 def test_trusted_model_decodes_like_the_reference(reference):
     """The built-in model with the trained weights, and the grader's greedy decoder, translate
@@ -426,8 +493,14 @@ class ForgingProxy:
 
     def call_trusted(self, name, payload):
         assert "references" not in payload
-        return {"hypotheses": [ja for _, ja in self.corpus.test], "state_dict": self.state,
-                "losses": [[1, 0.0]], "tokens_per_second": 1e9, "attention": None, "steps": 1}
+        return {
+            "hypotheses": [ja for _, ja in self.corpus.test],
+            "state_dict": self.state,
+            "losses": [[1, 0.0]],
+            "tokens_per_second": 1e9,
+            "attention": None,
+            "steps": 1,
+        }
 
 
 @pytest.mark.parametrize("weights", ["none", "dummy", "untrained"])
@@ -438,11 +511,15 @@ def test_a_forged_job_answer_earns_nothing_and_is_flagged(tmp_path, weights):
     src_vocab, tgt_vocab = vocabs(corpus.train)
     model = {"d_model": 32, "num_heads": 2, "num_layers": 1, "d_ff": 64, "max_len": 64}
     config = trusted.oracle_config(len(src_vocab), len(tgt_vocab), train.ModelConfig(**model))
-    state = {"none": None, "dummy": {"weight": torch.zeros(1)},
-             "untrained": {k: torch.randn(shape) * 0.02 for k, shape in trusted.expected_shapes(config).items()}}[weights]
+    state = {
+        "none": None,
+        "dummy": {"weight": torch.zeros(1)},
+        "untrained": {k: torch.randn(shape) * 0.02 for k, shape in trusted.expected_shapes(config).items()},
+    }[weights]
     part = {"points": 20, "bleu_thresholds": [[80.0, 20], [60.0, 15], [40.0, 10], [20.0, 5]]}
-    (check,) = grading.grade_translation(ForgingProxy(corpus, state), part, tmp_path, corpus=corpus,
-                                         job_overrides={"model": model})
+    (check,) = grading.grade_translation(
+        ForgingProxy(corpus, state), part, tmp_path, corpus=corpus, job_overrides={"model": model}
+    )
     assert check["score"] == 0, check["output"]
     extra = check["extra_data"]
     assert extra["student_bleu"] == pytest.approx(100.0) and extra["bleu"] < 20
@@ -457,12 +534,14 @@ def test_grade_translation_reports_a_failing_job(tmp_path):
             assert name == "grader.translation.job:run" and "references" not in payload
             raise RuntimeError("NotImplementedError: model.Transformer.__init__")
 
-    (check,) = grading.grade_translation(BrokenProxy(), {"points": 20, "bleu_thresholds": [[80, 20]]}, tmp_path,
-                                         corpus=tiny_corpus_object())
+    (check,) = grading.grade_translation(
+        BrokenProxy(), {"points": 20, "bleu_thresholds": [[80, 20]]}, tmp_path, corpus=tiny_corpus_object()
+    )
     assert check["score"] == 0 and "NotImplementedError" in check["output"]
 
 
 # --- the benchmark's peer model ------------------------------------------------------------------
+
 
 def test_torch_nn_peer_has_the_reference_interface(reference):
     from builders import bench

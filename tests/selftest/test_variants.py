@@ -16,6 +16,7 @@ per variant on two cores, so only ``DEFAULT_GRADED`` is graded unless ``VARIANTS
 (the run is then reported as xfail with the reason); when such a test is fixed, its entry
 must be deleted, or the run fails.
 """
+
 from __future__ import annotations
 
 import ast
@@ -33,8 +34,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "solutions" / "transformer"
 VARIANTS = Path(__file__).resolve().parent / "variants"
-CONTRACT_MODULES = {"__init__", "masks", "attention", "feed_forward", "normalization", "embedding",
-                    "layers", "model", "decoding", "training"}
+CONTRACT_MODULES = {
+    "__init__",
+    "masks",
+    "attention",
+    "feed_forward",
+    "normalization",
+    "embedding",
+    "layers",
+    "model",
+    "decoding",
+    "training",
+}
 NAMES = sorted(p.parent.name for p in VARIANTS.glob("*/transformer") if p.is_dir())
 DEFAULT_GRADED = "additive_stack"
 FULL = os.environ.get("VARIANTS_FULL") == "1"
@@ -78,9 +89,26 @@ def summary(result: subprocess.CompletedProcess) -> str:
 
 def run_suite(impl: Path | str, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/public", "tests/hidden", "--impl", str(impl),
-         "-q", "--tb=short", "-p", "no:cacheprovider", "-p", "no:warnings", *extra],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/public",
+            "tests/hidden",
+            "--impl",
+            str(impl),
+            "-q",
+            "--tb=short",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:warnings",
+            *extra,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
 
 
@@ -93,8 +121,10 @@ def expect_known(name: str, rejected: set[str], field: str) -> None:
     fixed = sorted(set(known) - rejected)
     assert not fixed, f"{name!r} now passes {fixed}: delete the entry from KNOWN_REJECTIONS"
     if known:
-        pytest.xfail("known rejection (a test to fix, not the variant): "
-                     + "; ".join(f"{key}: {r.why}" for key, r in known.items()))
+        pytest.xfail(
+            "known rejection (a test to fix, not the variant): "
+            + "; ".join(f"{key}: {r.why}" for key, r in known.items())
+        )
 
 
 # --- cheap checks of the variants themselves ------------------------------------------------------
@@ -141,9 +171,24 @@ def test_variant_gets_full_marks_from_the_grader(name, tmp_path):
         pytest.skip(f"grading takes about a minute per variant: only {DEFAULT_GRADED} unless VARIANTS_FULL=1")
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "grader", "grade", str(compose(name, tmp_path / name)), "--out", str(out),
-         "--no-train", "--no-lock-repo", "--quiet", "--lang", "en"],  # --no-lock-repo: leave the checkout's modes alone
-        cwd=ROOT, capture_output=True, text=True, timeout=1200,
+        [
+            sys.executable,
+            "-m",
+            "grader",
+            "grade",
+            str(compose(name, tmp_path / name)),
+            "--out",
+            str(out),
+            "--no-train",
+            "--no-lock-repo",
+            "--quiet",
+            "--lang",
+            "en",
+        ],  # --no-lock-repo: leave the checkout's modes alone
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     assert result.returncode == 0 and (out / "results.json").is_file(), result.stdout + result.stderr
     data = json.loads((out / "results.json").read_text())

@@ -8,6 +8,7 @@ Two ways of reaching a dtype, kept as the tests have always used them: the subla
 ``.to(dtype)``; layers and stacks (``load_weights``, ``make_model``) are made float64 with
 ``.double()`` and otherwise left as built, so that a hard-coded float64 shows in float32.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -79,9 +80,11 @@ def linear_module(d_in, d_out, seed, dtype):
 def pe_buffer(module) -> torch.Tensor:
     """The ``pe`` buffer of the student's PositionalEncoding (a failed check when there is none)."""
     buffers = dict(module.named_buffers())
-    check("pe" in buffers,
-          _("PositionalEncoding has no buffer called pe (its buffers: {buffers})", buffers=sorted(buffers)),
-          _("register the table with self.register_buffer('pe', table)"))
+    check(
+        "pe" in buffers,
+        _("PositionalEncoding has no buffer called pe (its buffers: {buffers})", buffers=sorted(buffers)),
+        _("register the table with self.register_buffer('pe', table)"),
+    )
     return buffers["pe"]
 
 

@@ -15,6 +15,7 @@ A failure is a ``CheckFailure`` (an ``AssertionError``) that keeps its parts apa
 Texts are written in English inside ``_()`` and translated through the catalogues
 (``grader/i18n.py``); the callers pass translated ``what``/``hint``/bug descriptions.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,8 +28,9 @@ MAX_SHOWN = 5
 class CheckFailure(AssertionError):
     """A failed check, with its diagnosis kept apart from the details."""
 
-    def __init__(self, what: str, problem: str, *, details=(), hint: str = "", case: str = "",
-                 likely_bug: bool = False):
+    def __init__(
+        self, what: str, problem: str, *, details=(), hint: str = "", case: str = "", likely_bug: bool = False
+    ):
         self.what, self.problem, self.hint, self.case = what, problem, hint, case
         self.likely_bug = likely_bug
         self.details = list(details)
@@ -72,8 +74,11 @@ def _as_tensor(value, what: str, case: str = "") -> torch.Tensor:
     __tracebackhide__ = True
     if isinstance(value, torch.Tensor):
         return value
-    raise CheckFailure(what, _("expected a torch.Tensor, got {type}: {value}",
-                               type=type(value).__name__, value=f"{value!r:.200}"), case=case)
+    raise CheckFailure(
+        what,
+        _("expected a torch.Tensor, got {type}: {value}", type=type(value).__name__, value=f"{value!r:.200}"),
+        case=case,
+    )
 
 
 def _mismatch_lines(actual: torch.Tensor, expected: torch.Tensor, bad: torch.Tensor) -> list[str]:
@@ -81,8 +86,15 @@ def _mismatch_lines(actual: torch.Tensor, expected: torch.Tensor, bad: torch.Ten
     lines = ["  " + _("{count} of {total} entries differ, e.g.:", count=len(positions), total=bad.numel())]
     for index in positions[:MAX_SHOWN]:
         i = tuple(index.tolist())
-        lines.append("    " + _("at {index}: expected {expected}, got {actual}",
-                                 index=_fmt_index(i), expected=_fmt(expected[i]), actual=_fmt(actual[i])))
+        lines.append(
+            "    "
+            + _(
+                "at {index}: expected {expected}, got {actual}",
+                index=_fmt_index(i),
+                expected=_fmt(expected[i]),
+                actual=_fmt(actual[i]),
+            )
+        )
     return lines
 
 
@@ -124,12 +136,24 @@ def assert_close(
     headline = _("wrong result")
     if actual.shape != expected.shape:
         headline = _("wrong shape")
-        problem = ["  " + _("expected shape {expected}, got shape {actual}",
-                            expected=tuple(expected.shape), actual=tuple(actual.shape))]
+        problem = [
+            "  "
+            + _(
+                "expected shape {expected}, got shape {actual}",
+                expected=tuple(expected.shape),
+                actual=tuple(actual.shape),
+            )
+        ]
     elif check_dtype and actual.dtype != expected.dtype:
         headline = _("wrong dtype")
-        problem = ["  " + _("expected dtype {expected}, got dtype {actual} (no hard-coded dtypes: follow the input's)",
-                            expected=expected.dtype, actual=actual.dtype)]
+        problem = [
+            "  "
+            + _(
+                "expected dtype {expected}, got dtype {actual} (no hard-coded dtypes: follow the input's)",
+                expected=expected.dtype,
+                actual=actual.dtype,
+            )
+        ]
     else:
         if expected.dtype == torch.bool or actual.dtype == torch.bool:
             bad = actual.bool() != expected.bool()
@@ -139,8 +163,12 @@ def assert_close(
                 nonfinite = (~torch.isfinite(a)).nonzero()
                 where = ", ".join(_fmt_index(i) for i in nonfinite[:MAX_SHOWN].tolist())
                 headline = _("NaN or inf in the result")
-                problem = ["  " + _("got {count} non-finite values (NaN or inf), e.g. at {where}",
-                                    count=len(nonfinite), where=where)]
+                problem = [
+                    "  "
+                    + _(
+                        "got {count} non-finite values (NaN or inf), e.g. at {where}", count=len(nonfinite), where=where
+                    )
+                ]
                 bad = None
             else:
                 bad = (a - e).abs() > atol + rtol * e.abs()
@@ -148,8 +176,15 @@ def assert_close(
             problem = _mismatch_lines(actual.detach().cpu(), expected.detach().cpu(), bad)
             if expected.dtype != torch.bool:
                 diff = (actual.detach().double().cpu() - expected.double().cpu()).abs().max()
-                problem.append("  " + _("largest difference {diff} (tolerance: atol={atol}, rtol={rtol})",
-                                        diff=_fmt(diff), atol=f"{atol:g}", rtol=f"{rtol:g}"))
+                problem.append(
+                    "  "
+                    + _(
+                        "largest difference {diff} (tolerance: atol={atol}, rtol={rtol})",
+                        diff=_fmt(diff),
+                        atol=f"{atol:g}",
+                        rtol=f"{rtol:g}",
+                    )
+                )
     if problem is None:
         return
     for bug, candidate in (likely_bugs or {}).items():
@@ -164,8 +199,15 @@ def assert_equal(actual, expected, *, what: str, hint: str = "", case: str = "",
     actual = _as_tensor(actual, what, case)
     expected = torch.as_tensor(expected)
     if actual.dtype != expected.dtype:
-        raise CheckFailure(what, _("wrong dtype"), hint=hint, case=case, details=[
-            "  " + _("expected dtype {expected}, got dtype {actual}", expected=expected.dtype, actual=actual.dtype)])
+        raise CheckFailure(
+            what,
+            _("wrong dtype"),
+            hint=hint,
+            case=case,
+            details=[
+                "  " + _("expected dtype {expected}, got dtype {actual}", expected=expected.dtype, actual=actual.dtype)
+            ],
+        )
     assert_close(actual, expected, what=what, hint=hint, case=case, rtol=0.0, atol=0.0, likely_bugs=likely_bugs)
 
 
@@ -185,7 +227,7 @@ def raised_by(call):
         call()
     except NotImplementedError:
         raise
-    except Exception as error:  # noqa: BLE001 - any other exception is the wrong answer
+    except Exception as error:
         return error
     return None
 

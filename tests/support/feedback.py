@@ -13,6 +13,7 @@ The same records feed ``--part-results-json`` (the mutant runner measures the di
 the table; ``conftest.py`` wires the plugin in. Every test call runs under a time limit
 (in-process only: the grader has its own), so an endless loop ends with a message.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -121,7 +122,7 @@ def _frames(exc: BaseException, impl_root: Path | None) -> tuple[list[str], str]
         if frame.line:
             lines.append(f"      {frame.line.strip()}")
     if student > MAX_STUDENT_FRAMES:  # deep recursion: keep the start and the end
-        lines = lines[:2 * MAX_STUDENT_FRAMES] + ["  ..."] + lines[-2 * MAX_STUDENT_FRAMES:]
+        lines = lines[: 2 * MAX_STUDENT_FRAMES] + ["  ..."] + lines[-2 * MAX_STUDENT_FRAMES :]
     return lines, where
 
 
@@ -190,20 +191,51 @@ def _diagnose(exc: BaseException, impl_root: Path | None) -> Diagnosis:
     example = _example(exc)
     package = _student_package(impl_root)
     if isinstance(exc, CheckFailure):
-        return Diagnosis("bug" if exc.likely_bug else "check", exc.diagnosis, exc.problem, exc.hint, exc.case,
-                         exc.details, where, example=example, trace=trace)
+        return Diagnosis(
+            "bug" if exc.likely_bug else "check",
+            exc.diagnosis,
+            exc.problem,
+            exc.hint,
+            exc.case,
+            exc.details,
+            where,
+            example=example,
+            trace=trace,
+        )
     if isinstance(exc, NotImplementedError):
-        return Diagnosis("not_implemented", _("not implemented yet — {todo}", todo=todo_hint(str(exc)) or where),
-                         where=where, trace=trace)
-    if isinstance(exc, SyntaxError) and exc.filename and package and Path(exc.filename).resolve().is_relative_to(package):
+        return Diagnosis(
+            "not_implemented",
+            _("not implemented yet — {todo}", todo=todo_hint(str(exc)) or where),
+            where=where,
+            trace=trace,
+        )
+    if (
+        isinstance(exc, SyntaxError)
+        and exc.filename
+        and package
+        and Path(exc.filename).resolve().is_relative_to(package)
+    ):
         file = _relative(exc.filename, impl_root)
         code = (exc.text or _source_line(exc.filename, exc.lineno)).strip()
-        return Diagnosis("syntax", _("{error} in {file}, line {line}: {code} ({message})", error=type(exc).__name__,
-                                     file=file, line=exc.lineno, code=code, message=exc.msg),
-                         where=f"{file}:{exc.lineno}", owner=Path(exc.filename).stem, trace=trace)
+        return Diagnosis(
+            "syntax",
+            _(
+                "{error} in {file}, line {line}: {code} ({message})",
+                error=type(exc).__name__,
+                file=file,
+                line=exc.lineno,
+                code=code,
+                message=exc.msg,
+            ),
+            where=f"{file}:{exc.lineno}",
+            owner=Path(exc.filename).stem,
+            trace=trace,
+        )
     if isinstance(exc, TimeLimitExceeded):
-        text = _("stopped after {seconds} s — an endless loop? (the time limit of one test; TIMEOUT=… changes it)",
-                 seconds=f"{exc.args[0]:g}")
+        text = _(
+            "stopped after {seconds} s — an endless loop? (the time limit of one test; TIMEOUT=… changes it)",
+            seconds=f"{exc.args[0]:g}",
+        )
         if where:
             text += " " + _("(it was running {where})", where=where)
         return Diagnosis("timeout", text, where=where, example=example, trace=trace)
@@ -215,12 +247,24 @@ def _diagnose(exc: BaseException, impl_root: Path | None) -> Diagnosis:
         # an import inside the student's package failed (a missing name or module)
         file, line = where.rsplit(":", 1)
         code = _source_line(str(impl_root / file), int(line)) if impl_root else ""
-        return Diagnosis("import", _("{error} in {file}, line {line}: {code} ({message})", error=type(exc).__name__,
-                                     file=file, line=line, code=code, message=message),
-                         where=where, owner=Path(file).stem, trace=trace)
+        return Diagnosis(
+            "import",
+            _(
+                "{error} in {file}, line {line}: {code} ({message})",
+                error=type(exc).__name__,
+                file=file,
+                line=line,
+                code=code,
+                message=message,
+            ),
+            where=where,
+            owner=Path(file).stem,
+            trace=trace,
+        )
     if where:
-        text = _("your code raised {error} at {where}: {message}", error=type(exc).__name__, where=where,
-                 message=message)
+        text = _(
+            "your code raised {error} at {where}: {message}", error=type(exc).__name__, where=where, message=message
+        )
     else:
         text = _("the test could not call your code: {error}: {message}", error=type(exc).__name__, message=message)
     return Diagnosis("error", text, where=where, example=example, trace=trace)
@@ -252,8 +296,11 @@ class FeedbackPlugin:
     # the time limit: an interval timer in the test process (the in-process transport only)
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item):
-        use_timer = (self.timeout > 0 and hasattr(signal, "setitimer")
-                     and getattr(item.config, "transformer_implementation_factory", None) is None)
+        use_timer = (
+            self.timeout > 0
+            and hasattr(signal, "setitimer")
+            and getattr(item.config, "transformer_implementation_factory", None) is None
+        )
         if not use_timer:
             yield
             return
@@ -299,15 +346,31 @@ class FeedbackPlugin:
             diagnosis = diagnose(call.excinfo.value, self.impl_root())
             diagnosis.code = code_under_test(item, self.impl_root())
         self.records.setdefault(part, []).append(
-            Record(item.nodeid, item.name, part, report.passed, diagnosis,
-                   report.capstdout + report.capstderr if report.failed else ""))
+            Record(
+                item.nodeid,
+                item.name,
+                part,
+                report.passed,
+                diagnosis,
+                report.capstdout + report.capstderr if report.failed else "",
+            )
+        )
 
     def pytest_sessionfinish(self, session, exitstatus):
         path = self.config.getoption("--part-results-json")
         if path:
-            data = {part: [{"test": r.nodeid, "passed": r.passed, "message": r.message,
-                            "diagnosis": asdict(r.diagnosis) if r.diagnosis else None} for r in records]
-                    for part, records in self.records.items()}
+            data = {
+                part: [
+                    {
+                        "test": r.nodeid,
+                        "passed": r.passed,
+                        "message": r.message,
+                        "diagnosis": asdict(r.diagnosis) if r.diagnosis else None,
+                    }
+                    for r in records
+                ]
+                for part, records in self.records.items()
+            }
             Path(path).write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config):
@@ -398,7 +461,8 @@ def banned_findings(impl_root: Path | None) -> dict[str, list[str]]:
         if finding.severity == "banned":
             for part in finding.parts:
                 banned.setdefault(part, []).append(
-                    _("uses {call} at {where}", call=finding.call, where=f"{finding.file}:{finding.line}"))
+                    _("uses {call} at {where}", call=finding.call, where=f"{finding.file}:{finding.line}")
+                )
     return banned
 
 
@@ -435,7 +499,9 @@ def part_problems(records: dict[str, list[Record]], impl_root: Path | None) -> d
                     text += " — " + _("hint: {hint}", hint=d.hint)
                 lines.append(text)
             if broken:
-                lines.append(_("first fix what this part builds on: {parts}", parts=", ".join(f"`{d}`" for d in broken)))
+                lines.append(
+                    _("first fix what this part builds on: {parts}", parts=", ".join(f"`{d}`" for d in broken))
+                )
         if not lines:
             lines.append(_("all checks pass"))
         problems[part] = lines
@@ -480,8 +546,10 @@ def table(records: dict[str, list[Record]], impl_root: Path | None, width: int =
             text += wrap(problem, text_width)
         lines.append(f"{name:<14} {passed:>4}/{len(recs):<4} {points:>6.1f}/{part.points:<6g}   {text[0]}")
         lines += [" " * indent + more for more in text[1:]]
-    lines.append(f"{'total':<14} {'':>9} {earned_total:>6.1f}/{possible_total:<6g}   "
-                 + _("(public tests only; the grade also runs hidden tests and training)"))  # "total": parsed by tools
+    lines.append(
+        f"{'total':<14} {'':>9} {earned_total:>6.1f}/{possible_total:<6g}   "
+        + _("(public tests only; the grade also runs hidden tests and training)")
+    )  # "total": parsed by tools
     lines += [""] + wrap(next_step(records, impl_root), max(40, width - 1))
     return lines
 
@@ -504,8 +572,13 @@ def part_view(records: dict[str, list[Record]], part: str | None, impl_root: Pat
             continue
         first = first_failure(recs)
         d = first.diagnosis
-        lines += ["", "=" * 78, _("{part}: {failed} of {total} tests fail. The first one:",
-                                  part=name, failed=len(failed), total=len(recs)), "=" * 78, ""]
+        lines += [
+            "",
+            "=" * 78,
+            _("{part}: {failed} of {total} tests fail. The first one:", part=name, failed=len(failed), total=len(recs)),
+            "=" * 78,
+            "",
+        ]
         lines += [first.nodeid, "", first.message]
         if d.example:
             lines += ["", _("The input that fails (hypothesis):")] + ["  " + x for x in d.example.splitlines()[:25]]
@@ -517,9 +590,12 @@ def part_view(records: dict[str, list[Record]], part: str | None, impl_root: Pat
             shown = first.captured.strip().splitlines()
             lines += ["", _("What your code printed (last {count} lines):", count=min(len(shown), SHOWN_CAPTURE_LINES))]
             lines += ["  " + x for x in shown[-SHOWN_CAPTURE_LINES:]]
-        lines += ["", _("Rerun exactly this test (same inputs in the same order: the examples are not random):"),
-                  "  " + rerun_command(first),
-                  "  " + _("add PDB=1 to stop in the debugger at the failure, VERBOSE=1 for pytest's full output")]
+        lines += [
+            "",
+            _("Rerun exactly this test (same inputs in the same order: the examples are not random):"),
+            "  " + rerun_command(first),
+            "  " + _("add PDB=1 to stop in the debugger at the failure, VERBOSE=1 for pytest's full output"),
+        ]
         others = [r for r in failed if r is not first]
         if others:
             lines += ["", _("The other failing tests of this part (one line each; TEST=name shows one):")]
@@ -538,13 +614,17 @@ def part_view(records: dict[str, list[Record]], part: str | None, impl_root: Pat
 
 def parts_with_tests() -> list[str]:
     spec = rubric()
-    return [name for name, part in spec.parts.items()
-            if any(t.startswith("tests/public/") and (ROOT / t).is_file() for t in part.tests)]
+    return [
+        name
+        for name, part in spec.parts.items()
+        if any(t.startswith("tests/public/") and (ROOT / t).is_file() for t in part.tests)
+    ]
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="make check", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="make check", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("part", nargs="?", default="", help="one part (default: all, as a table)")
     parser.add_argument("--impl", default="assignments")
     parser.add_argument("--test", default="", help="only the tests whose name contains this")

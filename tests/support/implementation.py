@@ -30,6 +30,7 @@ So that one test suite works with both, tests follow these rules:
    ``torch.Generator``) so that expected values never depend on the order in which student
    code consumes the random generator.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -40,7 +41,6 @@ from types import ModuleType
 
 from grader.contract import MODULES
 from grader.runtime.gradients import gradients as _gradients
-
 
 
 class ImplementationError(ImportError):

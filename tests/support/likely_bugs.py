@@ -11,6 +11,7 @@ the helpers here are the same for every part:
 * ``matching_bug``: the candidate a result matches, for ``check()`` messages;
 * ``assert_close_naming_bugs``: ``assert_close`` with costly candidates and float64 precision loss named.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -27,7 +28,7 @@ PRECISION_BUG = _(
 )
 
 
-class lazy_bugs(Mapping):  # noqa: N801 - used like a function
+class lazy_bugs(Mapping):
     """``likely_bugs`` computed only when needed: ``assert_close`` reads the bug signatures
     only after a mismatch, so passing tests skip the (many) buggy-variant computations.
 

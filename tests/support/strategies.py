@@ -3,6 +3,7 @@
 Sizes are kept small so that the public suite stays fast; the `deep` profile explores more
 examples, not bigger ones.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,8 +33,9 @@ def int_tensor(shape, seed: int, low: int, high: int) -> torch.Tensor:
     return torch.randint(low, high, shape, generator=generator)
 
 
-def right_padded_tokens(batch: int, length: int, seed: int, pad_id: int, low: int, high: int, *,
-                        lengths_seed: int) -> torch.Tensor:
+def right_padded_tokens(
+    batch: int, length: int, seed: int, pad_id: int, low: int, high: int, *, lengths_seed: int
+) -> torch.Tensor:
     """``(B, T)`` token ids in [low, high) other than ``pad_id``, then right padding (``pad_id``);
     every row keeps at least one token. The row lengths come from their own seed."""
     tokens = int_tensor((batch, length), seed, low, high)

@@ -11,9 +11,21 @@ from matplotlib import font_manager
 
 torch.manual_seed(0)
 
-CJK_FAMILIES = ["Noto Sans CJK JP", "Noto Sans JP", "IPAexGothic", "IPAGothic", "IPAPGothic", "TakaoGothic",
-                "VL Gothic", "Source Han Sans JP", "Hiragino Sans", "Hiragino Kaku Gothic ProN", "Yu Gothic",
-                "Meiryo", "MS Gothic"]
+CJK_FAMILIES = [
+    "Noto Sans CJK JP",
+    "Noto Sans JP",
+    "IPAexGothic",
+    "IPAGothic",
+    "IPAPGothic",
+    "TakaoGothic",
+    "VL Gothic",
+    "Source Han Sans JP",
+    "Hiragino Sans",
+    "Hiragino Kaku Gothic ProN",
+    "Yu Gothic",
+    "Meiryo",
+    "MS Gothic",
+]
 
 
 # en: Japanese labels need a font with Japanese glyphs. In this order: the font file named by
@@ -49,7 +61,8 @@ def _use_cjk_font():
         name = next((family for family in CJK_FAMILIES if family in installed), None)
     if name is not None:
         # en: DejaVu Sans draws what the CJK font lacks (e.g. W₁): matplotlib falls back along font.family
-        # ja: CJK フォントにない文字（W₁ など）は DejaVu Sans で描きます（matplotlib は font.family の順に代わりを探します）
+        # ja: CJK フォントにない文字（W₁ など）は DejaVu Sans で描きます
+        # ja: （matplotlib は font.family の順に代わりを探します）
         matplotlib.rcParams["font.family"] = [name, "DejaVu Sans"]
     return name
 
@@ -73,14 +86,30 @@ def student_code():
         if STRICT:
             raise
         print(tr("Not implemented yet — ", "まだ実装されていません — ") + str(error))
-        print(tr("Implement it in transformer/, then run this cell again.",
-                 "transformer/ に実装してから、このセルをもう一度実行してください。"))
+        print(
+            tr(
+                "Implement it in transformer/, then run this cell again.",
+                "transformer/ に実装してから、このセルをもう一度実行してください。",
+            )
+        )
 
 
 # en: Draws a matrix (tensor or array), with tick labels and the numbers in the cells if asked.
 # ja: 行列（テンソルまたは配列）を描きます。指定があれば目盛りのラベルと各マスの数値も描きます。
-def heatmap(ax, matrix, xlabels=None, ylabels=None, title="", cmap="viridis", annotate=False,
-            xlabel="", ylabel="", vmin=None, vmax=None, colorbar=False):
+def heatmap(
+    ax,
+    matrix,
+    xlabels=None,
+    ylabels=None,
+    title="",
+    cmap="viridis",
+    annotate=False,
+    xlabel="",
+    ylabel="",
+    vmin=None,
+    vmax=None,
+    colorbar=False,
+):
     if torch.is_tensor(matrix):
         matrix = matrix.detach().cpu().double().numpy()
     matrix = np.asarray(matrix, dtype=float)
@@ -93,8 +122,15 @@ def heatmap(ax, matrix, xlabels=None, ylabels=None, title="", cmap="viridis", an
         for (i, j), value in np.ndenumerate(matrix):
             red, green, blue, _ = image.cmap(image.norm(value))
             dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
-            ax.text(j, i, "0" if abs(value) < 5e-3 else f"{value:.2g}", ha="center", va="center", fontsize=7,
-                    color="white" if dark else "black")
+            ax.text(
+                j,
+                i,
+                "0" if abs(value) < 5e-3 else f"{value:.2g}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if dark else "black",
+            )
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -107,8 +143,34 @@ def heatmap(ax, matrix, xlabels=None, ylabels=None, title="", cmap="viridis", an
 # en: "embeddings" are available before the embedding part is written.
 # ja: 例文のための小さな語彙です。どの単語にも固定のランダムなベクトルがあるので、
 # ja: 埋め込みのパートを書く前から「埋め込み」が使えます。
-VOCAB = ["<pad>", "<s>", "</s>", "吾輩", "は", "猫", "で", "ある", "名前", "まだ", "無い", "犬",
-         "I", "am", "a", "cat", "the", "sat", "on", "mat", "dog", "name", "no", "yet", "have", "."]
+VOCAB = [
+    "<pad>",
+    "<s>",
+    "</s>",
+    "吾輩",
+    "は",
+    "猫",
+    "で",
+    "ある",
+    "名前",
+    "まだ",
+    "無い",
+    "犬",
+    "I",
+    "am",
+    "a",
+    "cat",
+    "the",
+    "sat",
+    "on",
+    "mat",
+    "dog",
+    "name",
+    "no",
+    "yet",
+    "have",
+    ".",
+]
 PAD, BOS, EOS = 0, 1, 2
 
 

@@ -6,16 +6,18 @@
 # ja: 復号の関数が使うインターフェース（encode、decode、generator、pad_id）を持つおもちゃの「モデル」です。
 # ja: 次の単語は直前の単語だけで決まり、その確率は下の固定の表で与えられます。
 WORDS = ["<pad>", "<s>", "</s>", "猫", "犬", "です"]
-TABLE = torch.tensor([
-    # en: <pad>  <s>   </s>   猫     犬     です      next word →
-    # ja: <pad>  <s>   </s>   猫     犬     です      次の単語 →
-    [1.00, 0.00, 0.00, 0.00, 0.00, 0.00],   # after <pad>  #ja: <pad> の次
-    [0.00, 0.00, 0.00, 0.55, 0.45, 0.00],   # after <s>  #ja: <s> の次
-    [1.00, 0.00, 0.00, 0.00, 0.00, 0.00],   # after </s>  #ja: </s> の次
-    [0.00, 0.00, 0.30, 0.30, 0.00, 0.40],   # after 猫  #ja: 猫 の次
-    [0.00, 0.00, 0.90, 0.00, 0.00, 0.10],   # after 犬  #ja: 犬 の次
-    [0.00, 0.00, 1.00, 0.00, 0.00, 0.00],   # after です  #ja: です の次
-])
+TABLE = torch.tensor(
+    [
+        # en: <pad>  <s>   </s>   猫     犬     です      next word →
+        # ja: <pad>  <s>   </s>   猫     犬     です      次の単語 →
+        [1.00, 0.00, 0.00, 0.00, 0.00, 0.00],  # after <pad>  #ja: <pad> の次
+        [0.00, 0.00, 0.00, 0.55, 0.45, 0.00],  # after <s>  #ja: <s> の次
+        [1.00, 0.00, 0.00, 0.00, 0.00, 0.00],  # after </s>  #ja: </s> の次
+        [0.00, 0.00, 0.30, 0.30, 0.00, 0.40],  # after 猫  #ja: 猫 の次
+        [0.00, 0.00, 0.90, 0.00, 0.00, 0.10],  # after 犬  #ja: 犬 の次
+        [0.00, 0.00, 1.00, 0.00, 0.00, 0.00],  # after です  #ja: です の次
+    ]
+)
 
 
 class BigramToy(torch.nn.Module):
@@ -37,8 +39,17 @@ class BigramToy(torch.nn.Module):
 
 toy = BigramToy().eval()
 fig, ax = plt.subplots(figsize=(5, 4))
-heatmap(ax, TABLE, WORDS, WORDS, tr("p(next | previous)", "p(次 | 直前)"), cmap="Blues", annotate=True,
-        xlabel=tr("next word", "次の単語"), ylabel=tr("previous word", "直前の単語"))
+heatmap(
+    ax,
+    TABLE,
+    WORDS,
+    WORDS,
+    tr("p(next | previous)", "p(次 | 直前)"),
+    cmap="Blues",
+    annotate=True,
+    xlabel=tr("next word", "次の単語"),
+    ylabel=tr("previous word", "直前の単語"),
+)
 plt.show()
 
 # %% compare
@@ -62,15 +73,23 @@ with student_code():
     beam = beam_search(toy, src, src_mask, max_len=5, bos_id=1, eos_id=2, beam_size=2)
     for name, row in [("greedy_decode", greedy[0]), ("beam_search (k=2)", beam[0])]:
         print(f"{name:18}", " ".join(WORDS[t] for t in row.tolist()), f"  p = {probability(row):.3f}")
-    print(tr("Greedy takes 猫 (0.55) first and is stuck with it; the beam keeps 犬 (0.45) alive and finds a more probable sentence.",
-             "貪欲法は最初に 猫 (0.55) を選ぶと後戻りできません。ビームサーチは 犬 (0.45) も候補に残しておき、より確率の高い文を見つけます。"))
+    print(
+        tr(
+            (
+                "Greedy takes 猫 (0.55) first and is stuck with it; the beam keeps 犬 (0.45) alive and finds a more "
+                "probable sentence."
+            ),
+            "貪欲法は最初に 猫 (0.55) を選ぶと後戻りできません。"
+            "ビームサーチは 犬 (0.45) も候補に残しておき、より確率の高い文を見つけます。",
+        )
+    )
 
 # %% steps
 with torch.no_grad(), student_code():
     # en: What greedy decoding sees at each step: the distribution of the next word.
     # ja: 貪欲法による復号が各ステップで見るもの：次の単語の確率分布です。
     prefix, rows = [1], []
-    for step in range(4):
+    for _step in range(4):
         hidden = toy.decode(torch.tensor([prefix]), None, None, None)
         p = toy.generator(hidden[:, -1]).softmax(-1)[0]
         rows.append(p)
@@ -78,8 +97,20 @@ with torch.no_grad(), student_code():
         if prefix[-1] == 2:
             break
     fig, ax = plt.subplots(figsize=(6, 2.8))
-    heatmap(ax, torch.stack(rows), WORDS, [tr(f"step {i + 1}", f"ステップ {i + 1}") for i in range(len(rows))],
-            tr("greedy: take the argmax of each row", "貪欲法：各行の最大を選ぶ"), cmap="Blues", annotate=True)
+    heatmap(
+        ax,
+        torch.stack(rows),
+        WORDS,
+        [tr(f"step {i + 1}", f"ステップ {i + 1}") for i in range(len(rows))],
+        tr("greedy: take the argmax of each row", "貪欲法：各行の最大を選ぶ"),
+        cmap="Blues",
+        annotate=True,
+    )
     plt.show()
-    print(" ".join(WORDS[t] for t in prefix), "=", " ".join(WORDS[t] for t in greedy[0].tolist()), "?",
-          prefix[1:] == [t for t in greedy[0].tolist() if t != 0])
+    print(
+        " ".join(WORDS[t] for t in prefix),
+        "=",
+        " ".join(WORDS[t] for t in greedy[0].tolist()),
+        "?",
+        prefix[1:] == [t for t in greedy[0].tolist() if t != 0],
+    )

@@ -7,9 +7,9 @@ with student_code():
     words = ["吾輩", "は", "猫", "で", "ある"]
     torch.manual_seed(0)
     ffn = PositionwiseFeedForward(d_model=16, d_ff=64, dropout=0.0).eval()
-    x = word_vectors(words).unsqueeze(0)                      # (1, 5, 16)
+    x = word_vectors(words).unsqueeze(0)  # (1, 5, 16)
     with torch.no_grad():
-        hidden = ffn.w_1(x).relu()                            # (1, 5, 64): the wide middle layer  #ja: (1, 5, 64)：幅の広い中間層
+        hidden = ffn.w_1(x).relu()  # (1, 5, 64): the wide middle layer  #ja: (1, 5, 64)：幅の広い中間層
         out = ffn(x)
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.4), gridspec_kw={"width_ratios": [1, 3.2, 1]})
     heatmap(axes[0], x[0], None, words, "x  (5 × 16)", cmap="coolwarm")
@@ -17,15 +17,19 @@ with student_code():
     heatmap(axes[2], out[0], None, words, "FFN(x)  (5 × 16)", cmap="coolwarm")
     plt.tight_layout()
     plt.show()
-    print(tr(f"{(hidden == 0).float().mean():.0%} of the hidden activations are exactly 0 (the ReLU).",
-             f"中間層の活性の {(hidden == 0).float().mean():.0%} がちょうど 0 です（ReLU）。"))
+    print(
+        tr(
+            f"{(hidden == 0).float().mean():.0%} of the hidden activations are exactly 0 (the ReLU).",
+            f"中間層の活性の {(hidden == 0).float().mean():.0%} がちょうど 0 です（ReLU）。",
+        )
+    )
 
 # %% sentence
 from transformer.attention import MultiHeadAttention
 
 with student_code():
     first = ["吾輩", "は", "猫", "で", "ある"]
-    second = ["吾輩", "は", "犬", "で", "ある"]                 # one word changed  #ja: 1 単語だけ変えた文
+    second = ["吾輩", "は", "犬", "で", "ある"]  # one word changed  #ja: 1 単語だけ変えた文
     a, b = word_vectors(first).unsqueeze(0), word_vectors(second).unsqueeze(0)
     with torch.no_grad():
         ffn_change = (ffn(a) - ffn(b)).norm(dim=-1)[0]

@@ -9,7 +9,7 @@ with student_code():
     # ja: 位置ごとに特徴量の大きさ（スケール）とずれ（オフセット）が大きく異なる入力です。
     scale = torch.tensor([0.2, 1.0, 5.0, 1.0, 20.0]).unsqueeze(1)
     shift = torch.tensor([3.0, 0.0, -2.0, 10.0, 0.0]).unsqueeze(1)
-    x = (word_vectors(words) * scale + shift).unsqueeze(0)      # (1, 5, 16)
+    x = (word_vectors(words) * scale + shift).unsqueeze(0)  # (1, 5, 16)
     norm = LayerNorm(16)
     with torch.no_grad():
         y = norm(x)
@@ -23,15 +23,19 @@ with student_code():
         ax.legend()
     plt.tight_layout()
     plt.show()
-    print(tr("After LayerNorm every position has mean ≈ 0 and standard deviation ≈ 1 over its features.",
-             "LayerNorm の後は、どの位置も特徴量の平均 ≈ 0、標準偏差 ≈ 1 になります。"))
+    print(
+        tr(
+            "After LayerNorm every position has mean ≈ 0 and standard deviation ≈ 1 over its features.",
+            "LayerNorm の後は、どの位置も特徴量の平均 ≈ 0、標準偏差 ≈ 1 になります。",
+        )
+    )
 
 # %% sentence
 from transformer.normalization import AddNorm
 
 with torch.no_grad(), student_code():
     torch.manual_seed(0)
-    sublayer = torch.nn.Linear(16, 16)                        # stands in for attention or the FFN  #ja: Attention や Feed Forward の代わり
+    sublayer = torch.nn.Linear(16, 16)  # stands in for attention or the FFN  #ja: Attention や Feed Forward の代わり
     add_norm = AddNorm(16, dropout=0.0).eval()
     x = word_vectors(words).unsqueeze(0)
     normalised = add_norm(x, sublayer)

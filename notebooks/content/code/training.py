@@ -20,7 +20,7 @@ with student_code():
 from transformer.training import LabelSmoothingLoss
 
 with torch.no_grad(), student_code():
-    words = VOCAB[3:13]                                   # 10 classes  #ja: 10 クラス
+    words = VOCAB[3:13]  # 10 classes  #ja: 10 クラス
     true = words.index("猫")
     epsilon = 0.1
     smoothed = np.full(len(words), epsilon / len(words))
@@ -32,7 +32,9 @@ with torch.no_grad(), student_code():
     # en: The loss as a function of the probability the model gives the right word.
     # ja: モデルが正解の単語に与える確率の関数として見た損失です。
     confidence = np.linspace(0.05, 0.999, 80)
-    target = torch.tensor([true + 1])                     # +1: class 0 is ignore_index below  #ja: +1：下でクラス 0 を ignore_index にするため
+    target = torch.tensor(
+        [true + 1]
+    )  # +1: class 0 is ignore_index below  #ja: +1：下でクラス 0 を ignore_index にするため
     for eps in [0.0, 0.1, 0.3]:
         loss_fn = LabelSmoothingLoss(smoothing=eps, ignore_index=0)
         losses = []

@@ -7,6 +7,7 @@ public tests of the mutated part and of every part that builds on it (then, only
 them failed, the hidden ones), and record which parts lost points and the first feedback line. Components only,
 no training. Each run is its own pytest process (one `transformer` package per process).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,9 +95,27 @@ def run_pytest(files: list[str], impl: Path, results: Path) -> dict:
         return {}
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     subprocess.run(
-        [sys.executable, "-m", "pytest", *files, "--impl", str(impl), "-q", "--tb=no",
-         "-p", "no:cacheprovider", "-p", "no:warnings", "--part-results-json", str(results)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900, env=env,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *files,
+            "--impl",
+            str(impl),
+            "-q",
+            "--tb=no",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:warnings",
+            "--part-results-json",
+            str(results),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
     )
     return json.loads(results.read_text()) if results.exists() else {}
 
@@ -163,11 +182,26 @@ def main(argv=None) -> int:
         outcomes = list(pool.map(grade_mutant, chosen))
     print(report(outcomes))
     if args.json:
-        Path(args.json).write_text(json.dumps([
-            {"id": o.mutant.id, "part": o.mutant.owner, "killed": o.killed, "killed_by_public": o.killed_by_public,
-             "hinted": o.hinted, "parts_lost": o.parts_lost, "first_message": o.first_message, "error": o.error}
-            for o in outcomes
-        ], indent=1, ensure_ascii=False), encoding="utf-8")
+        Path(args.json).write_text(
+            json.dumps(
+                [
+                    {
+                        "id": o.mutant.id,
+                        "part": o.mutant.owner,
+                        "killed": o.killed,
+                        "killed_by_public": o.killed_by_public,
+                        "hinted": o.hinted,
+                        "parts_lost": o.parts_lost,
+                        "first_message": o.first_message,
+                        "error": o.error,
+                    }
+                    for o in outcomes
+                ],
+                indent=1,
+                ensure_ascii=False,
+            ),
+            encoding="utf-8",
+        )
     return 0 if all(o.killed and not o.error for o in outcomes) else 1
 
 

@@ -17,6 +17,7 @@ ignored in the comparison (a phrase may be wrapped onto the next line).
 ``--legacy`` measures the output of the checkout as it was before the diagnosis-first table
 (``pytest --part-summary``, the table cut at 120 characters), for before/after figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -109,8 +110,19 @@ def measure(mutant: Mutant, lang: str, legacy: bool = False) -> Seen:
             core = full.split("likely bug", 1)[1] if "likely bug" in full else full.rsplit(": ", 1)[-1]
         else:
             results = Path(tmp) / "results.json"
-            part_out = run([sys.executable, "-m", "tests.support.feedback", part, "--impl", tmp,
-                            "--part-results-json", str(results)], lang)
+            part_out = run(
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.support.feedback",
+                    part,
+                    "--impl",
+                    tmp,
+                    "--part-results-json",
+                    str(results),
+                ],
+                lang,
+            )
             row = table_row(part_out, part)
             core = first_problem(results, part)
     lines = part_out.splitlines()
@@ -128,9 +140,12 @@ def report(results: list[Seen]) -> str:
     n = len(results)
     table = sum(s.table_names_bug for s in results)
     part = sum(s.part_ok for s in results)
-    out += ["", f"table row names the bug: {table}/{n} = {100 * table / n:.0f}%",
-            f"part output names it in its first {FIRST_LINES} lines, within {MAX_LINES} lines: "
-            f"{part}/{n} = {100 * part / n:.0f}%"]
+    out += [
+        "",
+        f"table row names the bug: {table}/{n} = {100 * table / n:.0f}%",
+        f"part output names it in its first {FIRST_LINES} lines, within {MAX_LINES} lines: "
+        f"{part}/{n} = {100 * part / n:.0f}%",
+    ]
     return "\n".join(out)
 
 
@@ -147,8 +162,9 @@ def main(argv=None) -> int:
         results = list(pool.map(lambda m: measure(m, args.lang, args.legacy), chosen))
     print(report(results))
     if args.json:
-        Path(args.json).write_text(json.dumps([asdict(s) for s in results], indent=1, ensure_ascii=False),
-                                   encoding="utf-8")
+        Path(args.json).write_text(
+            json.dumps([asdict(s) for s in results], indent=1, ensure_ascii=False), encoding="utf-8"
+        )
     return 0
 
 

@@ -15,6 +15,7 @@ Two independent references:
 Weights are generated here from a seeded ``torch.Generator``: expected values never depend
 on the order in which the code under test consumes the global random generator.
 """
+
 from __future__ import annotations
 
 import math
@@ -188,10 +189,12 @@ def bug_descriptions() -> dict[str, str]:
         "mask_after_softmax": _("masked weights zeroed after the softmax: rows no longer sum to 1"),
         "mask_inverted": _("the mask is inverted: True means 'may attend'"),
         "mask_ignored": _("the mask is ignored"),
-        "mask_filled_with_zero": _("masked scores filled with 0 instead of -inf: a masked key still gets weight "
-                                   "after the softmax"),
-        "split_without_transpose": _("heads split with view(B, h, T, d_k) straight from (B, T, d_model): "
-                                     "split the last axis, then transpose"),
+        "mask_filled_with_zero": _(
+            "masked scores filled with 0 instead of -inf: a masked key still gets weight after the softmax"
+        ),
+        "split_without_transpose": _(
+            "heads split with view(B, h, T, d_k) straight from (B, T, d_model): split the last axis, then transpose"
+        ),
         "merge_without_transpose": _("heads merged without transposing back to (B, T_q, h, d_k) first"),
         "no_output_projection": _("the output projection w_o is missing"),
         "values_projected_with_w_k": _("values projected with w_k instead of w_v"),
@@ -297,7 +300,12 @@ def builtin_mha_param_grads(mha: nn.MultiheadAttention) -> dict:
     d = mha.embed_dim
     w, b = mha.in_proj_weight.grad, mha.in_proj_bias.grad
     return {
-        "w_q.weight": w[:d], "w_k.weight": w[d:2 * d], "w_v.weight": w[2 * d:],
-        "w_q.bias": b[:d], "w_k.bias": b[d:2 * d], "w_v.bias": b[2 * d:],
-        "w_o.weight": mha.out_proj.weight.grad, "w_o.bias": mha.out_proj.bias.grad,
+        "w_q.weight": w[:d],
+        "w_k.weight": w[d : 2 * d],
+        "w_v.weight": w[2 * d :],
+        "w_q.bias": b[:d],
+        "w_k.bias": b[d : 2 * d],
+        "w_v.bias": b[2 * d :],
+        "w_o.weight": mha.out_proj.weight.grad,
+        "w_o.bias": mha.out_proj.bias.grad,
     }

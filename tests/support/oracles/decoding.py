@@ -22,6 +22,7 @@ the solutions: one row at a time, plain Python lists, float64 scores.
 The model may be a toy from ``grader.runtime.toys`` or a model from ``impl``: the oracles
 use only ``encode``, ``decode`` and ``generator`` of it.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -42,16 +43,18 @@ def gnmt_score(log_prob: float, length: int, alpha: float) -> float:
 
 
 @torch.no_grad()
-def next_logits(model, memory, src_mask_row, prefix: list[int], *, causal_mask: bool = True,
-                decode_src_mask: bool = True) -> torch.Tensor:
+def next_logits(
+    model, memory, src_mask_row, prefix: list[int], *, causal_mask: bool = True, decode_src_mask: bool = True
+) -> torch.Tensor:
     """The logits ``(V,)`` (float64) for the token after ``prefix`` (which starts with ``<s>``).
 
     ``causal_mask=False`` / ``decode_src_mask=False``: decode with ``None`` instead of the
     causal mask / the source mask (the signatures of a decoder that forgets them).
     """
     tgt = torch.tensor([prefix], dtype=torch.long)
-    hidden = model.decode(tgt, memory, src_mask_row if decode_src_mask else None,
-                          causal(len(prefix)) if causal_mask else None)
+    hidden = model.decode(
+        tgt, memory, src_mask_row if decode_src_mask else None, causal(len(prefix)) if causal_mask else None
+    )
     return model.generator(hidden[:, -1])[0].double()
 
 
@@ -62,8 +65,18 @@ def _encode_row(model, src, src_mask, b: int, encode_src_mask: bool = True):
 
 
 @torch.no_grad()
-def greedy_rows(model, src, src_mask, max_len: int, bos_id: int, eos_id: int, *, causal_mask: bool = True,
-                encode_src_mask: bool = True, decode_src_mask: bool = True):
+def greedy_rows(
+    model,
+    src,
+    src_mask,
+    max_len: int,
+    bos_id: int,
+    eos_id: int,
+    *,
+    causal_mask: bool = True,
+    encode_src_mask: bool = True,
+    decode_src_mask: bool = True,
+):
     """Naive greedy decoding, one row at a time.
 
     Returns ``(rows, margin)``: ``rows[b]`` is the list of generated tokens of row ``b``
@@ -79,8 +92,9 @@ def greedy_rows(model, src, src_mask, max_len: int, bos_id: int, eos_id: int, *,
         memory = _encode_row(model, src, src_mask, b, encode_src_mask)
         prefix = [bos_id]
         while len(prefix) - 1 < max_len:
-            logits = next_logits(model, memory, src_mask[b : b + 1], prefix, causal_mask=causal_mask,
-                                 decode_src_mask=decode_src_mask)
+            logits = next_logits(
+                model, memory, src_mask[b : b + 1], prefix, causal_mask=causal_mask, decode_src_mask=decode_src_mask
+            )
             top = logits.topk(2).values
             margin = min(margin, float(top[0] - top[1]))
             token = int(logits.argmax())
@@ -155,9 +169,19 @@ def with_bos(tokens: torch.Tensor, bos_id: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def enumerate_hypotheses(model, src_row, src_mask_row, max_len: int, bos_id: int, eos_id: int,
-                         allowed: list[int], *, causal_mask: bool = True, encode_src_mask: bool = True,
-                         decode_src_mask: bool = True):
+def enumerate_hypotheses(
+    model,
+    src_row,
+    src_mask_row,
+    max_len: int,
+    bos_id: int,
+    eos_id: int,
+    allowed: list[int],
+    *,
+    causal_mask: bool = True,
+    encode_src_mask: bool = True,
+    decode_src_mask: bool = True,
+):
     """Every final hypothesis of one source row over the tokens ``allowed`` (``eos_id`` among
     them): a list of ``(tokens, log_prob, length)``; ``length`` counts ``</s>``.
 
@@ -170,8 +194,9 @@ def enumerate_hypotheses(model, src_row, src_mask_row, max_len: int, bos_id: int
     out = []
 
     def expand(prefix: list[int], log_prob: float) -> None:
-        log_probs = next_logits(model, memory, src_mask_row, prefix, causal_mask=causal_mask,
-                                decode_src_mask=decode_src_mask).log_softmax(dim=-1)
+        log_probs = next_logits(
+            model, memory, src_mask_row, prefix, causal_mask=causal_mask, decode_src_mask=decode_src_mask
+        ).log_softmax(dim=-1)
         for token in allowed:
             lp = log_prob + float(log_probs[token])
             seq = prefix[1:] + [token]
@@ -241,11 +266,12 @@ def all_final_sequences(max_len: int, eos_id: int, allowed: list[int]):
 def hypothesis_count(max_len: int, real_tokens: int) -> int:
     """How many final hypotheses there are with ``real_tokens`` tokens besides ``</s>``: ended
     after ``1..max_len`` tokens, plus the ones open at ``max_len``."""
-    return sum(real_tokens ** (n - 1) for n in range(1, max_len + 1)) + real_tokens ** max_len
+    return sum(real_tokens ** (n - 1) for n in range(1, max_len + 1)) + real_tokens**max_len
 
 
-def brute_force_best(model, src, src_mask, max_len: int, bos_id: int, eos_id: int, alpha: float,
-                     allowed: list[int], **masks):
+def brute_force_best(
+    model, src, src_mask, max_len: int, bos_id: int, eos_id: int, alpha: float, allowed: list[int], **masks
+):
     """The exact beam-search optimum of every row.
 
     Returns ``(rows, margin, count)``: the best hypothesis of each row by GNMT score, the
@@ -255,8 +281,9 @@ def brute_force_best(model, src, src_mask, max_len: int, bos_id: int, eos_id: in
     """
     rows, margin, count = [], math.inf, 0
     for b in range(src.shape[0]):
-        hyps = enumerate_hypotheses(model, src[b : b + 1], src_mask[b : b + 1], max_len, bos_id, eos_id, allowed,
-                                    **masks)
+        hyps = enumerate_hypotheses(
+            model, src[b : b + 1], src_mask[b : b + 1], max_len, bos_id, eos_id, allowed, **masks
+        )
         scored = sorted(((gnmt_score(lp, n, alpha), seq) for seq, lp, n in hyps), key=lambda x: -x[0])
         rows.append(scored[0][1])
         if len(scored) > 1:
@@ -291,12 +318,15 @@ def greedy_trap_toy(dtype: str = "float64"):
     """
     from grader.runtime.toys import MarkovToy
 
-    probs = prob_matrix(5, {
-        BOS: {A: 0.5, B: 0.4, EOS: 0.1},
-        A: {EOS: 0.34, A: 0.33, B: 0.33},
-        B: {EOS: 0.9, A: 0.05, B: 0.05},
-        EOS: {A: 0.6, B: 0.4},
-    })
+    probs = prob_matrix(
+        5,
+        {
+            BOS: {A: 0.5, B: 0.4, EOS: 0.1},
+            A: {EOS: 0.34, A: 0.33, B: 0.33},
+            B: {EOS: 0.9, A: 0.05, B: 0.05},
+            EOS: {A: 0.6, B: 0.4},
+        },
+    )
     return MarkovToy.from_probs(probs, pad_id=PAD, dtype=dtype)
 
 
@@ -313,13 +343,16 @@ def length_penalty_toy(dtype: str = "float64"):
     """
     from grader.runtime.toys import MarkovToy
 
-    probs = prob_matrix(6, {
-        BOS: {EOS: 0.5, A: 0.5},
-        A: {B: 0.95, EOS: 0.03, A: 0.01, C: 0.01},
-        B: {C: 0.95, EOS: 0.03, A: 0.01, B: 0.01},
-        C: {EOS: 0.95, A: 0.02, B: 0.02, C: 0.01},
-        EOS: {A: 1.0},
-    })
+    probs = prob_matrix(
+        6,
+        {
+            BOS: {EOS: 0.5, A: 0.5},
+            A: {B: 0.95, EOS: 0.03, A: 0.01, C: 0.01},
+            B: {C: 0.95, EOS: 0.03, A: 0.01, B: 0.01},
+            C: {EOS: 0.95, A: 0.02, B: 0.02, C: 0.01},
+            EOS: {A: 1.0},
+        },
+    )
     return MarkovToy.from_probs(probs, pad_id=PAD, dtype=dtype)
 
 
@@ -350,20 +383,26 @@ def two_context_toy(dtype: str = "float64"):
     """
     from grader.runtime.toys import SourceMarkovToy
 
-    even = prob_matrix(6, {
-        BOS: {A: 0.9, B: 0.05, EOS: 0.05},
-        A: {EOS: 0.9, A: 0.05, C: 0.05},
-        B: {C: 0.6, EOS: 0.4},
-        C: {EOS: 0.6, A: 0.4},
-        EOS: {A: 0.9, C: 0.1},
-    })
-    odd = prob_matrix(6, {
-        BOS: {B: 0.9, A: 0.05, EOS: 0.05},
-        B: {C: 0.9, B: 0.05, EOS: 0.05},
-        C: {EOS: 0.9, A: 0.05, C: 0.05},
-        A: {B: 0.6, EOS: 0.4},
-        EOS: {A: 0.9, C: 0.1},
-    })
+    even = prob_matrix(
+        6,
+        {
+            BOS: {A: 0.9, B: 0.05, EOS: 0.05},
+            A: {EOS: 0.9, A: 0.05, C: 0.05},
+            B: {C: 0.6, EOS: 0.4},
+            C: {EOS: 0.6, A: 0.4},
+            EOS: {A: 0.9, C: 0.1},
+        },
+    )
+    odd = prob_matrix(
+        6,
+        {
+            BOS: {B: 0.9, A: 0.05, EOS: 0.05},
+            B: {C: 0.9, B: 0.05, EOS: 0.05},
+            C: {EOS: 0.9, A: 0.05, C: 0.05},
+            A: {B: 0.6, EOS: 0.4},
+            EOS: {A: 0.9, C: 0.1},
+        },
+    )
     return SourceMarkovToy.from_probs(torch.stack([even, odd]), pad_id=PAD, dtype=dtype)
 
 

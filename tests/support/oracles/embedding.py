@@ -9,6 +9,7 @@ table is built from the paper's formula
 (for an odd ``d_model`` the last feature is a lone sine), together with the tables that the
 usual mistakes produce, so that tests can name the mistake a student made.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,16 +23,23 @@ BASE = 10000.0
 
 # variant name -> what a student did (used as the key of ``likely_bugs``)
 PE_BUGS = {
-    "swapped": _("sin and cos are swapped: the even features (2i) must take the sine, the odd features (2i+1) the "
-                 "cosine"),
-    "feature_index": _("the exponent uses the feature index j (10000^(2j/d_model)) instead of the even index 2i "
-                       "shared by both features of a pair"),
-    "j_over_d": _("each feature has its own frequency 10000^(j/d_model): sin and cos of one pair must share "
-                  "the exponent 2i/d_model (use the even index for both)"),
+    "swapped": _(
+        "sin and cos are swapped: the even features (2i) must take the sine, the odd features (2i+1) the cosine"
+    ),
+    "feature_index": _(
+        "the exponent uses the feature index j (10000^(2j/d_model)) instead of the even index 2i "
+        "shared by both features of a pair"
+    ),
+    "j_over_d": _(
+        "each feature has its own frequency 10000^(j/d_model): sin and cos of one pair must share "
+        "the exponent 2i/d_model (use the even index for both)"
+    ),
     "pair_index": _("the exponent is i/d_model with the pair index i (10000^(i/d_model)): it must be 2i/d_model"),
     "from_one": _("positions start at 1: the first position must be p = 0 (pe[0] = [0, 1, 0, 1, ...])"),
-    "halves": _("sines and cosines are concatenated ([sin..., cos...]) instead of interleaved "
-                "(pe[:, 0::2] = sin, pe[:, 1::2] = cos)"),
+    "halves": _(
+        "sines and cosines are concatenated ([sin..., cos...]) instead of interleaved "
+        "(pe[:, 0::2] = sin, pe[:, 1::2] = cos)"
+    ),
 }
 
 
@@ -57,7 +65,7 @@ def sinusoid_table(max_len: int, d_model: int, variant: str = "correct") -> np.n
         "j_over_d": j / d_model,
         "pair_index": (j // 2) / d_model,
     }.get(variant, (j - j % 2) / d_model)
-    angle = p / BASE ** exponent
+    angle = p / BASE**exponent
     even = j % 2 == 0
     if variant == "swapped":
         return np.where(even, np.cos(angle), np.sin(angle))
@@ -95,7 +103,7 @@ def rotate_pairs(rows: np.ndarray, sin_k: np.ndarray, cos_k: np.ndarray) -> np.n
     The lone last feature of an odd ``d_model`` is dropped."""
     rows = _as_numpy(rows)
     pairs = rows.shape[-1] // 2
-    s, c = rows[..., 0: 2 * pairs: 2], rows[..., 1: 2 * pairs: 2]
+    s, c = rows[..., 0 : 2 * pairs : 2], rows[..., 1 : 2 * pairs : 2]
     out = np.empty(rows.shape[:-1] + (2 * pairs,))
     out[..., 0::2] = s * cos_k + c * sin_k
     out[..., 1::2] = c * cos_k - s * sin_k

@@ -4,6 +4,7 @@
   variants (no ReLU, ReLU after w_2 as well / instead);
 * PyTorch built-in: ``nn.Sequential(nn.Linear, nn.ReLU, nn.Linear)`` with copied weights.
 """
+
 from __future__ import annotations
 
 import math
@@ -60,8 +61,13 @@ FFN_HINT = _("FFN(x) = w_2(dropout(relu(w_1(x)))), with w_1 = nn.Linear(d_model,
 
 
 def ffn_case(d_model, d_ff, x, dtype=torch.float64) -> str:
-    return _("PositionwiseFeedForward(d_model={d_model}, d_ff={d_ff}) on an input of shape {shape}, {dtype}",
-             d_model=d_model, d_ff=d_ff, shape=tuple(x.shape), dtype=dtype)
+    return _(
+        "PositionwiseFeedForward(d_model={d_model}, d_ff={d_ff}) on an input of shape {shape}, {dtype}",
+        d_model=d_model,
+        d_ff=d_ff,
+        shape=tuple(x.shape),
+        dtype=dtype,
+    )
 
 
 def ffn_bug_outputs(state, x, dtype) -> dict:
@@ -95,8 +101,10 @@ def builtin_ffn(state, dtype=torch.float64) -> nn.Sequential:
     net = nn.Sequential(nn.Linear(d_model, d_ff), nn.ReLU(), nn.Linear(d_ff, d_model)).to(dtype)
     net.load_state_dict(
         {
-            "0.weight": state["w_1.weight"], "0.bias": state["w_1.bias"],
-            "2.weight": state["w_2.weight"], "2.bias": state["w_2.bias"],
+            "0.weight": state["w_1.weight"],
+            "0.bias": state["w_1.bias"],
+            "2.weight": state["w_2.weight"],
+            "2.bias": state["w_2.bias"],
         },
         strict=True,
     )

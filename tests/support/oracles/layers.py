@@ -13,6 +13,7 @@ Two independent references:
 Mask convention of the contract: bool, **True = may attend**. PyTorch's built-ins use the
 opposite (True = NOT allowed); the helpers below convert.
 """
+
 from __future__ import annotations
 
 import math
@@ -86,7 +87,9 @@ def decoder_layer_state(d_model: int, d_ff: int, seed: int, dtype=torch.float64)
 
 def _attention_to_builtin(sd: dict, ours: str, theirs: str) -> dict:
     return {
-        f"{theirs}.in_proj_weight": torch.cat([sd[f"{ours}.w_q.weight"], sd[f"{ours}.w_k.weight"], sd[f"{ours}.w_v.weight"]]),
+        f"{theirs}.in_proj_weight": torch.cat(
+            [sd[f"{ours}.w_q.weight"], sd[f"{ours}.w_k.weight"], sd[f"{ours}.w_v.weight"]]
+        ),
         f"{theirs}.in_proj_bias": torch.cat([sd[f"{ours}.w_q.bias"], sd[f"{ours}.w_k.bias"], sd[f"{ours}.w_v.bias"]]),
         f"{theirs}.out_proj.weight": sd[f"{ours}.w_o.weight"],
         f"{theirs}.out_proj.bias": sd[f"{ours}.w_o.bias"],
@@ -97,9 +100,12 @@ def _attention_from_builtin(sd: dict, theirs: str, ours: str) -> dict:
     w_q, w_k, w_v = sd[f"{theirs}.in_proj_weight"].chunk(3)
     b_q, b_k, b_v = sd[f"{theirs}.in_proj_bias"].chunk(3)
     return {
-        f"{ours}.w_q.weight": w_q, f"{ours}.w_q.bias": b_q,
-        f"{ours}.w_k.weight": w_k, f"{ours}.w_k.bias": b_k,
-        f"{ours}.w_v.weight": w_v, f"{ours}.w_v.bias": b_v,
+        f"{ours}.w_q.weight": w_q,
+        f"{ours}.w_q.bias": b_q,
+        f"{ours}.w_k.weight": w_k,
+        f"{ours}.w_k.bias": b_k,
+        f"{ours}.w_v.weight": w_v,
+        f"{ours}.w_v.bias": b_v,
         f"{ours}.w_o.weight": sd[f"{theirs}.out_proj.weight"],
         f"{ours}.w_o.bias": sd[f"{theirs}.out_proj.bias"],
     }
@@ -107,15 +113,19 @@ def _attention_from_builtin(sd: dict, theirs: str, ours: str) -> dict:
 
 def _feed_forward_to_builtin(sd: dict) -> dict:
     return {
-        "linear1.weight": sd["feed_forward.w_1.weight"], "linear1.bias": sd["feed_forward.w_1.bias"],
-        "linear2.weight": sd["feed_forward.w_2.weight"], "linear2.bias": sd["feed_forward.w_2.bias"],
+        "linear1.weight": sd["feed_forward.w_1.weight"],
+        "linear1.bias": sd["feed_forward.w_1.bias"],
+        "linear2.weight": sd["feed_forward.w_2.weight"],
+        "linear2.bias": sd["feed_forward.w_2.bias"],
     }
 
 
 def _feed_forward_from_builtin(sd: dict) -> dict:
     return {
-        "feed_forward.w_1.weight": sd["linear1.weight"], "feed_forward.w_1.bias": sd["linear1.bias"],
-        "feed_forward.w_2.weight": sd["linear2.weight"], "feed_forward.w_2.bias": sd["linear2.bias"],
+        "feed_forward.w_1.weight": sd["linear1.weight"],
+        "feed_forward.w_1.bias": sd["linear1.bias"],
+        "feed_forward.w_2.weight": sd["linear2.weight"],
+        "feed_forward.w_2.bias": sd["linear2.bias"],
     }
 
 
@@ -169,7 +179,7 @@ def with_prefix(sd: dict, prefix: str) -> dict:
 
 
 def strip_prefix(sd: dict, prefix: str) -> dict:
-    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
 # --------------------------------------------------------------------------- built-ins
@@ -180,8 +190,15 @@ def builtin_encoder_layer(sd: dict, d_model: int, num_heads: int, d_ff: int, *, 
     state dict ``sd`` copied in. Kept in training mode with dropout 0 so that PyTorch never
     takes its fused inference fast path."""
     layer = nn.TransformerEncoderLayer(
-        d_model, num_heads, d_ff, dropout=0.0, activation="relu", batch_first=True,
-        norm_first=norm_first, layer_norm_eps=EPS, dtype=dtype,
+        d_model,
+        num_heads,
+        d_ff,
+        dropout=0.0,
+        activation="relu",
+        batch_first=True,
+        norm_first=norm_first,
+        layer_norm_eps=EPS,
+        dtype=dtype,
     )
     layer.load_state_dict(contract_to_builtin_encoder_layer(sd), strict=True)
     return layer.train()
@@ -190,8 +207,15 @@ def builtin_encoder_layer(sd: dict, d_model: int, num_heads: int, d_ff: int, *, 
 def builtin_decoder_layer(sd: dict, d_model: int, num_heads: int, d_ff: int, *, norm_first=False, dtype=torch.float64):
     """``nn.TransformerDecoderLayer`` with the contract state dict ``sd`` copied in."""
     layer = nn.TransformerDecoderLayer(
-        d_model, num_heads, d_ff, dropout=0.0, activation="relu", batch_first=True,
-        norm_first=norm_first, layer_norm_eps=EPS, dtype=dtype,
+        d_model,
+        num_heads,
+        d_ff,
+        dropout=0.0,
+        activation="relu",
+        batch_first=True,
+        norm_first=norm_first,
+        layer_norm_eps=EPS,
+        dtype=dtype,
     )
     layer.load_state_dict(contract_to_builtin_decoder_layer(sd), strict=True)
     return layer.train()
@@ -215,7 +239,8 @@ def run_builtin_encoder_layer(layer, x, src_mask):
 
 def run_builtin_decoder_layer(layer, x, memory, src_mask, tgt_mask, num_heads):
     return layer(
-        x, memory,
+        x,
+        memory,
         tgt_mask=attn_mask_for_builtin(tgt_mask, x.shape[0], num_heads),
         memory_key_padding_mask=key_padding_for_builtin(src_mask),
     )
@@ -228,8 +253,9 @@ def builtin_encoder_layer_output(sd: dict, d_model: int, num_heads: int, d_ff: i
         return run_builtin_encoder_layer(layer, x.double(), src_mask)
 
 
-def builtin_decoder_layer_output(sd: dict, d_model: int, num_heads: int, d_ff: int, x, memory, src_mask,
-                                 tgt_mask) -> torch.Tensor:
+def builtin_decoder_layer_output(
+    sd: dict, d_model: int, num_heads: int, d_ff: int, x, memory, src_mask, tgt_mask
+) -> torch.Tensor:
     """The built-in decoder layer with the weights ``sd`` on ``x`` and ``memory`` (in float64, no gradient)."""
     layer = builtin_decoder_layer(sd, d_model, num_heads, d_ff)
     with torch.no_grad():
@@ -300,13 +326,15 @@ def _add_norm(sd, name, x, sublayer, variant):
 
 
 ENCODER_BUGS = {
-    "pre_norm": _("pre-norm instead of post-norm: the paper (and this assignment) computes "
-                  "LayerNorm(x + Sublayer(x)), not x + Sublayer(LayerNorm(x))"),
-    "no_residual": _("the residual connection is missing: Add & Norm is LayerNorm(x + Sublayer(x)), "
-                     "not LayerNorm(Sublayer(x))"),
+    "pre_norm": _(
+        "pre-norm instead of post-norm: the paper (and this assignment) computes "
+        "LayerNorm(x + Sublayer(x)), not x + Sublayer(LayerNorm(x))"
+    ),
+    "no_residual": _(
+        "the residual connection is missing: Add & Norm is LayerNorm(x + Sublayer(x)), not LayerNorm(Sublayer(x))"
+    ),
     "no_norm": _("the layer normalisation is missing: Add & Norm is LayerNorm(x + Sublayer(x))"),
-    "swapped_order": _("the two sublayers run in the wrong order: self-attention first, then the "
-                       "feed-forward network"),
+    "swapped_order": _("the two sublayers run in the wrong order: self-attention first, then the feed-forward network"),
     "unmasked": _("the source mask is not passed to self-attention: padding keys must get zero weight"),
 }
 
@@ -314,21 +342,32 @@ DECODER_BUGS = {
     "pre_norm": ENCODER_BUGS["pre_norm"],
     "no_residual": ENCODER_BUGS["no_residual"],
     "no_norm": ENCODER_BUGS["no_norm"],
-    "self_unmasked": _("the decoder's self-attention is not masked: pass tgt_mask so that position i "
-                       "sees only positions <= i"),
-    "cross_tgt_mask": _("cross-attention is given the target mask: its keys are source positions, so it "
-                        "needs src_mask"),
+    "self_unmasked": _(
+        "the decoder's self-attention is not masked: pass tgt_mask so that position i sees only positions <= i"
+    ),
+    "cross_tgt_mask": _(
+        "cross-attention is given the target mask: its keys are source positions, so it needs src_mask"
+    ),
     "cross_unmasked": _("cross-attention is not masked: pass src_mask so that source padding gets zero weight"),
-    "cross_on_self": _("cross-attention attends to the decoder's own states: keys and values must come "
-                       "from memory (the encoder output)"),
-    "cross_values_from_self": _("cross-attention takes its values from the decoder's own states: keys and "
-                                "values must both come from memory (cross_attn(x, memory, memory, src_mask))"),
-    "self_mask_is_src": _("self-attention is given the source mask and cross-attention the target mask: "
-                          "they are swapped"),
-    "swapped_order": _("the sublayers run in the wrong order: masked self-attention, then cross-attention, "
-                       "then the feed-forward network"),
-    "ff_first": _("the feed-forward network runs before the attention sublayers: the order is masked "
-                  "self-attention, cross-attention, feed-forward"),
+    "cross_on_self": _(
+        "cross-attention attends to the decoder's own states: keys and values must come "
+        "from memory (the encoder output)"
+    ),
+    "cross_values_from_self": _(
+        "cross-attention takes its values from the decoder's own states: keys and "
+        "values must both come from memory (cross_attn(x, memory, memory, src_mask))"
+    ),
+    "self_mask_is_src": _(
+        "self-attention is given the source mask and cross-attention the target mask: they are swapped"
+    ),
+    "swapped_order": _(
+        "the sublayers run in the wrong order: masked self-attention, then cross-attention, "
+        "then the feed-forward network"
+    ),
+    "ff_first": _(
+        "the feed-forward network runs before the attention sublayers: the order is masked "
+        "self-attention, cross-attention, feed-forward"
+    ),
 }
 
 
@@ -438,12 +477,19 @@ def name_decoder_crash(layer, sd, num_heads, dtype, error, *, t_src, t_tgt, what
         with torch.no_grad():
             probe = layer(x, memory, src_mask, tgt_mask)
         probe = torch.as_tensor(probe).detach().double()
-    except Exception:  # noqa: BLE001 - any failure here: nothing better to say than the original error
+    except Exception:
         return
     for bug, candidate in decoder_bug_outputs(sd, x, memory, src_mask, tgt_mask, num_heads, torch.float64).items():
         if probe.shape == candidate.shape and torch.allclose(probe, candidate, rtol=1e-4, atol=1e-5):
             raised = type(error).__name__ + (": " + str(error).splitlines()[0] if str(error) else "")
-            details = ["  " + _("it raised {error} with source length {t_src} and target length {t_tgt}; "
-                                "with equal lengths it runs and its output is what this bug gives",
-                                error=raised, t_src=t_src, t_tgt=t_tgt)]
+            details = [
+                "  "
+                + _(
+                    "it raised {error} with source length {t_src} and target length {t_tgt}; "
+                    "with equal lengths it runs and its output is what this bug gives",
+                    error=raised,
+                    t_src=t_src,
+                    t_tgt=t_tgt,
+                )
+            ]
             raise CheckFailure(what, bug, details=details, hint=hint, case=case, likely_bug=True) from None

@@ -12,6 +12,7 @@ object can also compute what the usual mistakes produce (layers not stacked, mem
 passed, no positional encoding, the source embedding used for the target, …) and a numpy
 float64 composition of ``oracles.layers`` (used only by the self-tests).
 """
+
 from __future__ import annotations
 
 import math
@@ -40,9 +41,15 @@ class Config:
     def kwargs(self, dropout: float = 0.0) -> dict:
         """Keyword arguments of ``Transformer(...)``."""
         return dict(
-            src_vocab_size=self.src_vocab, tgt_vocab_size=self.tgt_vocab, d_model=self.d_model,
-            num_heads=self.num_heads, num_layers=self.num_layers, d_ff=self.d_ff,
-            dropout=dropout, max_len=self.max_len, pad_id=self.pad_id,
+            src_vocab_size=self.src_vocab,
+            tgt_vocab_size=self.tgt_vocab,
+            d_model=self.d_model,
+            num_heads=self.num_heads,
+            num_layers=self.num_layers,
+            d_ff=self.d_ff,
+            dropout=dropout,
+            max_len=self.max_len,
+            pad_id=self.pad_id,
         )
 
 
@@ -50,8 +57,11 @@ def encoder_state(num_layers: int, d_model: int, d_ff: int, seed: int, dtype=tor
     """Contract state dict of an ``Encoder`` (keys ``layers.<i>.…``)."""
     state = {}
     for i in range(num_layers):
-        state.update(layer_oracle.with_prefix(
-            layer_oracle.encoder_layer_state(d_model, d_ff, seed + 7919 * i, dtype), f"layers.{i}."))
+        state.update(
+            layer_oracle.with_prefix(
+                layer_oracle.encoder_layer_state(d_model, d_ff, seed + 7919 * i, dtype), f"layers.{i}."
+            )
+        )
     return state
 
 
@@ -59,8 +69,11 @@ def decoder_state(num_layers: int, d_model: int, d_ff: int, seed: int, dtype=tor
     """Contract state dict of a ``Decoder`` (keys ``layers.<i>.…``)."""
     state = {}
     for i in range(num_layers):
-        state.update(layer_oracle.with_prefix(
-            layer_oracle.decoder_layer_state(d_model, d_ff, seed + 7919 * i, dtype), f"layers.{i}."))
+        state.update(
+            layer_oracle.with_prefix(
+                layer_oracle.decoder_layer_state(d_model, d_ff, seed + 7919 * i, dtype), f"layers.{i}."
+            )
+        )
     return state
 
 
@@ -70,8 +83,10 @@ def transformer_state(cfg: Config, seed: int, dtype=torch.float64) -> dict:
     generator = torch.Generator().manual_seed(seed)
     d = cfg.d_model
     state = {
-        "src_embed.embedding.weight": torch.randn(cfg.src_vocab, d, generator=generator, dtype=torch.float64) / math.sqrt(d),
-        "tgt_embed.embedding.weight": torch.randn(cfg.tgt_vocab, d, generator=generator, dtype=torch.float64) / math.sqrt(d),
+        "src_embed.embedding.weight": torch.randn(cfg.src_vocab, d, generator=generator, dtype=torch.float64)
+        / math.sqrt(d),
+        "tgt_embed.embedding.weight": torch.randn(cfg.tgt_vocab, d, generator=generator, dtype=torch.float64)
+        / math.sqrt(d),
         "positional.pe": torch.from_numpy(emb_oracle.sinusoid_table(cfg.max_len, d)),
         "generator.weight": torch.randn(cfg.tgt_vocab, d, generator=generator, dtype=torch.float64) / math.sqrt(d),
         "generator.bias": torch.randn(cfg.tgt_vocab, generator=generator, dtype=torch.float64) * 0.1,
@@ -100,16 +115,34 @@ def contract_to_builtin_decoder(sd: dict, num_layers: int) -> dict:
 
 
 def builtin_encoder(sd: dict, num_layers: int, d_model: int, num_heads: int, d_ff: int, dtype=torch.float64):
-    layer = nn.TransformerEncoderLayer(d_model, num_heads, d_ff, dropout=0.0, activation="relu",
-                                       batch_first=True, norm_first=False, layer_norm_eps=layer_oracle.EPS, dtype=dtype)
+    layer = nn.TransformerEncoderLayer(
+        d_model,
+        num_heads,
+        d_ff,
+        dropout=0.0,
+        activation="relu",
+        batch_first=True,
+        norm_first=False,
+        layer_norm_eps=layer_oracle.EPS,
+        dtype=dtype,
+    )
     stack = nn.TransformerEncoder(layer, num_layers, norm=None, enable_nested_tensor=False)
     stack.load_state_dict(contract_to_builtin_encoder(sd, num_layers), strict=True)
     return stack.train()  # dropout is 0; training mode keeps PyTorch off its fused fast path
 
 
 def builtin_decoder(sd: dict, num_layers: int, d_model: int, num_heads: int, d_ff: int, dtype=torch.float64):
-    layer = nn.TransformerDecoderLayer(d_model, num_heads, d_ff, dropout=0.0, activation="relu",
-                                       batch_first=True, norm_first=False, layer_norm_eps=layer_oracle.EPS, dtype=dtype)
+    layer = nn.TransformerDecoderLayer(
+        d_model,
+        num_heads,
+        d_ff,
+        dropout=0.0,
+        activation="relu",
+        batch_first=True,
+        norm_first=False,
+        layer_norm_eps=layer_oracle.EPS,
+        dtype=dtype,
+    )
     stack = nn.TransformerDecoder(layer, num_layers, norm=None)
     stack.load_state_dict(contract_to_builtin_decoder(sd, num_layers), strict=True)
     return stack.train()
@@ -135,32 +168,48 @@ def run_builtin_decoder(stack, x, memory, src_mask, tgt_mask, num_heads, *, only
 
 
 STACK_BUGS = {
-    "last_only": _("the layers are not stacked: every layer gets the original input and only the last "
-                   "layer's output is returned (feed each layer the previous layer's output)"),
+    "last_only": _(
+        "the layers are not stacked: every layer gets the original input and only the last "
+        "layer's output is returned (feed each layer the previous layer's output)"
+    ),
     "first_only": _("only the first layer is applied: run all num_layers layers, one after the other"),
 }
 
 MODEL_BUGS = {
-    "no_positional": _("the positional encoding is not applied: add it after the token embeddings "
-                       "(on both the source and the target side)"),
+    "no_positional": _(
+        "the positional encoding is not applied: add it after the token embeddings "
+        "(on both the source and the target side)"
+    ),
     "no_positional_src": _("the positional encoding is not applied to the source"),
     "no_positional_tgt": _("the positional encoding is not applied to the target"),
-    "memory_is_embedding": _("the decoder attends to the embedded source instead of the encoder output "
-                             "(memory = encoder(...) must be passed to the decoder)"),
+    "memory_is_embedding": _(
+        "the decoder attends to the embedded source instead of the encoder output "
+        "(memory = encoder(...) must be passed to the decoder)"
+    ),
     "src_embed_for_tgt": _("the target tokens are embedded with src_embed: use tgt_embed for the decoder input"),
     "tgt_embed_for_src": _("the source tokens are embedded with tgt_embed: use src_embed for the encoder input"),
     "no_embedding_scale": _("the embeddings are not scaled by sqrt(d_model)"),
     # (written out: the stack's text starts with "the layers are not stacked" too)
-    "encoder_last_only": _("the encoder layers are not stacked: every layer gets the original input and only "
-                           "the last layer's output is returned (feed each layer the previous layer's output)"),
-    "decoder_last_only": _("the decoder layers are not stacked: every layer gets the original input and only "
-                           "the last layer's output is returned (feed each layer the previous layer's output)"),
-    "encoder_first_only": _("the encoder layers are not stacked: only the first layer is applied (run all "
-                            "num_layers layers, each on the previous layer's output)"),
-    "decoder_first_only": _("the decoder layers are not stacked: only the first layer is applied (run all "
-                            "num_layers layers, each on the previous layer's output)"),
-    "no_generator": _("the generator is not applied: forward must return generator(decoder output), "
-                      "logits of shape (B, T_tgt, tgt_vocab_size)"),
+    "encoder_last_only": _(
+        "the encoder layers are not stacked: every layer gets the original input and only "
+        "the last layer's output is returned (feed each layer the previous layer's output)"
+    ),
+    "decoder_last_only": _(
+        "the decoder layers are not stacked: every layer gets the original input and only "
+        "the last layer's output is returned (feed each layer the previous layer's output)"
+    ),
+    "encoder_first_only": _(
+        "the encoder layers are not stacked: only the first layer is applied (run all "
+        "num_layers layers, each on the previous layer's output)"
+    ),
+    "decoder_first_only": _(
+        "the decoder layers are not stacked: only the first layer is applied (run all "
+        "num_layers layers, each on the previous layer's output)"
+    ),
+    "no_generator": _(
+        "the generator is not applied: forward must return generator(decoder output), "
+        "logits of shape (B, T_tgt, tgt_vocab_size)"
+    ),
     "softmax": _("the generator applies a softmax: forward must return raw logits (the loss applies it)"),
     "log_softmax": _("the generator applies log_softmax: forward must return raw logits"),
 }
@@ -192,15 +241,23 @@ class BuiltinTransformer:
 
     def encode(self, src, src_mask, variant="correct"):
         table = self.tgt_embed if variant == "tgt_embed_for_src" else self.src_embed
-        x = self._embed(table, src, positional=variant not in ("no_positional", "no_positional_src"),
-                        scale=variant != "no_embedding_scale")
+        x = self._embed(
+            table,
+            src,
+            positional=variant not in ("no_positional", "no_positional_src"),
+            scale=variant != "no_embedding_scale",
+        )
         last = {"encoder_last_only": self.cfg.num_layers - 1, "encoder_first_only": 0}.get(variant)
         return run_builtin_encoder(self.encoder, x, src_mask, only_layer=last)
 
     def decode(self, tgt, memory, src_mask, tgt_mask, variant="correct"):
         table = self.src_embed if variant == "src_embed_for_tgt" else self.tgt_embed
-        x = self._embed(table, tgt, positional=variant not in ("no_positional", "no_positional_tgt"),
-                        scale=variant != "no_embedding_scale")
+        x = self._embed(
+            table,
+            tgt,
+            positional=variant not in ("no_positional", "no_positional_tgt"),
+            scale=variant != "no_embedding_scale",
+        )
         last = {"decoder_last_only": self.cfg.num_layers - 1, "decoder_first_only": 0}.get(variant)
         return run_builtin_decoder(self.decoder, x, memory, src_mask, tgt_mask, self.cfg.num_heads, only_layer=last)
 

@@ -5,6 +5,7 @@
   ``add_norm`` (with the variants pre-norm, missing residual, norm before the sum);
 * PyTorch built-in: ``nn.LayerNorm`` with copied weight and bias.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -8,6 +8,7 @@
   variant is undefined for the given arguments.
 * :func:`noam_lr_reference` and ``noam_bug_*`` — the schedule of equation (3), in Python floats.
 """
+
 from __future__ import annotations
 
 import math
@@ -60,6 +61,7 @@ def label_smoothing_builtin(logits: torch.Tensor, target: torch.Tensor, smoothin
 
 
 # --- signatures of known bugs (float64 scalars; None where undefined) -------------------------
+
 
 def _rows(logits, target, ignore_index):
     x, t = _arrays(logits, target)
@@ -123,12 +125,17 @@ def bug_weights_swapped(logits, target, smoothing, ignore_index):
 def likely_loss_bugs(logits, target, smoothing, ignore_index, dtype) -> dict:
     """``{student-words description: 0-dim tensor}`` for ``assert_close(likely_bugs=...)``."""
     described = {
-        _("the smoothing mass ε is spread over the V-1 wrong classes; F.cross_entropy spreads it over "
-          "all V classes (the true one included)"): bug_spread_over_other_classes,
-        _("this is the Annotated Transformer's KL-divergence loss (ε/(V-2), padding column zeroed); the "
-          "contract asks for cross-entropy with ε spread over all V classes"): bug_annotated_transformer_kl,
-        _("the loss is averaged over all N rows; divide by the number of rows whose target is not "
-          "ignore_index"): bug_mean_over_all_rows,
+        _(
+            "the smoothing mass ε is spread over the V-1 wrong classes; F.cross_entropy spreads it over "
+            "all V classes (the true one included)"
+        ): bug_spread_over_other_classes,
+        _(
+            "this is the Annotated Transformer's KL-divergence loss (ε/(V-2), padding column zeroed); the "
+            "contract asks for cross-entropy with ε spread over all V classes"
+        ): bug_annotated_transformer_kl,
+        _(
+            "the loss is averaged over all N rows; divide by the number of rows whose target is not ignore_index"
+        ): bug_mean_over_all_rows,
         _("rows whose target is ignore_index are not dropped"): bug_ignored_rows_kept,
         _("the raw logits are used as log-probabilities: apply log_softmax first"): bug_no_log_softmax,
         _("1 - ε and ε are swapped (the true class must get weight 1 - ε)"): bug_weights_swapped,
@@ -144,11 +151,12 @@ def likely_loss_bugs(logits, target, smoothing, ignore_index, dtype) -> dict:
 
 # --- the learning-rate schedule -----------------------------------------------------------------
 
+
 def noam_lr_reference(step: int, d_model: int, warmup: int, factor: float = 1.0) -> float:
     """Equation (3): ``factor * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)``."""
     if step < 1:
         raise ValueError("step must be >= 1")
-    return factor / math.sqrt(d_model) * min(1.0 / math.sqrt(step), step / warmup ** 1.5)
+    return factor / math.sqrt(d_model) * min(1.0 / math.sqrt(step), step / warmup**1.5)
 
 
 def noam_likely_bugs(steps, d_model: int, warmup: int, factor: float) -> dict:
@@ -165,19 +173,20 @@ def noam_likely_bugs(steps, d_model: int, warmup: int, factor: float) -> dict:
         return torch.tensor([safe(fn, s) for s in steps], dtype=torch.float64)
 
     return {
-        _("off by one: the schedule is evaluated at step + 1 (peak at warmup - 1); steps count from 1"):
-            vec(lambda s: noam_lr_reference(s + 1, d_model, warmup, f)),
-        _("off by one: the schedule is evaluated at step - 1 (peak at warmup + 1); steps count from 1"):
-            vec(lambda s: noam_lr_reference(s - 1, d_model, warmup, f)),
-        _("off by one in the warm-up branch: (step - 1) * warmup^-1.5 instead of step * warmup^-1.5 "
-          "(the learning rate starts at 0 and peaks one step late); steps count from 1"):
-            vec(lambda s: f * d_model ** -0.5 * min(s ** -0.5, (s - 1) * warmup ** -1.5)),
-        _("the exponents are swapped: it must be min(step^-0.5, step * warmup^-1.5)"):
-            vec(lambda s: f * d_model ** -0.5 * min(s ** -1.5, s * warmup ** -0.5)),
-        _("d_model^0.5 instead of d_model^-0.5"):
-            vec(lambda s: f * d_model ** 0.5 * min(s ** -0.5, s * warmup ** -1.5)),
-        _("max instead of min of the two branches"):
-            vec(lambda s: f * d_model ** -0.5 * max(s ** -0.5, s * warmup ** -1.5)),
-        _("factor is missing"):
-            vec(lambda s: noam_lr_reference(s, d_model, warmup, 1.0)),
+        _("off by one: the schedule is evaluated at step + 1 (peak at warmup - 1); steps count from 1"): vec(
+            lambda s: noam_lr_reference(s + 1, d_model, warmup, f)
+        ),
+        _("off by one: the schedule is evaluated at step - 1 (peak at warmup + 1); steps count from 1"): vec(
+            lambda s: noam_lr_reference(s - 1, d_model, warmup, f)
+        ),
+        _(
+            "off by one in the warm-up branch: (step - 1) * warmup^-1.5 instead of step * warmup^-1.5 "
+            "(the learning rate starts at 0 and peaks one step late); steps count from 1"
+        ): vec(lambda s: f * d_model**-0.5 * min(s**-0.5, (s - 1) * warmup**-1.5)),
+        _("the exponents are swapped: it must be min(step^-0.5, step * warmup^-1.5)"): vec(
+            lambda s: f * d_model**-0.5 * min(s**-1.5, s * warmup**-0.5)
+        ),
+        _("d_model^0.5 instead of d_model^-0.5"): vec(lambda s: f * d_model**0.5 * min(s**-0.5, s * warmup**-1.5)),
+        _("max instead of min of the two branches"): vec(lambda s: f * d_model**-0.5 * max(s**-0.5, s * warmup**-1.5)),
+        _("factor is missing"): vec(lambda s: noam_lr_reference(s, d_model, warmup, 1.0)),
     }

@@ -2,6 +2,7 @@
 ``(1 - mask.to(dtype)) * -1e9`` added to the scores (the BERT convention), Q pre-scaled by
 1/√d_k before the product with ``key.transpose(-1, -2)``, heads split with
 ``torch.stack(x.split(d_k, -1), dim=1)`` and merged with ``torch.cat(out.unbind(1), -1)``."""
+
 import math
 
 import torch
@@ -33,7 +34,11 @@ class MultiHeadAttention(nn.Module):
             return torch.stack(x.split(self.d_k, dim=-1), dim=1)
 
         out, weights = scaled_dot_product_attention(
-            split(self.w_q(query)), split(self.w_k(key)), split(self.w_v(value)),
-            mask if mask is None else mask.unsqueeze(-3), self.dropout)
+            split(self.w_q(query)),
+            split(self.w_k(key)),
+            split(self.w_v(value)),
+            mask if mask is None else mask.unsqueeze(-3),
+            self.dropout,
+        )
         self.attn_weights = weights.detach()
         return self.w_o(torch.cat(out.unbind(dim=1), dim=-1))

@@ -6,6 +6,7 @@
   placeholder beams are needed; memory re-expanded with ``repeat_interleave`` each step;
   lengths counted incrementally (one more token for every hypothesis still open).
 """
+
 import torch
 
 from .masks import causal_mask
@@ -40,8 +41,12 @@ def beam_search(model, src, src_mask, max_len, bos_id, eos_id, beam_size=4, leng
 
     for _ in range(max_len):
         n, t = hyps.shape[1], hyps.shape[2]
-        hidden = model.decode(hyps.reshape(batch * n, t), memory.repeat_interleave(n, dim=0),
-                              src_mask.repeat_interleave(n, dim=0), causal_mask(t, device))
+        hidden = model.decode(
+            hyps.reshape(batch * n, t),
+            memory.repeat_interleave(n, dim=0),
+            src_mask.repeat_interleave(n, dim=0),
+            causal_mask(t, device),
+        )
         log_p = torch.log_softmax(model.generator(hidden[:, -1]).double(), dim=-1).reshape(batch, n, -1)
         vocab = log_p.shape[-1]
         pad_column = torch.where(ended, 0.0, log_p[..., model.pad_id])

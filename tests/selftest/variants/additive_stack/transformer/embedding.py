@@ -1,6 +1,7 @@
 """Variant additive_stack — positional encoding as **stacked sin/cos reshaped**:
 ``torch.stack([sin, cos], -1).flatten(-2)[:, :d_model]`` from ``torch.outer(positions,
 inverse frequencies)``; the frequencies as ``1 / 10000 ** (2i / d_model)``."""
+
 import math
 
 import torch

@@ -1,5 +1,6 @@
 """Variant additive_stack — feed-forward with ``F.relu`` and the dropout module in an explicit
 sequence of steps."""
+
 import torch.nn.functional as F
 from torch import nn
 

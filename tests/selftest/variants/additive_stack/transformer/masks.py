@@ -1,5 +1,6 @@
 """Variant additive_stack — masks via ``~triu(diagonal=1)`` (not the future), ``[:, None, :]``
 indexing and ``torch.logical_and``."""
+
 import torch
 
 

@@ -1,5 +1,6 @@
 """Variant additive_stack — stacks built with ``copy.deepcopy`` of one layer and run with
 ``functools.reduce``; Xavier initialisation through ``named_parameters`` (``ndim >= 2``)."""
+
 import copy
 import functools
 
@@ -30,8 +31,18 @@ class Decoder(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, src_vocab_size, tgt_vocab_size, d_model=512, num_heads=8, num_layers=6,
-                 d_ff=2048, dropout=0.1, max_len=5000, pad_id=0):
+    def __init__(
+        self,
+        src_vocab_size,
+        tgt_vocab_size,
+        d_model=512,
+        num_heads=8,
+        num_layers=6,
+        d_ff=2048,
+        dropout=0.1,
+        max_len=5000,
+        pad_id=0,
+    ):
         super().__init__()
         self.src_embed = TokenEmbedding(src_vocab_size, d_model, padding_idx=pad_id)
         self.tgt_embed = TokenEmbedding(tgt_vocab_size, d_model, padding_idx=pad_id)

@@ -1,6 +1,7 @@
 """Variant additive_stack — label smoothing from ``torch.log_softmax`` with the NLL part from
 ``F.nll_loss(..., ignore_index=...)`` (mean over the kept rows) and the uniform part averaged
 over ``log_probs[kept]``; ``noam_lr`` with ``math.pow``."""
+
 import math
 
 import torch

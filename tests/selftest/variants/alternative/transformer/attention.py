@@ -1,6 +1,7 @@
 """Variant alternative — attention: ``torch.einsum`` for the scores and the weighted sum, Q scaled
 before the product, masking with ``masked_fill(mask.logical_not(), -inf)``, heads split with
 ``reshape`` + ``permute(0, 2, 1, 3)``; ``attn_weights`` kept as they are (not detached)."""
+
 import math
 
 import torch
@@ -29,7 +30,10 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, query, key, value, mask=None):
         b, t_q, d = query.shape
-        heads = lambda x: x.reshape(b, x.shape[1], self.h, d // self.h).permute(0, 2, 1, 3)
+
+        def heads(x):
+            return x.reshape(b, x.shape[1], self.h, d // self.h).permute(0, 2, 1, 3)
+
         q, k, v = heads(self.w_q(query)), heads(self.w_k(key)), heads(self.w_v(value))
         out, weights = scaled_dot_product_attention(q, k, v, None if mask is None else mask[:, None], self.dropout)
         self.attn_weights = weights

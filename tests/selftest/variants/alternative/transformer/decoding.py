@@ -7,6 +7,7 @@ Hugging Face do) instead of keeping them in the beam, so their slots go to open 
 The contract's beam keeps them; the two can return different hypotheses (on random models,
 the pool's answer had the higher score where they differed), and the suite accepts both.
 """
+
 import torch
 
 from .masks import causal_mask

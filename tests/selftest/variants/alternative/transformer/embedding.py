@@ -1,6 +1,7 @@
 """Variant alternative — positional encoding with ``torch.pow`` in float32 over every feature
 (the pair index ``j - j % 2``) and ``torch.where`` choosing sin or cos; the token scale stored
 as a float and multiplied on the left."""
+
 import math
 
 import torch

@@ -1,4 +1,5 @@
 """Variant alternative — feed-forward with ``torch.relu``."""
+
 import torch
 from torch import nn
 

@@ -1,5 +1,6 @@
 """Variant alternative — layers calling the attention with ``mask=`` by keyword, the sublayers
 wrapped in lambdas with other argument names."""
+
 from torch import nn
 
 from .attention import MultiHeadAttention

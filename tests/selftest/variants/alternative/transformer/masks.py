@@ -1,5 +1,6 @@
 """Variant alternative — masks with ``tokens.ne(pad_id)[:, None, :]``, the causal mask from an
 ``arange`` comparison, ``torch.logical_and`` to combine them."""
+
 import torch
 
 

@@ -1,6 +1,7 @@
 """Variant alternative — stacks of ``copy.deepcopy`` of one layer, positional-only arguments,
 and PyTorch's default initialisation (no Xavier: the contract asks for it, but only training
 notices, and the tests load their own weights)."""
+
 import copy
 
 from torch import nn
@@ -36,8 +37,18 @@ class Decoder(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, src_vocab_size, tgt_vocab_size, d_model=512, num_heads=8, num_layers=6,
-                 d_ff=2048, dropout=0.1, max_len=5000, pad_id=0):
+    def __init__(
+        self,
+        src_vocab_size,
+        tgt_vocab_size,
+        d_model=512,
+        num_heads=8,
+        num_layers=6,
+        d_ff=2048,
+        dropout=0.1,
+        max_len=5000,
+        pad_id=0,
+    ):
         super().__init__()
         self.pad_id = pad_id
         self.src_embed = TokenEmbedding(src_vocab_size, d_model, pad_id)

@@ -1,5 +1,6 @@
 """Variant alternative — layer norm with the biased variance by hand,
 ``(centered * centered).mean(-1)``, and ``torch.rsqrt``."""
+
 import torch
 from torch import nn
 

@@ -1,5 +1,6 @@
 """Variant alternative — label smoothing on the kept rows only (``logits[kept]``), a dense target
 distribution built with ``scatter_add_``; ``noam_lr`` with ``1 / step ** 0.5``."""
+
 import torch
 from torch import nn
 
@@ -21,4 +22,4 @@ class LabelSmoothingLoss(nn.Module):
 def noam_lr(step, d_model, warmup, factor=1.0):
     if step < 1:
         raise ValueError("the schedule starts at step 1")
-    return factor * (d_model ** -0.5) * min(1 / step ** 0.5, step / warmup ** 1.5)
+    return factor * (d_model**-0.5) * min(1 / step**0.5, step / warmup**1.5)

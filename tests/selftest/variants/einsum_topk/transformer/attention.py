@@ -5,6 +5,7 @@ that merges the heads) and masking with ``masked_fill(~mask, -inf)``.
 The ``nn.Linear`` modules are kept for their parameters (state-dict names ``w_q.weight``, …)
 but their weights are contracted with einsum instead of calling them.
 """
+
 import math
 
 import torch
@@ -44,8 +45,7 @@ class MultiHeadAttention(nn.Module):
         q = self._heads(query, self.w_q)
         k = self._heads(key, self.w_k)
         v = self._heads(value, self.w_v)
-        out, weights = scaled_dot_product_attention(
-            q, k, v, None if mask is None else mask.unsqueeze(1), self.dropout)
+        out, weights = scaled_dot_product_attention(q, k, v, None if mask is None else mask.unsqueeze(1), self.dropout)
         self.attn_weights = weights.detach()
         w_o = self.w_o.weight.view(-1, self.h, self.d_k)  # (d_model, h, d_k): merges the heads
         return torch.einsum("bhqk,mhk->bqm", out, w_o) + self.w_o.bias

@@ -11,6 +11,7 @@ Top-k per hypothesis first is exact: a candidate among the best K of a sentence 
 best K continuations of its own hypothesis. It needs ``beam_size <= vocabulary size`` (as any
 real vocabulary is), because ``topk(beam_size)`` over the vocabulary asks for that many tokens.
 """
+
 import torch
 
 from .masks import causal_mask

@@ -1,5 +1,6 @@
 """Variant einsum_topk — positional encoding with ``torch.pow(10000, -2i/d_model)`` in float64,
 written into the even and odd columns by slicing; the token scale as a stored float."""
+
 import math
 
 import torch

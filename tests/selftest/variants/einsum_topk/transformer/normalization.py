@@ -1,5 +1,6 @@
 """Variant einsum_topk — layer norm via ``x.var(dim=-1, unbiased=False)``, scaled with
 ``(var + eps) ** -0.5`` and ``torch.addcmul`` for γ·x̂ + β."""
+
 import torch
 from torch import nn
 

@@ -1,6 +1,7 @@
 """Variant einsum_topk — label smoothing from ``F.log_softmax``: the NLL by ``gather`` on a
 target with the ignored rows redirected by ``torch.where``, rows zeroed with ``torch.where``
 and the sum divided by the number of kept rows; ``noam_lr`` via ``math.sqrt``."""
+
 import math
 
 import torch
@@ -27,4 +28,4 @@ class LabelSmoothingLoss(nn.Module):
 def noam_lr(step, d_model, warmup, factor=1.0):
     if step < 1:
         raise ValueError("noam_lr: steps count from 1")
-    return factor / math.sqrt(d_model) * min(1.0 / math.sqrt(step), step / warmup ** 1.5)
+    return factor / math.sqrt(d_model) * min(1.0 / math.sqrt(step), step / warmup**1.5)

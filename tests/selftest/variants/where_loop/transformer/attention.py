@@ -1,6 +1,7 @@
 """Variant where_loop — attention styles: masking with ``torch.where(mask, scores, finfo.min)``,
 scaling the scores by ``d_k ** -0.5`` with ``matmul`` and ``.mT``, heads split with
 ``unflatten(-1, (h, d_k))`` + ``permute`` and merged with ``permute`` + ``flatten(-2)``."""
+
 import torch
 from torch import nn
 

@@ -7,6 +7,7 @@
   with pad at no cost; the best ``min(beam_size, #finite candidates)`` of the flattened
   ``(n * V)`` candidates survive each step. Scores are Python-side float64 tensors.
 """
+
 import torch
 
 from .masks import causal_mask
@@ -49,8 +50,9 @@ def beam_search(model, src, src_mask, max_len, bos_id, eos_id, beam_size=4, leng
         ended = torch.zeros(1, dtype=torch.bool, device=src.device)
         for _ in range(max_len):
             n, t = hyps.shape
-            hidden = model.decode(hyps, memory.expand(n, *memory.shape[1:]), m.expand(n, *m.shape[1:]),
-                                  causal_mask(t, src.device))
+            hidden = model.decode(
+                hyps, memory.expand(n, *memory.shape[1:]), m.expand(n, *m.shape[1:]), causal_mask(t, src.device)
+            )
             log_p = model.generator(hidden[:, -1]).double().log_softmax(dim=-1)  # (n, V)
             vocab = log_p.size(1)
             log_p[ended] = float("-inf")
@@ -64,8 +66,9 @@ def beam_search(model, src, src_mask, max_len, bos_id, eos_id, beam_size=4, leng
             if bool(ended.all()):
                 break
         generated = hyps[:, 1:]
-        lengths = torch.tensor([_length(row, eos_id) for row in generated.tolist()], dtype=torch.float64,
-                               device=src.device)
+        lengths = torch.tensor(
+            [_length(row, eos_id) for row in generated.tolist()], dtype=torch.float64, device=src.device
+        )
         best = int((scores / ((5 + lengths) / 6) ** length_penalty).argmax())
         rows.append(generated[best, : int(lengths[best])].tolist())
     return _stack_rows(rows, model.pad_id, src.device)

@@ -1,5 +1,6 @@
 """Variant where_loop — positional encoding as in the Annotated Transformer:
 ``div_term = exp(arange(0, d_model, 2) * -(log(10000) / d_model))``, all in float32."""
+
 import math
 
 import torch

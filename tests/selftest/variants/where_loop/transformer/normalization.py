@@ -1,4 +1,5 @@
 """Variant where_loop — layer norm via ``torch.var_mean(correction=0)`` and ``torch.rsqrt``."""
+
 import torch
 from torch import nn
 

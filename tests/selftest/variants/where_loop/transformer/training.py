@@ -1,6 +1,7 @@
 """Variant where_loop — label smoothing against a **dense target distribution**
 (``full_like(ε/V)`` + ``scatter_`` of ``1 - ε + ε/V``, ignored rows zeroed), log-probabilities
 as ``logits - logsumexp``; ``noam_lr`` with ``**``."""
+
 import torch
 from torch import nn
 
@@ -25,4 +26,4 @@ class LabelSmoothingLoss(nn.Module):
 def noam_lr(step, d_model, warmup, factor=1.0):
     if step < 1:
         raise ValueError(f"step={step}: the schedule is defined for step >= 1")
-    return factor * d_model ** -0.5 * min(step ** -0.5, step * warmup ** -1.5)
+    return factor * d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
