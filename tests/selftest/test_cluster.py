@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from grader import cluster, grade_all, release
+from builders import release
+from grader import cluster, grade_all
 from grader.sandbox import intake
 
 distributed = pytest.importorskip("distributed", reason="Dask is not installed (pip install -r requirements.txt)")
