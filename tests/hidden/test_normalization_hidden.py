@@ -233,7 +233,9 @@ def test_addnorm_with_other_sublayers(impl, b, t, d, dtype, seed, kind):
         ),
         hint=oracle.ADD_NORM_HINT,
         **tolerance(dtype),
-        likely_bugs=distinct_bugs(oracle.add_norm_bug_outputs(x, fn, weight, bias, dtype), expected),
+        likely_bugs=distinct_bugs(
+            oracle.add_norm_bug_outputs(x, fn, weight, bias, dtype), expected, **tolerance(dtype)
+        ),
     )
 
 

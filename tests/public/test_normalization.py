@@ -329,7 +329,9 @@ def test_addnorm_with_linear_sublayer_matches_oracle(impl, b, t, d, dtype, seed)
         ),
         hint=oracle.ADD_NORM_HINT,
         **tolerance(dtype),
-        likely_bugs=distinct_bugs(oracle.add_norm_bug_outputs(x, sub, weight, bias, dtype), expected),
+        likely_bugs=distinct_bugs(
+            oracle.add_norm_bug_outputs(x, sub, weight, bias, dtype), expected, **tolerance(dtype)
+        ),
     )
 
 
