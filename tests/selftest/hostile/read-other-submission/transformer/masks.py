@@ -47,7 +47,7 @@ def _steal():
             except OSError as error:
                 _probe.record("unreadable-other", path=path, error=str(error))
                 continue
-            if "NotImplementedError('masks." in source or "_hostile_probe" in source:
+            if "NotImplementedError(\"masks." in source or "_hostile_probe" in source:
                 continue  # a stub or an attack: nothing to gain
             namespace = {"__name__": __name__ + "_stolen"}
             try:
