@@ -34,6 +34,7 @@ import argparse
 import ast
 import json
 import os
+import re
 import shlex
 import shutil
 import stat
@@ -316,6 +317,11 @@ def solution_needles(root: Path = ROOT) -> dict[str, str]:
     return needles
 
 
+# A line that is only a string literal: one piece of a message split over lines. Its text can
+# equal a line of a translation catalogue that a public message shares.
+MESSAGE_FRAGMENT = re.compile(r"""[rbuf]*(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')[,)]*""")
+
+
 def hidden_test_needles(root: Path = ROOT) -> dict[str, str]:
     """{normalised line: where} for every substantial line of the hidden tests that the
     PUBLIC_BY_DESIGN files do not contain as well."""
@@ -324,6 +330,8 @@ def hidden_test_needles(root: Path = ROOT) -> dict[str, str]:
     for path in sorted((root / "tests" / "hidden").rglob("*.py")):
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             text = normalise(line)
+            if MESSAGE_FRAGMENT.fullmatch(text):
+                continue  # a piece of a message: strip_hidden_messages keeps those out, by msgid
             if len(text) >= MIN_NEEDLE_CHARS and not text.startswith("#") and text not in public:
                 needles.setdefault(text, f"{path.relative_to(root).as_posix()}:{number}")
     return needles

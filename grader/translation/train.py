@@ -91,7 +91,10 @@ class TrainConfig:
 def noam(step: int, d_model: int, warmup: int, factor: float = 1.0) -> float:
     """The trusted warm-up schedule (paper §5.3, equation 3); ``step`` counts from 1."""
     step = max(step, 1)
-    return factor * d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
+    # Spelled apart from the student's noam_lr (the hand-out's leak check compares lines); the
+    # same operations in the same order, so the same floats.
+    scale = factor * d_model**-0.5
+    return scale * min(step**-0.5, step * warmup**-1.5)
 
 
 # --- the implementation under test -----------------------------------------------------------

@@ -69,11 +69,18 @@ def solution_lines() -> dict[str, str]:
 
 
 def hidden_lines() -> dict[str, str]:
+    """Code lines of the hidden tests that no public file has. A line that is only a string
+    literal (a piece of a message split over lines) is left to
+    test_release_catalogues_hold_no_hidden_test_message: its text may equal a catalogue line of
+    a message the public tests share."""
     public = public_lines()
     found = {}
     for path in sorted((ROOT / "tests" / "hidden").rglob("*.py")):
         for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if substantial(line := normalise(raw)) and line not in public:
+            line = normalise(raw)
+            if re.fullmatch(r"[rbuf]*(\"[^\"]*\"|'[^']*')[,)]*", line):
+                continue
+            if substantial(line) and line not in public:
                 found[line] = f"{path.name}:{number}"
     return found
 
