@@ -582,6 +582,10 @@ def _translation_check(part: Part, item: dict) -> Check:
     passed = item.get("status", "passed" if score >= max_score else "failed") == "passed"
     picture = (item.get("extra_data") or {}).get("attention_png") or item.get("picture") or ""
     bleu = (item.get("extra_data") or {}).get("bleu")
+    data = {"bleu": float(bleu)} if isinstance(bleu, (int, float)) and not isinstance(bleu, bool) else {}
+    training = (item.get("extra_data") or {}).get("training")  # when and why training stopped (grading.py)
+    if isinstance(training, dict):
+        data["training"] = training
     return Check(
         part.name,
         name,
@@ -592,7 +596,7 @@ def _translation_check(part: Part, item: dict) -> Check:
         score=score,
         report_md=str(item.get("report_md", "")),
         picture=Path(str(picture)).name if picture else "",
-        data={"bleu": float(bleu)} if isinstance(bleu, (int, float)) and not isinstance(bleu, bool) else {},
+        data=data,
     )
 
 

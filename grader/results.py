@@ -403,6 +403,8 @@ def build_results(grade: GradeResult, leaderboard: bool = False) -> dict:
                     "violations": [english(v) for v in part.violations],
                     "verdict": part.verdict(),
                     "diagnosis": english_diagnosis(part),
+                    # the translation part: when and why training stopped (grader/translation/grading.py)
+                    **next(({"training": c.data["training"]} for c in part.checks if "training" in c.data), {}),
                 }
                 for part in grade.parts
             },

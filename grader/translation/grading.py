@@ -12,12 +12,24 @@ sandbox) and awards points from ``part.bleu_thresholds``. The worker's own trans
 student's ``greedy_decode``) are scored beside them: they earn nothing, and a large
 disagreement is flagged (``DISAGREEMENT_BLEU``). The attention picture is drawn into ``out_dir``.
 
-Budget: ``GRADING_STEPS`` optimiser steps (about 2.5 minutes on 2 idle CPU cores for the
-reference solution, plus decoding: about 3 minutes in all). The step count, not the clock,
-ends training, so that the grade does not depend on the machine's speed or load and the same
+Budget: at most ``GRADING_STEPS`` optimiser steps. The step count, not the clock, ends
+training, so that the grade does not depend on the machine's speed or load and the same
 submission always gets the same BLEU; ``GRADING_SECONDS`` is only a safety cap for very slow
 submissions (a few times the reference's time). The worker's thread count (``grade --threads``)
-applies; ``GRADING_THREADS`` = None leaves it alone.
+applies; ``GRADING_THREADS`` = None leaves it alone. Where the CPU (or GPU) multiplies bf16
+natively, the forward pass runs under bf16 autocast (``GRADING_BF16`` = "auto", ``train.native_bf16``).
+
+Grading to the threshold: from step ``VALIDATION_FIRST`` on, every ``VALIDATION_EVERY`` steps the
+worker looks at the *validation* split (``validation.py``: the teacher-forced token accuracy, and
+once that reaches ``VALIDATION_GATE`` the greedy translation; the test split never enters the
+sandbox with its references) and training stops once the BLEU reaches the top threshold plus
+``VALIDATION_MARGIN``: the test BLEU is then above the top threshold too (the margin is chosen
+from the validation-minus-test gaps measured over seeds, docs/translation.md "Grading to the
+threshold"), so more steps could not change the points. A model that never gets there trains
+the whole budget, as before. The stop is decided in the worker, which the student controls, but
+it can only cost them: the points still come from the judge's decode of the returned weights.
+Without a test split (the hand-out) the validation split is what is scored, so it cannot also
+decide when to stop: the hand-out trains the whole budget.
 
 The check's ``output`` is in the grading language (``grader.i18n``); its name stays English.
 """
@@ -37,6 +49,12 @@ GRADING_SEED = 0
 GRADING_STEPS = 700
 GRADING_SECONDS = 480.0
 GRADING_THREADS = None
+GRADING_BF16 = "auto"
+# Grading to the threshold (see above and docs/translation.md for the measurements).
+VALIDATION_FIRST = 100
+VALIDATION_EVERY = 25
+VALIDATION_MARGIN = 5.0
+VALIDATION_GATE = 0.94  # teacher-forced token accuracy before a look translates (validation.py)
 ATTENTION_EXAMPLE = "this is a pen ."
 JOB_TARGET = "grader.translation.job:run"
 CHECK_NAME = "translation: BLEU on the held-out test set"
@@ -58,9 +76,11 @@ def build_job(
     model: dict | None = None,
     attention_example: str = ATTENTION_EXAMPLE,
     split: str = "test",
+    validation_target: float | None = None,
 ) -> dict:
-    """The plain-data job for ``job.run``: training pairs and test *sources* only."""
-    return {
+    """The plain-data job for ``job.run``: training pairs and test *sources* only; with
+    ``validation_target``, the validation pairs and the BLEU at which training stops."""
+    job = {
         "train": [[en, ja] for en, ja in corpus.train],
         "sources": [en for en, _ in getattr(corpus, split)],
         "seed": seed,
@@ -68,8 +88,26 @@ def build_job(
         "seconds": seconds,
         "threads": threads,
         "model": dict(model or MODEL_SIZES),
+        "training": {"bf16": GRADING_BF16},
         "attention_example": attention_example,
     }
+    if validation_target is not None:
+        if split == "valid":
+            raise ValueError("the validation split cannot both decide when to stop and be scored")
+        job["validation"] = {
+            "pairs": [[en, ja] for en, ja in corpus.valid],
+            "target": float(validation_target),
+            "every": VALIDATION_EVERY,
+            "first": VALIDATION_FIRST,
+            "gate": VALIDATION_GATE,
+        }
+    return job
+
+
+def top_threshold(part) -> float | None:
+    """The BLEU that earns full points (the highest threshold), or None without thresholds."""
+    thresholds = [float(b) for b, _ in _get(part, "bleu_thresholds", ()) or ()]
+    return max(thresholds) if thresholds else None
 
 
 def _get(part, name, default=None):
@@ -270,14 +308,24 @@ def grade_translation(
 
         corpus = load_synthetic(seed=0)
     split = "test" if corpus.test else "valid"
-    job = build_job(corpus, split=split)
+    threshold = top_threshold(part)
+    target = threshold + VALIDATION_MARGIN if threshold is not None and split == "test" and corpus.valid else None
+    job = build_job(corpus, split=split, validation_target=target)
     job.update(job_overrides or {})
     pairs = list(getattr(corpus, split))
     references = [ja for _, ja in pairs]
     sources = [en for en, _ in pairs]
 
+    src_vocab = Vocab.build(en for en, _ in corpus.train)
+    tgt_vocab = Vocab.build(ja for _, ja in corpus.train)
+    config = trusted.oracle_config(
+        len(src_vocab), len(tgt_vocab), ModelConfig.from_dict({**MODEL_SIZES, **dict(job.get("model") or {})})
+    )
     try:
         result = _run_job(proxy, job, progress)
+        if not isinstance(result, dict):
+            raise ValueError(_("the job returned {kind}, not a dict", kind=type(result).__name__))
+        result, confirmation = _confirm_stop(proxy, job, result, corpus, config, src_vocab, tgt_vocab, progress)
         if not isinstance(result, dict):
             raise ValueError(_("the job returned {kind}, not a dict", kind=type(result).__name__))
     except (StudentCodeError, WorkerCrashed):
@@ -286,11 +334,6 @@ def grade_translation(
         return _failed(check, error)
 
     student_scored, student_hypotheses = _student_score(result, references)
-    src_vocab = Vocab.build(en for en, _ in corpus.train)
-    tgt_vocab = Vocab.build(ja for _, ja in corpus.train)
-    config = trusted.oracle_config(
-        len(src_vocab), len(tgt_vocab), ModelConfig.from_dict({**MODEL_SIZES, **dict(job.get("model") or {})})
-    )
     from grader.i18n import N_
     from grader.results import Text, english
 
@@ -372,6 +415,7 @@ def grade_translation(
         tokens_per_second = float(result.get("tokens_per_second", 0.0))
     except (TypeError, ValueError):
         tokens_per_second = 0.0
+    stop_text, stop_data = training_stop(result, job, threshold, confirmation)
     if split == "test":
         headline = _(
             "BLEU {bleu} on {sentences} held-out test sentences (sacrebleu {signature}); exact match {exact}%.",
@@ -412,6 +456,7 @@ def grade_translation(
             speed=f"{tokens_per_second:,.0f}",
             losses=_losses(result.get("losses")),
         ),
+        stop_text,
     ]
     if report.extra:
         lines.append(_("Extra keys in your state dict (not used): {keys}.", keys=", ".join(report.extra[:20])))
@@ -456,10 +501,167 @@ def grade_translation(
         "extra_keys": report.extra,
         "tokens_per_second": tokens_per_second,
         "steps": result.get("steps"),
+        "training": stop_data,
         "attention_png": str(picture) if picture else None,
     }
     check["flag_texts"] = flags
     return [check]
+
+
+def _confirm_stop(proxy, job: dict, result: dict, corpus, config, src_vocab, tgt_vocab, progress=None):
+    """-> ``(result, confirmation)``. A stop decided in the worker (on the student's own forward
+    pass) counts only if the judge, decoding the returned weights with its own model, finds the
+    validation BLEU at the bar too; otherwise the job runs again without looks, i.e. the whole
+    budget with the same seed: the training of a grade without early stopping. ``confirmation``:
+    None when the worker did not stop on validation or the weights do not fit (scored 0 later)."""
+    from . import evaluate, trusted, validation
+
+    if not job.get("validation") or result.get("stopped_by") != "validation":
+        return result, None
+    try:
+        model, _report = trusted.trusted_model(result.get("state_dict"), config)
+    except trusted.ContractMismatch:
+        return result, None
+    hypotheses = validation.greedy_translate(model, src_vocab, tgt_vocab, [en for en, _ in corpus.valid], device="cpu")
+    bleu = evaluate.score(hypotheses, [ja for _, ja in corpus.valid])["bleu"]
+    if bleu >= job["validation"]["target"]:
+        return result, {"judge_bleu": bleu, "confirmed": True}
+    again = {key: value for key, value in job.items() if key != "validation"}
+    return _run_job(proxy, again, progress), {
+        "judge_bleu": bleu,
+        "confirmed": False,
+        "first_steps": _integer(result.get("steps")),
+    }
+
+
+def training_stop(
+    result: dict, job: dict, threshold: float | None, confirmation: dict | None = None
+) -> tuple[str, dict]:
+    """Why training stopped, for the student (one line) and for machines (``extra_data.training``).
+
+    ``result`` is the worker's reply (attacker-controlled: every value is checked and bounded);
+    ``job`` is what the judge asked for; ``confirmation`` what the judge made of a stop
+    (``_confirm_stop``)."""
+    budget = job.get("steps")
+    asked = job.get("validation") or {}
+    reason = result.get("stopped_by")
+    reason = reason if reason in ("steps", "time", "validation") else "unknown"
+    steps = _integer(result.get("steps"))
+    seen = result.get("validation") if isinstance(result.get("validation"), dict) else {}
+    history = []
+    for entry in (seen.get("history") if isinstance(seen.get("history"), list) else [])[:1000]:
+        try:  # [step, teacher-forced accuracy, BLEU or None when the gate was shut]
+            step, accuracy = int(entry[0]), float(entry[1])
+            bleu = None if entry[2] is None else float(entry[2])
+        except (TypeError, ValueError, IndexError, KeyError, OverflowError):
+            break
+        if not math.isfinite(accuracy) or (bleu is not None and not math.isfinite(bleu)):
+            break
+        history.append([step, round(accuracy, 4), None if bleu is None else round(bleu, 2)])
+    error = str(seen.get("error") or "")[:200]
+    data = {
+        "stopped_by": reason,
+        "steps": steps,
+        "budget_steps": budget,
+        "budget_seconds": job.get("seconds"),
+        "bf16": result.get("bf16") is True,
+        "validation": None
+        if not asked
+        else {
+            "target": asked["target"],
+            "threshold": threshold,
+            "margin": VALIDATION_MARGIN,
+            "every": asked.get("every"),
+            "first": asked.get("first"),
+            "gate": asked.get("gate"),
+            "sentences": len(asked.get("pairs", ())),
+            "history": history,
+            "seconds": _seconds(seen.get("seconds")),
+            "error": error,
+            "confirmation": confirmation,
+        },
+    }
+    last = next(([step, bleu] for step, _, bleu in reversed(history) if bleu is not None), None)  # last translation
+    if confirmation is not None and not confirmation["confirmed"]:
+        text = _(
+            "Training first stopped at step {step}: your model's own forward pass reached the validation "
+            "BLEU of {target}, but the grader's decoding of the trained weights gave only {bleu}, so it "
+            "trained your model again for the whole budget of {budget} steps (check your model against "
+            "the model tests).",
+            step=confirmation["first_steps"],
+            target=f"{asked['target']:g}",
+            bleu=f"{confirmation['judge_bleu']:.2f}",
+            budget=budget,
+        )
+    elif reason == "validation" and asked and last is not None and last[1] >= asked["target"]:
+        judged = confirmation["judge_bleu"] if confirmation else last[1]
+        text = _(
+            "Training stopped at step {step} of {budget}: the BLEU on the {sentences} validation sentences "
+            "reached {bleu} (the grader's decoding of the weights: {judged}), at least {target} (the "
+            "full-points threshold {threshold} plus a margin of {margin}), so more steps could not change "
+            "your points.",
+            step=last[0],
+            budget=budget,
+            sentences=len(asked.get("pairs", ())),
+            bleu=f"{last[1]:.2f}",
+            judged=f"{judged:.2f}",
+            target=f"{asked['target']:g}",
+            threshold=f"{threshold:g}",
+            margin=f"{VALIDATION_MARGIN:g}",
+        )
+    elif reason == "time" and job.get("seconds"):
+        text = _(
+            "Training stopped at the time cap ({seconds} s) after {step} of {budget} steps: your model "
+            "trains much more slowly than the reference.",
+            seconds=f"{job['seconds']:g}",
+            step=steps,
+            budget=budget,
+        )
+    elif asked and error:
+        text = _(
+            "Training ran the whole budget of {budget} steps: the validation check failed ({error}).",
+            budget=budget,
+            error=error,
+        )
+    elif asked and last is not None:
+        text = _(
+            "Training ran the whole budget of {budget} steps: the validation BLEU stayed below {target} "
+            "(last check: {bleu} at step {step}).",
+            budget=budget,
+            target=f"{asked['target']:g}",
+            bleu=f"{last[1]:.2f}",
+            step=last[0],
+        )
+    elif asked and history and reason == "steps":
+        text = _(
+            "Training ran the whole budget of {budget} steps: your model never came near the validation BLEU "
+            "of {target} (its teacher-forced token accuracy on the validation sentences stayed below "
+            "{gate}%, last {accuracy}%, so they were not translated).",
+            budget=budget,
+            target=f"{asked['target']:g}",
+            gate=f"{100 * float(asked.get('gate') or 0):g}",
+            accuracy=f"{100 * history[-1][1]:.1f}",
+        )
+    elif reason == "steps":
+        text = _("Training ran the whole budget of {budget} steps.", budget=budget)
+    else:
+        text = _("Training stopped after {step} steps.", step=steps)
+    return text, data
+
+
+def _integer(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _seconds(value) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return round(value, 3) if math.isfinite(value) else None
 
 
 def _number(value, fmt: str) -> str:

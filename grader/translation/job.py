@@ -21,8 +21,13 @@ can be replaced. The points come from the judge's own decode of ``state_dict``; 
      "model": {"d_model": 128, ...},         # ModelConfig fields; missing ones: defaults
      "attention_example": "this is a pen .",
      "progress": True,                       # optional: progress lines on stderr (progress.py)
-     # optional: "training": {TrainConfig fields: max_tokens, warmup, lr_factor, ...},
-     #           "beam": 0 (greedy) or a beam size, "device": "auto" | "cpu" | "cuda"}
+     # optional: "training": {TrainConfig fields: max_tokens, warmup, lr_factor, bf16, ...},
+     #           "beam": 0 (greedy) or a beam size, "device": "auto" | "cpu" | "cuda",
+     #           "validation": {"pairs": [[english, japanese], ...], "target": 85.0, "every": 25,
+     #                          "first": 100, "gate": 0.9}: stop once the greedy BLEU on these pairs
+     #                          (the validation split, never the test split) reaches target; greedy
+     #                          only once the teacher-forced token accuracy reaches gate (validation.py)
+     }
 
 and returns::
 
@@ -33,8 +38,10 @@ and returns::
      "tokens_per_second": float,
      "attention": {"source": [...], "target": [...],
                    "cross": (h, T_tgt, T_src) nested lists, "encoder": (h, T_src, T_src) | None},
-     "steps": int, "seconds": float, "epochs": float, "stopped_by": "steps" | "time",
-     "parameters": int, "device": str, "decode_seconds": float}
+     "steps": int, "seconds": float, "epochs": float, "stopped_by": "steps" | "time" | "validation",
+     "parameters": int, "device": str, "bf16": bool, "decode_seconds": float,
+     "validation": {"target", "every", "first", "gate", "history": [[step, accuracy, BLEU | None], ...],
+                    "seconds", "error", "sentences"} | None}
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from .batching import encode_pairs
 from .decode import attention_maps, translate
 from .progress import StderrProgress
 from .train import ImportedImplementation, ModelConfig, TrainConfig, build_model, count_parameters, train_model
+from .validation import Validation
 from .vocab import Vocab
 
 TRAINING_KEYS = ("max_tokens", "warmup", "lr_factor", "log_every", "bf16", "deterministic")
@@ -74,16 +82,27 @@ def run(job: dict) -> dict:
     tgt_vocab = Vocab.build(ja for _, ja in pairs)
     examples = encode_pairs(pairs, src_vocab, tgt_vocab)
     model = build_model(impl, len(src_vocab), len(tgt_vocab), model_config, seed=seed)
+    validation = None
+    if job.get("validation"):
+        spec = dict(job["validation"])
+        validation = Validation(
+            [(str(en), str(ja)) for en, ja in spec["pairs"]],
+            src_vocab,
+            tgt_vocab,
+            target=float(spec["target"]),
+            every=int(spec.get("every", 50)),
+            first=spec.get("first"),
+            gate=float(spec.get("gate", 0.0)),
+        )
     # Progress lines on stderr for the judge's display only (progress.py); never scored.
     progress = StderrProgress() if job.get("progress") else None
-    result = train_model(model, impl, examples, config, progress=progress)
+    result = train_model(model, impl, examples, config, progress=progress, validation=validation)
     if progress is not None:
         progress.decoding(result.steps, result.seconds)
+    bf16 = bool(getattr(result, "bf16", False))
 
     start = time.perf_counter()
-    hypotheses = translate(
-        model, impl, src_vocab, tgt_vocab, sources, beam=int(job.get("beam", 0) or 0), bf16=config.bf16
-    )
+    hypotheses = translate(model, impl, src_vocab, tgt_vocab, sources, beam=int(job.get("beam", 0) or 0), bf16=bf16)
     decode_seconds = time.perf_counter() - start
 
     attention = None
@@ -107,5 +126,7 @@ def run(job: dict) -> dict:
         "stopped_by": result.stopped_by,
         "parameters": count_parameters(model),
         "device": result.device,
+        "bf16": bf16,
         "decode_seconds": decode_seconds,
+        "validation": None if validation is None else validation.as_dict(),
     }

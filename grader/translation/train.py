@@ -79,7 +79,7 @@ class TrainConfig:
     log_every: int = 10
     threads: int | None = None  # torch.set_num_threads; None: leave torch's default
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    bf16: bool = False  # bf16 autocast (CUDA only)
+    bf16: bool | str = False  # bf16 autocast: True, False or "auto" (where bf16 is native: native_bf16)
     deterministic: bool = True  # torch.use_deterministic_algorithms(True, warn_only=True)
 
     def __post_init__(self):
@@ -162,9 +162,33 @@ def setup_torch(seed: int, threads: int | None = None, deterministic: bool = Tru
         torch.cuda.manual_seed_all(seed)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether this device multiplies bf16 matrices in hardware: a CUDA device with bf16, or a
+    CPU with AVX512-BF16 or AMX-BF16 (read from /proc/cpuinfo; elsewhere: no). Without it CPU
+    autocast still works but emulates bf16, slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_bf16(value, device: torch.device) -> bool:
+    """``TrainConfig.bf16`` for this device: "auto" is ``native_bf16(device)``."""
+    return native_bf16(device) if value == "auto" else bool(value)
+
+
 def autocast(device: torch.device, bf16: bool):
-    """bf16 autocast on CUDA when asked for; a no-op context otherwise (same code path)."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bool(bf16 and device.type == "cuda"))
+    """bf16 autocast (matrix products in bf16, on CUDA or the CPU) when asked for; a no-op
+    context otherwise (same code path)."""
+    return torch.autocast(
+        device_type=device.type, dtype=torch.bfloat16, enabled=bool(bf16) and device.type in ("cuda", "cpu")
+    )
 
 
 # --- model -----------------------------------------------------------------------------------
@@ -202,8 +226,9 @@ class TrainResult:
     src_tokens: int = 0
     tgt_tokens: int = 0
     losses: list = field(default_factory=list)  # [[step, mean loss since the last entry], ...]
-    stopped_by: str = ""
+    stopped_by: str = ""  # "steps" | "time" | "validation"
     device: str = "cpu"
+    bf16: bool = False  # whether the forward pass ran under bf16 autocast
 
     @property
     def tokens(self) -> int:
@@ -231,6 +256,7 @@ class TrainResult:
             "final_loss": self.final_loss,
             "stopped_by": self.stopped_by,
             "device": self.device,
+            "bf16": self.bf16,
         }
 
 
@@ -243,6 +269,7 @@ def train_model(
     device: torch.device | None = None,
     target_mask_fn: Callable | None = None,
     progress: Callable[[dict], None] | None = None,
+    validation=None,
 ) -> TrainResult:
     """Train ``model`` in place on ``examples`` (see ``batching``) with the trusted loop.
 
@@ -250,6 +277,8 @@ def train_model(
     ``masks.target_mask(tgt_in, pad)``); the benchmark's "no causal mask" ablation uses it.
     ``progress(info)`` is called after every step with ``step``, ``loss`` (the last logged
     mean, or None), ``tokens_per_second``, ``elapsed``, ``lr``.
+    ``validation`` (a ``validation.Validation``): stop early once its BLEU reaches its target
+    (``stopped_by`` "validation"); its checks count as training time.
     """
     device = device or resolve_device(config.device)
     setup_torch(config.seed, config.threads, config.deterministic)
@@ -262,7 +291,8 @@ def train_model(
         def target_mask_fn(tgt_in):
             return impl.masks.target_mask(tgt_in, PAD_ID)
 
-    result = TrainResult(device=str(device))
+    bf16 = resolve_bf16(config.bf16, device)
+    result = TrainResult(device=str(device), bf16=bf16)
     running = torch.zeros((), device=device)
     running_n = 0
     last_loss = None
@@ -277,7 +307,7 @@ def train_model(
         batch = batch.to(device)
         src_mask = impl.masks.padding_mask(batch.src, PAD_ID)
         tgt_mask = target_mask_fn(batch.tgt_in)
-        with autocast(device, config.bf16):
+        with autocast(device, bf16):
             logits = model(batch.src, batch.tgt_in, src_mask, tgt_mask)
         loss = F.cross_entropy(
             logits.float().reshape(-1, logits.size(-1)),
@@ -318,6 +348,9 @@ def train_model(
             break
         if config.seconds is not None and elapsed >= config.seconds:
             result.stopped_by = "time"
+            break
+        if validation is not None and validation.due(step) and validation.reached(model, step):
+            result.stopped_by = "validation"
             break
     if running_n:
         result.losses.append([result.steps, round(float(running) / running_n, 5)])

@@ -17,7 +17,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from grader.translation import attention_plot, batching, cli, decode, enja, evaluate, grading, job, train, trusted
+from grader.translation import (
+    attention_plot,
+    batching,
+    cli,
+    decode,
+    enja,
+    evaluate,
+    grading,
+    job,
+    train,
+    trusted,
+    validation,
+)
 from grader.translation.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -402,7 +414,7 @@ def test_job_imports_only_worker_safe_modules():
 
     stdlib = set(_sys.stdlib_module_names)
     folder = ROOT / "grader" / "translation"
-    for name in ("job.py", "train.py", "decode.py", "batching.py", "vocab.py", "__init__.py"):
+    for name in ("job.py", "train.py", "decode.py", "batching.py", "vocab.py", "validation.py", "__init__.py"):
         tree = ast.parse((folder / name).read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -538,6 +550,376 @@ def test_grade_translation_reports_a_failing_job(tmp_path):
         BrokenProxy(), {"points": 20, "bleu_thresholds": [[80, 20]]}, tmp_path, corpus=tiny_corpus_object()
     )
     assert check["score"] == 0 and "NotImplementedError" in check["output"]
+
+
+# --- grading to the threshold (validation.py) -----------------------------------------------------
+
+
+def test_corpus_bleu_is_sacrebleus():
+    """The worker's BLEU (no sacrebleu there) gives sacrebleu's numbers, edge cases included."""
+    import random
+
+    rng = random.Random(0)
+    words = "a b c d e f は を です 。".split()
+    references = [" ".join(rng.choices(words, k=rng.randint(1, 12))) for _ in range(60)]
+    cases = [
+        [" ".join(rng.choices(words, k=rng.randint(0, 14))) for _ in references],  # noise, some empty
+        references,  # perfect
+        [r + " a" for r in references],  # longer than the references
+        [" ".join(r.split()[:2]) for r in references],  # much shorter: brevity penalty
+        ["a b c" for _ in references],  # no 4-gram at all
+        ["" for _ in references],  # nothing
+        [" ".join(r.split()[::-1]) for r in references],  # reversed: few higher-order matches
+    ]
+    for hypotheses in cases:
+        assert validation.corpus_bleu(hypotheses, references) == pytest.approx(
+            evaluate.bleu(hypotheses, references)[0], abs=1e-9
+        )
+    with pytest.raises(ValueError):
+        validation.corpus_bleu(["a"], [])
+
+
+def tiny_validation(pairs, target, every=10, first=20):
+    src_vocab, tgt_vocab = vocabs(tiny_corpus())
+    return validation.Validation(pairs, src_vocab, tgt_vocab, target=target, every=every, first=first)
+
+
+def validated_train(impl, check, steps=60, seed=0, model_config=TINY_MODEL, tamper=None):
+    pairs = tiny_corpus()
+    src_vocab, tgt_vocab = vocabs(pairs)
+    examples = batching.encode_pairs(pairs, src_vocab, tgt_vocab)
+    model = train.build_model(impl, len(src_vocab), len(tgt_vocab), model_config, seed=seed)
+    if tamper:
+        tamper(model)
+    config = train.TrainConfig(
+        steps=steps, seed=seed, device="cpu", max_tokens=120, warmup=10, lr_factor=2.0, log_every=5
+    )
+    return model, train.train_model(model, impl, examples, config, validation=check)
+
+
+def test_training_stops_once_the_validation_bleu_clears_the_bar(reference):
+    pairs = tiny_corpus()[:12]
+    check = tiny_validation(pairs, target=101.0)  # out of reach: the whole budget, a look every 10 steps from 20
+    _, full = validated_train(reference, check)
+    assert full.stopped_by == "steps" and full.steps == 60
+    assert [step for step, _, _ in check.history] == [20, 30, 40, 50]  # not at 60: the budget ends there anyway
+    bleus = [bleu for _, _, bleu in check.history]
+    assert bleus[-1] > bleus[0] and check.error == "" and check.seconds > 0
+    accuracies = [accuracy for _, accuracy, _ in check.history]
+    assert 0 < accuracies[0] < accuracies[-1] <= 1
+    # the first look whose BLEU clears a bar ends training there, and nothing else changes
+    bar = next(bleu for bleu in bleus if bleu > bleus[0])
+    stop_step = next(step for step, _, bleu in check.history if bleu >= bar)
+    early_check = tiny_validation(pairs, target=bar)
+    _, early = validated_train(reference, early_check)
+    assert early.stopped_by == "validation" and early.steps == stop_step > 20
+    assert early_check.history == [h for h in check.history if h[0] <= stop_step]
+    assert early.losses[:-1] == [entry for entry in full.losses if entry[0] < stop_step]
+
+
+def test_validation_checks_leave_the_training_unchanged(reference):
+    """Same seed with and without looks at the validation split: identical losses and weights,
+    with dropout on and a model whose eval pass draws random numbers (the look restores the
+    train mode and torch's random state)."""
+    config = dataclasses.replace(TINY_MODEL, dropout=0.3)
+
+    def draws_in_eval(model):
+        encode = model.encode
+
+        def noisy_encode(src, src_mask):
+            if not model.training:
+                torch.rand(7)  # a student model may use the global generator anywhere
+            return encode(src, src_mask)
+
+        model.encode = noisy_encode
+
+    runs = [
+        validated_train(reference, check, steps=30, model_config=config, tamper=draws_in_eval)
+        for check in (None, tiny_validation(tiny_corpus(), target=101.0, every=5, first=5))
+    ]
+    (plain_model, plain), (checked_model, checked) = runs
+    assert plain.losses == checked.losses
+    for (name, p), (_, q) in zip(plain_model.state_dict().items(), checked_model.state_dict().items()):
+        assert torch.equal(p, q), name
+    # and the same seed twice, both checking: the same looks
+    again = tiny_validation(tiny_corpus(), target=101.0, every=5, first=5)
+    first = tiny_validation(tiny_corpus(), target=101.0, every=5, first=5)
+    validated_train(reference, first, steps=30, model_config=config)
+    validated_train(reference, again, steps=30, model_config=config)
+    assert first.history == again.history and len(first.history) == 5
+
+
+def test_the_accuracy_gate_spares_the_translation_and_only_delays_a_stop(reference):
+    pairs = tiny_corpus()[:12]
+    open_gate = tiny_validation(pairs, target=101.0)
+    validated_train(reference, open_gate)
+    accuracies = [accuracy for _, accuracy, _ in open_gate.history]
+    gate = accuracies[2]  # shut at the first two looks, open from the third on
+    assert accuracies[1] < gate
+    gated = tiny_validation(pairs, target=0.0)
+    gated.gate = gate
+    _, result = validated_train(reference, gated)
+    assert result.stopped_by == "validation" and result.steps == 40
+    assert gated.history == [[20, accuracies[0], None], [30, accuracies[1], None], open_gate.history[2]]
+    shut = tiny_validation(pairs, target=0.0)
+    shut.gate = 1.01
+    _, result = validated_train(reference, shut)
+    assert result.stopped_by == "steps" and all(bleu is None for _, _, bleu in shut.history)
+
+
+def test_a_failing_validation_check_never_stops_training(reference):
+    def no_encode(model):
+        encode = model.encode
+
+        def broken(*args):
+            if not model.training:
+                raise RuntimeError("encode is broken")
+            return encode(*args)
+
+        model.encode = broken
+
+    check = tiny_validation(tiny_corpus(), target=0.0)
+    _, result = validated_train(reference, check, steps=40, tamper=no_encode)
+    assert result.stopped_by == "steps" and result.steps == 40
+    assert "RuntimeError: encode is broken" in check.error and check.history == []
+
+
+class RecordingProxy:
+    """A worker that records the job it is sent and runs it in this process."""
+
+    def __init__(self):
+        self.jobs = []
+
+    def call_trusted(self, name, payload):
+        self.jobs.append(payload)
+        return job.run(payload)
+
+
+def test_the_job_looks_at_the_validation_split_and_never_at_the_test_split(reference, tmp_path, monkeypatch):
+    """The worker gets the validation pairs and the bar (top threshold + margin); no test
+    reference ever enters the job; the stop and its reason reach the check's output and data."""
+    pairs = tiny_corpus()
+    corpus = TinyCorpus(
+        train=pairs, valid=pairs[:10], test=[(en, ja.replace("。", "TESTONLY 。")) for en, ja in pairs[:6]], length=[]
+    )
+    part = {"points": 20, "bleu_thresholds": [[25.0, 20], [10.0, 10]]}
+    proxy = RecordingProxy()
+    monkeypatch.setattr(grading, "VALIDATION_GATE", 0.5)  # the tiny model's accuracy stays low
+    (check,) = grading.grade_translation(
+        proxy,
+        part,
+        tmp_path,
+        corpus=corpus,
+        job_overrides={
+            "steps": 200,
+            "seconds": 60,
+            "threads": None,
+            "model": {"d_model": 32, "num_heads": 2, "num_layers": 1, "d_ff": 64, "max_len": 64},
+            "training": {"max_tokens": 120, "warmup": 10, "lr_factor": 2.0},
+        },
+    )
+    (sent,) = proxy.jobs
+    assert "TESTONLY" not in json.dumps(sent, ensure_ascii=False)
+    assert sent["validation"]["pairs"] == [[en, ja] for en, ja in corpus.valid]
+    bar = 25.0 + grading.VALIDATION_MARGIN
+    assert sent["validation"]["target"] == bar
+    training = check["extra_data"]["training"]
+    assert training["stopped_by"] == "validation" and training["steps"] < 200, check["output"]
+    history = training["validation"]["history"]
+    assert history[-1][0] == training["steps"] and history[-1][2] >= bar
+    assert all(bleu is None or bleu < bar for _, _, bleu in history[:-1])
+    assert [step for step, _, _ in history] == list(
+        range(grading.VALIDATION_FIRST, training["steps"] + 1, grading.VALIDATION_EVERY)
+    )
+    assert f"Training stopped at step {training['steps']} of 200" in check["output"]
+    # the judge's own decode of the returned weights agrees (the reference's forward is the contract's)
+    confirmation = training["validation"]["confirmation"]
+    assert confirmation["confirmed"] and confirmation["judge_bleu"] >= bar and len(proxy.jobs) == 1
+
+
+class OverclaimingProxy:
+    """A worker whose model stops on its own forward pass while the judge's model of the same
+    weights translates badly (a model that differs from the contract's): untrained weights that
+    fit, claimed as a validation stop; the second job is run for real."""
+
+    def __init__(self, untrained):
+        self.untrained, self.jobs = untrained, []
+
+    def call_trusted(self, name, payload):
+        self.jobs.append(payload)
+        if len(self.jobs) == 1:
+            return {
+                "hypotheses": [],
+                "state_dict": self.untrained,
+                "losses": [],
+                "steps": 150,
+                "stopped_by": "validation",
+                "validation": {"history": [[150, 0.99, 99.0]]},
+            }
+        return job.run(payload)
+
+
+def test_a_stop_the_judge_does_not_confirm_trains_the_whole_budget_again(reference, tmp_path):
+    pairs = tiny_corpus()
+    corpus = TinyCorpus(train=pairs, valid=pairs[:10], test=pairs[10:16], length=[])
+    model = {"d_model": 32, "num_heads": 2, "num_layers": 1, "d_ff": 64, "max_len": 64}
+    src_vocab, tgt_vocab = vocabs(pairs)
+    config = trusted.oracle_config(len(src_vocab), len(tgt_vocab), train.ModelConfig(**model))
+    torch.manual_seed(0)
+    untrained = {k: torch.randn(shape) * 0.02 for k, shape in trusted.expected_shapes(config).items()}
+    proxy = OverclaimingProxy(untrained)
+    (check,) = grading.grade_translation(
+        proxy,
+        {"points": 20, "bleu_thresholds": [[25.0, 20]]},
+        tmp_path,
+        corpus=corpus,
+        job_overrides={
+            "steps": 30,
+            "seconds": 60,
+            "threads": None,
+            "model": model,
+            "training": {"max_tokens": 120, "warmup": 10, "lr_factor": 2.0},
+        },
+    )
+    first, again = proxy.jobs
+    assert "validation" in first and "validation" not in again
+    assert {k: v for k, v in first.items() if k != "validation"} == again
+    training = check["extra_data"]["training"]
+    assert training["stopped_by"] == "steps" and training["steps"] == 30
+    confirmation = training["validation"]["confirmation"]
+    assert confirmation["confirmed"] is False and confirmation["judge_bleu"] < 30 and confirmation["first_steps"] == 150
+    assert "trained your model again for the whole budget of 30 steps" in check["output"]
+
+
+def test_without_a_test_split_training_runs_the_whole_budget(reference, tmp_path):
+    """The hand-out scores the validation split, so that split cannot also stop training."""
+    pairs = tiny_corpus()
+    corpus = TinyCorpus(train=pairs, valid=pairs[:10], test=[], length=[])
+    proxy = RecordingProxy()
+    (check,) = grading.grade_translation(
+        proxy,
+        {"points": 20, "bleu_thresholds": [[1.0, 20]]},
+        tmp_path,
+        corpus=corpus,
+        job_overrides={
+            "steps": 12,
+            "seconds": 60,
+            "threads": None,
+            "model": {"d_model": 32, "num_heads": 2, "num_layers": 1, "d_ff": 64, "max_len": 64},
+            "training": {"max_tokens": 120, "warmup": 10},
+        },
+    )
+    assert "validation" not in proxy.jobs[0]
+    assert check["extra_data"]["training"]["stopped_by"] == "steps"
+    assert "Training ran the whole budget of 12 steps." in check["output"]
+    with pytest.raises(ValueError, match="validation split"):
+        grading.build_job(corpus, split="valid", validation_target=85.0)
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        (
+            {
+                "stopped_by": "validation",
+                "steps": 175,
+                "validation": {"history": [[150, 0.9, 70.1], [175, 0.95, 86.5]]},
+            },
+            "Training stopped at step 175 of 700: the BLEU on the 3 validation sentences reached 86.50",
+        ),
+        (
+            {
+                "stopped_by": "steps",
+                "steps": 700,
+                "validation": {"history": [[150, 0.5, None], [650, 0.91, 41.25], [675, 0.89, None]]},
+            },
+            "stayed below 85 (last check: 41.25 at step 650)",
+        ),
+        (
+            {"stopped_by": "steps", "steps": 700, "validation": {"history": [[150, 0.5, None], [675, 0.612, None]]}},
+            "stayed below 90%, last 61.2%",
+        ),
+        (
+            {"stopped_by": "steps", "steps": 700, "validation": {"history": [], "error": "AttributeError: encode"}},
+            "the validation check failed (AttributeError: encode)",
+        ),
+        ({"stopped_by": "time", "steps": 80}, "time cap (480 s) after 80 of 700 steps"),
+        # a forged reply: a stop it does not back up, junk in the history, an unknown reason
+        ({"stopped_by": "validation", "steps": 3, "validation": {"history": [[1, 0.1, 2.0]]}}, "stayed below 85"),
+        (
+            {"stopped_by": "validation", "validation": {"history": [["x", None], [1]], "seconds": "inf"}},
+            "Training stopped after None steps.",
+        ),
+        (
+            {"stopped_by": "validation", "validation": {"history": [[1, float("nan"), 99.0]]}},
+            "Training stopped after None steps.",
+        ),
+        ({"stopped_by": "gremlins", "steps": 5, "validation": "junk"}, "Training stopped after 5 steps."),
+    ],
+)
+def test_the_stop_is_told_from_checked_numbers(reply, expected):
+    job_sent = {
+        "steps": 700,
+        "seconds": 480.0,
+        "validation": {"pairs": [["a", "b"]] * 3, "target": 85.0, "every": 25, "first": 150, "gate": 0.9},
+    }
+    text, data = grading.training_stop(reply, job_sent, 80.0)
+    assert expected in text
+    json.dumps(data, allow_nan=False)  # plain, finite data for results.json
+    assert data["validation"]["target"] == 85.0 and data["validation"]["margin"] == grading.VALIDATION_MARGIN
+    assert all(
+        isinstance(step, int) and isinstance(accuracy, float) and (bleu is None or isinstance(bleu, float))
+        for step, accuracy, bleu in data["validation"]["history"]
+    )
+
+
+# --- bf16 autocast -------------------------------------------------------------------------------
+
+
+def test_bf16_autocast_runs_on_the_cpu_and_stays_deterministic(reference):
+    pairs = tiny_corpus()
+    src_vocab, tgt_vocab = vocabs(pairs)
+    examples = batching.encode_pairs(pairs, src_vocab, tgt_vocab)
+
+    def run(bf16):
+        model = train.build_model(reference, len(src_vocab), len(tgt_vocab), TINY_MODEL, seed=1)
+        config = train.TrainConfig(steps=10, seed=1, device="cpu", max_tokens=120, warmup=10, log_every=2, bf16=bf16)
+        return train.train_model(model, reference, examples, config)
+
+    fp32, bf16, bf16_again = run(False), run(True), run(True)
+    assert not fp32.bf16 and bf16.bf16
+    assert bf16.losses == bf16_again.losses  # deterministic
+    assert bf16.losses != fp32.losses  # the autocast is really on (matrix products in bf16)
+    assert all(abs(a[1] - b[1]) < 0.05 for a, b in zip(bf16.losses, fp32.losses))  # and close to fp32
+
+
+def test_bf16_auto_follows_the_hardware(monkeypatch):
+    cpu = torch.device("cpu")
+    assert train.resolve_bf16(True, cpu) and not train.resolve_bf16(False, cpu)
+    for native in (True, False):
+        monkeypatch.setattr(train, "native_bf16", lambda device, native=native: native)
+        assert train.resolve_bf16("auto", cpu) is native
+    assert grading.build_job(tiny_corpus_object())["training"]["bf16"] == "auto"
+    monkeypatch.undo()
+    # CUDA asks torch; the CPU reads the flags of /proc/cpuinfo; anything else has none
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert train.native_bf16(torch.device("cuda")) is True
+    assert train.native_bf16(torch.device("meta")) is False
+    real_open = open
+
+    def cpuinfo(flags):
+        def fake_open(path, *args, **kwargs):
+            if path == "/proc/cpuinfo":
+                import io
+
+                return io.StringIO(f"processor\t: 0\nflags\t\t: fpu sse2 {flags}\n")
+            return real_open(path, *args, **kwargs)
+
+        return fake_open
+
+    for flags, native in (("avx512f avx512_bf16", True), ("amx_tile amx_bf16", True), ("avx512f avx2", False)):
+        monkeypatch.setattr("builtins.open", cpuinfo(flags))
+        assert train.native_bf16(torch.device("cpu")) is native, flags
 
 
 # --- the benchmark's peer model ------------------------------------------------------------------
