@@ -4,6 +4,12 @@
 
 Measures, on this machine, and writes to a JSON file (and prints a table):
 
+0. **What a grade costs** (``builders/speed.py``): the trusted loop's training throughput at one
+   thread (as a grade trains) in fp32 and bf16 against ``torch.nn.Transformer`` eager, under
+   bf16 and compiled, with model FLOP/s as a share of the one-thread matmul peak; then
+   ``grade`` of the reference with and without training and of the stubs, one grade at a time.
+   Goals (issue 17, 2 cores): grade with training <= 90 s, ``--no-train`` <= 20 s, bf16
+   throughput >= 1.3x the eager peer and >= 50% of the matmul peak.
 1. **Built-in task, reference solution**: BLEU on the held-out test set after ``--minutes``
    of training (default 3) on ``--threads`` CPU threads (default 2), greedy and beam 4; the
    median of 3 seeds (``--quick``: 1 seed). Target: BLEU >= 90, beam no worse than greedy.
@@ -577,8 +583,25 @@ def check_determinism(bench: Bench) -> None:
     bench.save()
 
 
+def measure_grading(bench: Bench) -> None:
+    """What a grade costs and how fast the trusted loop trains (builders/speed.py): the training
+    throughput at one thread, as a grade trains, against torch.nn.Transformer (eager, bf16,
+    compiled), then ``grade`` of the reference and the stubs, one grade at a time."""
+    from builders import speed
+
+    variants = tuple(v for v in speed.VARIANTS if not (bench.quick and v == "peer_compiled"))
+    rounds = 1 if bench.quick else 2
+    _say(f"== trusted loop, 1 thread, {len(variants)} variants x {rounds} rounds, interleaved: {', '.join(variants)}")
+    grading = bench.results["grading"] = {"throughput": speed.throughput(60, rounds, 1, variants)}
+    bench.save()
+    _say("== grade the reference (with and without training) and the stubs")
+    grading["grades"] = speed.grade_costs(with_one_lane=not bench.quick)
+    bench.save()
+
+
 # The measurements in order, each with the --skip name that leaves it out.
 STEPS = (
+    ("grading", measure_grading),
     ("synthetic", measure_synthetic),
     ("peer", compare_with_torch_nn),
     ("enja", measure_enja),
@@ -623,6 +646,7 @@ def print_table(results: dict) -> None:
         + (f", CUDA {m['cuda']}" if m.get("cuda") else "")
     )
     _say(f"fp32 matmul peak: {results['matmul_peak']['flops_per_second'] / 1e9:.1f} GFLOP/s")
+    print_grading(results.get("grading"))
     syn = results.get("synthetic", {}).get("summary")
     if syn:
         _say("")
@@ -658,7 +682,8 @@ def print_table(results: dict) -> None:
             (
                 f"  model FLOP/s  {ours['model_flops_per_second'] / 1e9:>10.2f} / "
                 f"{theirs['model_flops_per_second'] / 1e9:.2f} "
-            )(f"GFLOP/s = {100 * peer['reference_mfu']:.1f}% / {100 * peer['torch_nn_mfu']:.1f}% of the matmul peak")
+            )
+            + f"GFLOP/s = {100 * peer['reference_mfu']:.1f}% / {100 * peer['torch_nn_mfu']:.1f}% of the matmul peak"
         )
     elif peer:
         _say(f"\nPeer comparison: {peer.get('error')}")
@@ -685,6 +710,50 @@ def print_table(results: dict) -> None:
     _say(f"\n(total {results.get('elapsed_seconds', 0) / 60:.1f} min)")
 
 
+GRADING_GOALS = {"reference": 90.0, "reference_no_train": 20.0}  # seconds, on 2 cores (issue 17)
+
+
+def print_grading(grading: dict | None) -> None:
+    if not grading:
+        return
+    grades = grading.get("grades", {})
+    if grades:
+        _say("")
+        _say(f"What a grade costs (one at a time, --part-jobs {grades['part_jobs']} unless said):")
+        for name, run in grades["runs"].items():
+            if "error" in run:
+                _say(f"  {name:<20} ERROR {run['error'][-200:]}")
+                continue
+            goal = GRADING_GOALS.get(name)
+            stop = f", training: {run['stopped_by']} at step {run['training_steps']}" if run.get("stopped_by") else ""
+            _say(
+                f"  {name:<20} {run['wall_seconds']:>6.1f} s  {run['score']:g}/{run['max_score']:g}{stop}"
+                + (f"  (goal <= {goal:g} s)" if goal else "")
+            )
+    from builders.speed import COMPILE_WARMUP_STEPS as COMPILE_WARMUP
+
+    speed = grading.get("throughput")
+    if speed:
+        _say("")
+        _say(
+            f"Trusted loop, {speed['threads']} thread, {speed['steps']} steps, median of {speed['rounds']} (tokens/s):"
+        )
+        for variant, s in speed["summary"].items():
+            compile_note = (
+                f", compile + {COMPILE_WARMUP} warm-up steps {s['compile_and_warmup_seconds']:.0f} s"
+                if "compile_and_warmup_seconds" in s
+                else ""
+            )
+            share = s.get("share_of_fp32_matmul_peak")
+            _say(
+                f"  {variant:<14} {s['median_tokens_per_second']:>9,.0f}  "
+                + (f"{100 * share:.1f}% of the fp32 matmul peak" if share is not None else "")
+                + f", deterministic: {s['deterministic']}{compile_note}"
+            )
+        ratios = "  ".join(f"{k} {v:.2f}x" for k, v in speed["ratios"].items() if v is not None)
+        _say(f"  {ratios}  (goal: bf16/peer >= 1.3, bf16 >= 50% of the peak)")
+
+
 def main(argv=None) -> int:
     from grader.cli import HelpFormatter, add_version
 
@@ -703,7 +772,7 @@ def main(argv=None) -> int:
     parser.add_argument("--enja-minutes", type=float, help="small_parallel_enja budget (default 5 quick, 10 full)")
     parser.add_argument("--enja-data-dir", help="small_parallel_enja files (default: cache or ../shared copy)")
     parser.add_argument("--determinism-steps", type=int, default=60, help="training steps of each determinism run")
-    parser.add_argument("--skip", help="comma-separated: synthetic, ablations, peer, enja, determinism")
+    parser.add_argument("--skip", help="comma-separated: grading, synthetic, peer, enja, determinism")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

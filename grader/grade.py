@@ -147,6 +147,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch threads in the judge and the workers (the tests use tiny tensors: more threads "
         "only spin and compete; the training job chooses its own)",
     )
+    parser.add_argument(
+        "--part-jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="parts graded at once, each by a judge process of its own (default: one per CPU this "
+        f"grade may use, here {default_part_jobs()}; grade-all chooses it for its grades)",
+    )
     for name, default in DEFAULT_LIMITS.items():
         parser.add_argument(
             "--" + name.replace("_", "-"),
@@ -198,6 +206,7 @@ class GradeOptions:
     parts: str | None = None  # "masks,attention"; None: every part
     train: bool = True  # False: --no-train
     threads: int = 1
+    part_jobs: int = 1  # parts graded at once (grade_in_lanes); the command line's default: one per CPU
     call_timeout: float = DEFAULT_LIMITS["call_timeout"]
     part_timeout: float = DEFAULT_LIMITS["part_timeout"]
     train_timeout: float = DEFAULT_LIMITS["train_timeout"]
@@ -217,6 +226,7 @@ class GradeOptions:
             parts=args.parts,
             train=not args.no_train,
             threads=args.threads,
+            part_jobs=max(1, args.part_jobs or default_part_jobs(args.threads)),
             **{name: getattr(args, name) for name in DEFAULT_LIMITS},
             privilege_drop=not args.no_privilege_drop,
             lock_repo=not args.no_lock_repo,
@@ -778,11 +788,7 @@ def grade(options: GradeOptions, log=None) -> tuple[GradeResult, dict]:
     try:
         user = open_sandbox(grading)
         static_scan(grading, submission.package_dir)
-        grade_tested_parts(
-            grading, [name for name in selected if name != TRANSLATION_PART], submission.package_dir, user
-        )
-        if TRANSLATION_PART in selected:
-            grade_translation_part(grading, submission.package_dir, user)
+        grade_parts(grading, selected, submission.package_dir, user)
         score(grading)
         if sweep_orphans():  # every worker is gone: nothing the grade started may still run
             log("killed processes that the submission left behind")
@@ -867,63 +873,60 @@ def static_scan(grading: Grading, package_dir: Path) -> None:
             grading.bans.found_in_source(finding)
 
 
-def grade_tested_parts(grading: Grading, names: list[str], package_dir: Path, user: SandboxUser) -> None:
-    """Each part's tests against a worker of its own, in rubric order, while the time lasts."""
-    options, rubric, result = grading.options, grading.rubric, grading.result
-    tested = []
+def grade_parts(grading: Grading, names: list[str], package_dir: Path, user: SandboxUser) -> None:
+    """Every selected part, each against a worker of its own: one after the other here
+    (``--part-jobs 1``), or in judge processes of their own (``grade_in_lanes``). Either way the
+    results are recorded in rubric order, the translation part last, so the grade is the same."""
+    tested, translation = [], TRANSLATION_PART in names
     for name in names:
-        files = test_files(rubric.parts[name])
+        if name == TRANSLATION_PART:
+            continue
+        files = test_files(grading.rubric.parts[name])
         if files:
             tested.append((name, files))
         else:
-            result.left_out[name] = Text(N_("no test files for this part in this installation"))
-
+            grading.result.left_out[name] = Text(N_("no test files for this part in this installation"))
+    if grading.options.part_jobs > 1 and len(tested) + translation > 1:
+        grade_in_lanes(grading, dict(tested), translation, package_dir, user)
+        return
     # Start each part's worker while the previous part's tests run (torch takes seconds to import).
     workers: dict[str, WorkerProcess] = {}
 
     def prestart(index: int) -> None:
         if index < len(tested) and time.monotonic() < grading.deadline:
             name = tested[index][0]
-            workers[name] = WorkerProcess(package_dir, name, options.part_limits(), user)
+            workers[name] = WorkerProcess(package_dir, name, grading.options.part_limits(), user)
 
     prestart(0)
     for index, (name, files) in enumerate(tested):
-        part = rubric.parts[name]
-        if time.monotonic() >= grading.deadline:
-            grading.graded[name] = PartResult(
-                name,
-                part.title,
-                part.points,
-                status="error",
-                message=Text(N_("not run")),
-                checks=[Check(name, f"{name}: not run", False, _("not run: the time for the whole grade ran out"))],
-            )
-            continue
         prestart(index + 1)
-        deadline = min(time.monotonic() + options.part_timeout, grading.deadline)
-        grading.log(f"grading {name} ...")
-        part_result, violations = run_tested_part(
-            part, files, package_dir, options.part_limits(), user, deadline, workers.pop(name, None), grading.log
-        )
-        grading.graded[name] = part_result
-        share_points(part_result)
-        newly_banned = grading.bans.seen_at_run_time(name, violations, rubric.parts)
-        if part_result.grader_error:
-            result.flags.append(
-                Text(N_("grader-error: part {part}: {reason}"), part=name, reason=part_result.grader_error[:300])
-            )
-        grading.log("  " + progress_line(part_result, banned=bool(grading.bans.of(name))))
-        log_newly_banned(grading, newly_banned - {name})
+        record_part(grading, name, grade_tested_part(grading, name, files, package_dir, user, workers.pop(name, None)))
     for worker in workers.values():
         worker.cleanup()
+    if translation:
+        record_part(grading, TRANSLATION_PART, grade_translation_part(grading, package_dir, user))
 
 
-def grade_translation_part(grading: Grading, package_dir: Path, user: SandboxUser) -> None:
+def grade_tested_part(
+    grading: Grading, name: str, files: list[Path], package_dir: Path, user: SandboxUser, worker: WorkerProcess | None
+) -> tuple[PartResult, list[dict]] | None:
+    """One tested part; None when the time for the whole grade has run out before it."""
+    options, part = grading.options, grading.rubric.parts[name]
+    if time.monotonic() >= grading.deadline:
+        if worker is not None:
+            worker.cleanup()
+        return None
+    deadline = min(time.monotonic() + options.part_timeout, grading.deadline)
+    grading.log(f"grading {name} ...")
+    return run_tested_part(part, files, package_dir, options.part_limits(), user, deadline, worker, grading.log)
+
+
+def grade_translation_part(grading: Grading, package_dir: Path, user: SandboxUser) -> tuple[PartResult, list[dict]]:
     """The translation part: the training in a worker, the BLEU of its weights here."""
     options = grading.options
     deadline = min(time.monotonic() + options.train_timeout, grading.deadline)
     grading.log("grading translation (training) ...")
-    part_result, violations = run_translation(
+    return run_translation(
         grading.rubric.parts[TRANSLATION_PART],
         package_dir,
         options.out,
@@ -932,10 +935,152 @@ def grade_translation_part(grading: Grading, package_dir: Path, user: SandboxUse
         deadline,
         show_progress=not options.quiet,
     )
-    grading.graded[TRANSLATION_PART] = part_result
-    grading.result.flags += part_result.flags
-    log_newly_banned(
-        grading, grading.bans.seen_at_run_time(TRANSLATION_PART, violations, grading.rubric.parts) - {TRANSLATION_PART}
+
+
+def record_part(grading: Grading, name: str, outcome: tuple[PartResult, list[dict]] | None) -> None:
+    """A part's result into the grade: its points shared among its checks, the banned calls it
+    made (which can also cost parts graded before it), a grader problem as a flag, a log line.
+    ``outcome`` None: the part was not run, the time for the whole grade ran out."""
+    if outcome is None:
+        part = grading.rubric.parts[name]
+        not_run = Check(name, f"{name}: not run", False, _("not run: the time for the whole grade ran out"))
+        grading.graded[name] = PartResult(
+            name, part.title, part.points, status="error", message=Text(N_("not run")), checks=[not_run]
+        )
+        return
+    part_result, violations = outcome
+    grading.graded[name] = part_result
+    if name == TRANSLATION_PART:
+        grading.result.flags += part_result.flags
+    else:
+        share_points(part_result)
+    newly_banned = grading.bans.seen_at_run_time(name, violations, grading.rubric.parts)
+    if part_result.grader_error:
+        grading.result.flags.append(
+            Text(N_("grader-error: part {part}: {reason}"), part=name, reason=part_result.grader_error[:300])
+        )
+    if name != TRANSLATION_PART:
+        grading.log("  " + progress_line(part_result, banned=bool(grading.bans.of(name))))
+    log_newly_banned(grading, newly_banned - {name})
+
+
+# --- parts at once -----------------------------------------------------------------------------
+#
+# A tested part keeps one core busy (the judge's oracles and the worker take turns), and the
+# translation part keeps one core busy training. With ``--part-jobs N`` the grade forks N judge
+# processes ("lanes") that take parts off one queue: the translation part first (the longest),
+# then the tested parts in rubric order. A lane starts the next part's worker while the current
+# part's tests run. Each lane sends back what ``grade_tested_part`` returns; this process records
+# the results in rubric order (``record_part``), so results.json is the same as one after the other.
+# A lane is forked, not spawned: it inherits the imported modules, the sandbox and the options,
+# and nothing but part names and results crosses between the processes.
+
+
+def default_part_jobs(threads: int = 1) -> int:
+    """Parts graded at once: one per CPU this process may use (at the given torch threads each)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // max(1, threads))
+
+
+def grade_in_lanes(
+    grading: Grading, tested: dict[str, list[Path]], translation: bool, package_dir: Path, user: SandboxUser
+) -> None:
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    order = ([TRANSLATION_PART] if translation else []) + list(tested)
+    lanes = min(grading.options.part_jobs, len(order))
+    context = multiprocessing.get_context("fork")
+    tasks = context.SimpleQueue()
+    for name in order + [None] * lanes:  # a None ends a lane
+        tasks.put(name)
+    processes, connections = [], []
+    for _index in range(lanes):
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(
+            target=_lane, args=(grading, tested, package_dir, user, tasks, sender), name="grade-lane", daemon=True
+        )
+        process.start()
+        sender.close()  # the lane holds the only sending end: its exit is the receiver's end of file
+        processes.append(process)
+        connections.append(receiver)
+
+    outcomes: dict[str, tuple[PartResult, list[dict]] | None] = {}
+    recording = list(tested) + ([TRANSLATION_PART] if translation else [])  # the order of a grade in one lane
+    recorded = 0
+    while connections:
+        for connection in wait(connections):
+            try:
+                name, outcome = connection.recv()
+            except (EOFError, OSError):  # the lane is done (or died: its parts are reported below)
+                connections.remove(connection)
+                continue
+            outcomes[name] = outcome
+        while recorded < len(recording) and recording[recorded] in outcomes:
+            name = recording[recorded]
+            record_part(grading, name, outcomes[name])
+            recorded += 1
+    for process in processes:
+        process.join()
+    for name in recording[recorded:]:  # never answered: the lane that had it died
+        if name not in outcomes:
+            problem = f"the judge process grading this part ended with exit status {_lane_status(processes)}"
+            outcomes[name] = (_grader_problem(grading.rubric.parts[name], problem), [])
+        record_part(grading, name, outcomes[name])
+
+
+def _lane(grading: Grading, tested: dict, package_dir: Path, user: SandboxUser, tasks, results) -> None:
+    """One judge process of ``grade_in_lanes``: grades the parts it takes off ``tasks`` until a None."""
+    import torch
+
+    torch.set_num_threads(max(1, grading.options.threads))
+    become_subreaper()  # a fork is not the subreaper its parent is: the orphans of its workers come here
+    name, worker = tasks.get(), None
+    while name is not None:
+        following, next_worker = None, None
+        try:
+            if name == TRANSLATION_PART:  # hours of other parts' work must not wait behind it
+                outcome = grade_translation_part(grading, package_dir, user)
+                following = tasks.get()
+            else:
+                following = tasks.get()
+                if following in tested and time.monotonic() < grading.deadline:
+                    next_worker = WorkerProcess(package_dir, following, grading.options.part_limits(), user)
+                outcome = grade_tested_part(grading, name, tested[name], package_dir, user, worker)
+        except Exception as error:  # a grader problem: this part says so, the other parts go on
+            reason = " ".join(f"{type(error).__name__}: {error}".split())[:400]
+            outcome = (_grader_problem(grading.rubric.parts[name], reason), [])
+        results.send((name, outcome))
+        name, worker = following, next_worker
+    sweep_orphans()
+    results.close()
+
+
+def _lane_status(processes) -> str:
+    return ", ".join(str(p.exitcode) for p in processes if p.exitcode)
+
+
+def _grader_problem(part: Part, reason: str) -> PartResult:
+    """A part the grader could not grade: not the student's fault, and the instructor is told."""
+    return PartResult(
+        part.name,
+        part.title,
+        part.points,
+        status="error",
+        message=Text(N_("the grader could not run this part's checks")),
+        checks=[
+            Check(
+                part.name,
+                f"{part.name}: the checks could not run",
+                False,
+                _("The grader could not run the checks of this part (not your fault; your instructor has been told)."),
+                max_score=part.points,
+            )
+        ],
+        grader_error=reason,
     )
 
 

@@ -141,9 +141,11 @@ def load_valid_results(path: Path, nonce: str | None = None, sha256: str | None 
     return results if verify(results, nonce, sha256) else None
 
 
-def grade_options(args: argparse.Namespace) -> list[str]:
-    """The options of grade-all that each ``grade`` gets (the limits only when given)."""
-    options = []
+def grade_options(args: argparse.Namespace, part_jobs: int = 1) -> list[str]:
+    """The options of grade-all that each ``grade`` gets (the limits only when given), and how many
+    parts each grade may grade at once: one here, where every core already runs a grade of its own
+    (``local_part_jobs``), and on a cluster, whose workers grade one submission per core."""
+    options = ["--part-jobs", str(part_jobs)]
     for name in PASSTHROUGH:
         value = getattr(args, name)
         if value is not None:
@@ -243,9 +245,16 @@ def store(graded: Graded, out: Path) -> str:
     return ""
 
 
+def local_part_jobs(jobs: int) -> int:
+    """Parts at once in each of ``jobs`` grades on this machine: the cores that no other grade uses."""
+    from grader.grade import default_part_jobs
+
+    return max(1, default_part_jobs() // max(1, jobs))
+
+
 def grade_one(student: str, path: Path, args: argparse.Namespace) -> tuple[str, str]:
     """Grade one submission into ``args.out/<student>/``; return (student, problem or "")."""
-    graded = grade_submission(student, path, grade_options(args), args.total_timeout + 300)
+    graded = grade_submission(student, path, grade_options(args, local_part_jobs(args.jobs)), args.total_timeout + 300)
     return student, store(graded, args.out)
 
 

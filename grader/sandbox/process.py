@@ -564,6 +564,14 @@ def _processes():
             continue
 
 
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _kill_session(session_id: int) -> None:
     """SIGKILL every process whose session is the worker's (children that left its group)."""
     for pid, fields in _processes():
@@ -642,8 +650,9 @@ def sweep_orphans(rounds: int = 20) -> int:
             break
         for pid in tree:
             try:
+                dead = _is_zombie(pid)  # already ended (a probe's bwrap, say): reaped below, not "left behind"
                 os.kill(pid, signal.SIGKILL)
-                killed += 1
+                killed += not dead
             except (ProcessLookupError, PermissionError):
                 pass
         for pid in targets:  # they are our children now: reap them

@@ -514,7 +514,7 @@ def _confirm_stop(proxy, job: dict, result: dict, corpus, config, src_vocab, tgt
     validation BLEU at the bar too; otherwise the job runs again without looks, i.e. the whole
     budget with the same seed: the training of a grade without early stopping. ``confirmation``:
     None when the worker did not stop on validation or the weights do not fit (scored 0 later)."""
-    from . import evaluate, trusted, validation
+    from . import evaluate, trusted
 
     if not job.get("validation") or result.get("stopped_by") != "validation":
         return result, None
@@ -522,7 +522,7 @@ def _confirm_stop(proxy, job: dict, result: dict, corpus, config, src_vocab, tgt
         model, _report = trusted.trusted_model(result.get("state_dict"), config)
     except trusted.ContractMismatch:
         return result, None
-    hypotheses = validation.greedy_translate(model, src_vocab, tgt_vocab, [en for en, _ in corpus.valid], device="cpu")
+    hypotheses = trusted.translate(model, src_vocab, tgt_vocab, [en for en, _ in corpus.valid])
     bleu = evaluate.score(hypotheses, [ja for _, ja in corpus.valid])["bleu"]
     if bleu >= job["validation"]["target"]:
         return result, {"judge_bleu": bleu, "confirmed": True}

@@ -559,3 +559,92 @@ def test_the_autograder_fallback_speaks_the_grade_language(tmp_path):
     assert done.returncode == 0, done.stderr
     results = json.loads((tmp_path / "results" / "results.json").read_text(encoding="utf-8"))
     assert results["score"] == 0 and "自動採点システム" in results["output"], results
+
+
+# --- parts at once (grade --part-jobs, grader/grade.py: grade_in_lanes) ---------------------------
+
+LANE_PARTS = [p for p in ("masks", "attention", "normalization") if has_tests(p)]
+
+
+def grade_command(submission: Path, out: Path, *options: str) -> list[str]:
+    return [sys.executable, "-m", "grader", "grade", str(submission), "--out", str(out), "--no-lock-repo", *options]
+
+
+def test_parts_at_once_grade_exactly_as_one_after_the_other(tmp_path):
+    """A broken part, a flagged part and a passing one, graded in one judge process and in three:
+    the same results.json (flags in the same order), apart from timings and the seal."""
+    if len(LANE_PARTS) < 2:
+        pytest.skip("fewer than two parts with tests in this installation")
+    make_submissions(tmp_path)
+    mixed = tmp_path / "mixed"
+    shutil.copytree(tmp_path / "failing" / "broken", mixed)
+    with zipfile.ZipFile(tmp_path / "reference" / "bob.zip") as zf:  # nn.LayerNorm inside: flagged
+        (mixed / "transformer" / "normalization.py").write_text(zf.read("bob/transformer/normalization.py").decode())
+    graded = {}
+    for jobs in ("1", "3"):
+        done = subprocess.run(
+            grade_command(mixed, tmp_path / f"out{jobs}", "--parts", ",".join(LANE_PARTS), "--part-jobs", jobs),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "left behind" not in done.stderr, done.stderr  # a lane's workers are its own to reap
+        graded[jobs] = json.loads((tmp_path / f"out{jobs}" / "results.json").read_text())
+    assert strip_run_specific(graded["1"]) == strip_run_specific(graded["3"])
+    parts = graded["3"]["extra_data"]["parts"]
+    assert parts["masks"]["score"] == RUBRIC.parts["masks"].points
+    if "attention" in parts:
+        assert parts["attention"]["score"] == 0
+
+
+LANE_DIES = """
+import os, sys
+from grader import grade
+from grader.__main__ import main
+
+graded = grade.run_tested_part
+def run_tested_part(part, *args, **kwargs):  # the judge process grading {part} dies
+    if part.name == {part!r}:
+        os._exit(3)
+    return graded(part, *args, **kwargs)
+grade.run_tested_part = run_tested_part
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_judge_process_that_dies_costs_the_grader_not_the_student(tmp_path):
+    """A lane that ends without answering: its part says the grader could not run it (a
+    grader-error flag for the instructor), every other part is graded as usual."""
+    if len(LANE_PARTS) < 2:
+        pytest.skip("fewer than two parts with tests in this installation")
+    dying = LANE_PARTS[1]
+    script = tmp_path / "dying_lane.py"
+    script.write_text(LANE_DIES.format(part=dying))
+    command = grade_command(ROOT / "solutions", tmp_path / "out", "--parts", ",".join(LANE_PARTS), "--part-jobs", "2")
+    done = subprocess.run(
+        [sys.executable, str(script), *command[3:]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    parts = results["extra_data"]["parts"]
+    for name in LANE_PARTS:
+        if name != dying:
+            assert parts[name]["score"] == RUBRIC.parts[name].points, (name, parts[name])
+    assert parts[dying]["score"] == 0
+    (check,) = [t for t in results["tests"] if t["name"].startswith(f"{dying}:")]
+    assert "not your fault" in check["output"]
+    assert any(f.startswith(f"grader-error: part {dying}: the judge process") for f in results["extra_data"]["flags"])
+
+
+def test_grade_all_leaves_each_grade_the_cores_no_other_grade_uses(monkeypatch):
+    monkeypatch.setattr(grade_module, "default_part_jobs", lambda threads=1: 8)
+    assert [grade_all_module.local_part_jobs(jobs) for jobs in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
+    args = SimpleNamespace(**dict.fromkeys(grade_all_module.PASSTHROUGH), no_train=False, no_lock_repo=False)
+    assert grade_all_module.grade_options(args)[:2] == ["--part-jobs", "1"]  # a cluster: a grade per core

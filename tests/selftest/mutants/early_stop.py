@@ -1,4 +1,5 @@
-"""Does grading to the threshold change any mutant's translation points?
+"""Does grading to the threshold (and decoding the test split batched) change any mutant's
+translation points?
 
     python -m tests.selftest.mutants.early_stop [--jobs N] [--only ID,ID] [--json out.json]
 
@@ -11,13 +12,12 @@ grading settings: ``GRADING_STEPS``, bf16 "auto", one thread) runs the whole bud
 the bar the judge's side is computed as ``grade_translation`` does (``_confirm_stop``: its own
 model of the weights on the validation split; if that is below the bar the grade would train
 again without looks, i.e. exactly the full-budget run) and the judge's test BLEU at that step;
-after the whole budget, the judge's test BLEU again when needed. Since looks leave training
-unchanged (``test_validation_checks_leave_the_training_unchanged``), this one run shows both
-grades: with early stopping and without.
-
-A mutant that never reaches the bar trains identically in both grades: its points cannot
-change, and its test split is not decoded (``--decode-all`` does it anyway). Takes about as
-long as one graded training per mutant (minutes each on 2 cores).
+after the whole budget, the judge's test BLEU again. Since looks leave training unchanged
+(``test_validation_checks_leave_the_training_unchanged``), this one run shows both grades: the
+grade before (the whole budget, the test split decoded row by row: ``translate_row_by_row``) and
+now (the accepted stop, else the whole budget; the test split decoded batched by
+``validation.greedy_translate``, as the grade does). Takes about as long as one graded training
+per mutant (a few minutes each on one core).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def run_one(mutant_id: str, decode_all: bool = False) -> dict:
+def run_one(mutant_id: str) -> dict:
     """One mutant (or "reference") in this process; -> plain data."""
     import torch
 
@@ -63,9 +63,10 @@ def run_one(mutant_id: str, decode_all: bool = False) -> dict:
         config = trusted.oracle_config(len(src_vocab), len(tgt_vocab), model_config)
         target = grading.top_threshold(part) + grading.VALIDATION_MARGIN
 
-        def judged(state, split: str, exact: bool) -> float | None:
-            """The judge's BLEU of ``state`` on a split: row by row as the test split is scored
-            (``exact``), or batched as ``_confirm_stop`` decodes the validation split."""
+        def judged(state, split: str, batched: bool) -> float | None:
+            """The judge's BLEU of ``state`` on a split: with the grader's batched greedy decoder
+            (``validation.greedy_translate``: how the grade decodes both splits) or row by row
+            (``translate_row_by_row``: how the test split was decoded before)."""
             try:
                 model, _ = trusted.trusted_model(state, config)
             except trusted.ContractMismatch:
@@ -73,9 +74,9 @@ def run_one(mutant_id: str, decode_all: bool = False) -> dict:
             pairs = getattr(corpus, split)
             sources = [en for en, _ in pairs]
             hypotheses = (
-                trusted.translate(model, src_vocab, tgt_vocab, sources)
-                if exact
-                else validation.greedy_translate(model, src_vocab, tgt_vocab, sources, device="cpu")
+                validation.greedy_translate(model, src_vocab, tgt_vocab, sources, device="cpu")
+                if batched
+                else translate_row_by_row(model, src_vocab, tgt_vocab, sources)
             )
             return evaluate.score(hypotheses, [ja for _, ja in pairs])["bleu"]
 
@@ -90,10 +91,11 @@ def run_one(mutant_id: str, decode_all: bool = False) -> dict:
                     self.stop = {
                         "step": step,
                         "worker_bleu": self.history[-1][2],
-                        "judge_valid_bleu": judged(state, "valid", exact=False),
+                        "judge_valid_bleu": judged(state, "valid", batched=True),
                     }
                     if self.stop["judge_valid_bleu"] is not None and self.stop["judge_valid_bleu"] >= target:
-                        self.stop["test_bleu"] = judged(state, "test", exact=True)
+                        self.stop["test_bleu"] = judged(state, "test", batched=True)
+                        self.stop["test_bleu_rows"] = judged(state, "test", batched=False)
                 return False
 
         try:
@@ -121,7 +123,7 @@ def run_one(mutant_id: str, decode_all: bool = False) -> dict:
                 validation=watch,
             )
         except Exception as error:  # the job fails: 0 points in both grades
-            outcome.update(error=f"{type(error).__name__}: {error}"[:300], points_full=0.0, points_early=0.0)
+            outcome.update(error=f"{type(error).__name__}: {error}"[:300], points_before=0.0, points_now=0.0, same=True)
             return outcome
         stop = watch.stop
         accepted = stop is not None and stop["judge_valid_bleu"] is not None and stop["judge_valid_bleu"] >= target
@@ -133,16 +135,39 @@ def run_one(mutant_id: str, decode_all: bool = False) -> dict:
             looks=watch.history,
             look_error=watch.error,
         )
-        if accepted or decode_all:
-            state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
-            outcome["test_bleu_full"] = judged(state, "test", exact=True)
-            outcome["points_full"] = grading.points_for(outcome["test_bleu_full"] or 0.0, part)
+        # Before: the whole budget, the test split decoded row by row. Now: the stop if the judge
+        # accepts it, else the whole budget; the test split decoded batched.
+        state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+        outcome["test_bleu_full_rows"] = judged(state, "test", batched=False)
+        outcome["points_before"] = grading.points_for(outcome["test_bleu_full_rows"] or 0.0, part)
         if accepted:
-            outcome["points_early"] = grading.points_for(stop["test_bleu"] or 0.0, part)
+            outcome["points_now"] = grading.points_for(stop["test_bleu"] or 0.0, part)
         else:
-            outcome["points_early"] = outcome.get("points_full")  # the same run: the same points
-        outcome["same"] = True if not accepted else outcome["points_early"] == outcome["points_full"]
+            outcome["test_bleu_full"] = judged(state, "test", batched=True)
+            outcome["points_now"] = grading.points_for(outcome["test_bleu_full"] or 0.0, part)
+        outcome["same"] = outcome["points_now"] == outcome["points_before"]
     return outcome
+
+
+def translate_row_by_row(model, src_vocab, tgt_vocab, sentences, batch_size: int = 100) -> list[str]:
+    """How the judge decoded the test split before: the decoding tests' row-by-row oracle."""
+    from grader.translation.batching import pad
+    from grader.translation.decode import max_decode_len
+    from grader.translation.vocab import BOS_ID, EOS_ID, PAD_ID
+    from tests.support.oracles.decoding import greedy_rows
+
+    encoded = [src_vocab.encode(s, eos=True) for s in sentences]
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    out = [""] * len(encoded)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        src = pad([encoded[i] for i in chunk])
+        rows, _margin = greedy_rows(
+            model, src, (src != PAD_ID).unsqueeze(1), max_decode_len(src.size(1)), BOS_ID, EOS_ID
+        )
+        for row, i in zip(rows, chunk):
+            out[i] = tgt_vocab.decode(row)
+    return out
 
 
 def mutant_ids() -> list[str]:
@@ -151,9 +176,8 @@ def mutant_ids() -> list[str]:
     return ["reference"] + [m.id for m in MUTANTS if m.module not in ("training", "decoding")]
 
 
-def _in_subprocess(mutant_id: str, decode_all: bool) -> dict:
+def _in_subprocess(mutant_id: str) -> dict:
     command = [sys.executable, "-m", "tests.selftest.mutants.early_stop", "--worker", mutant_id]
-    command += ["--decode-all"] if decode_all else []
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     try:
         return json.loads(done.stdout.strip().splitlines()[-1])
@@ -162,7 +186,7 @@ def _in_subprocess(mutant_id: str, decode_all: bool) -> dict:
 
 
 def report(outcomes: list[dict]) -> str:
-    lines = [f"{'mutant':<34} {'stop':<26} {'points early':>12} {'points full':>11}  same"]
+    lines = [f"{'mutant':<34} {'stop':<26} {'points before':>13} {'points now':>10}  same"]
     for o in outcomes:
         stop = o.get("stop")
         if o.get("error"):
@@ -174,7 +198,7 @@ def report(outcomes: list[dict]) -> str:
                 "accepted" if o.get("accepted") else f"rejected (judge {stop['judge_valid_bleu']})"
             )
         lines.append(
-            f"{o['id']:<34} {where:<26} {o.get('points_early')!s:>12} {o.get('points_full')!s:>11}  {o.get('same')}"
+            f"{o['id']:<34} {where:<26} {o.get('points_before')!s:>13} {o.get('points_now')!s:>10}  {o.get('same')}"
         )
     changed = [o["id"] for o in outcomes if o.get("same") is False]
     lines += ["", f"{len(outcomes)} graded; points changed: {', '.join(changed) if changed else 'none'}"]
@@ -185,16 +209,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--only", default="", help="comma-separated mutant ids (reference: the solution)")
-    parser.add_argument("--decode-all", action="store_true", help="also score the full run of every mutant")
     parser.add_argument("--json", default=None, help="also write the outcomes to this file")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(run_one(args.worker, args.decode_all)))
+        print(json.dumps(run_one(args.worker)))
         return 0
     chosen = [i for i in mutant_ids() if not args.only or i in args.only.split(",")]
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        outcomes = list(pool.map(lambda i: _in_subprocess(i, args.decode_all), chosen))
+        outcomes = list(pool.map(_in_subprocess, chosen))
     print(report(outcomes))
     if args.json:
         Path(args.json).write_text(json.dumps(outcomes, indent=1), encoding="utf-8")
