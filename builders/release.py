@@ -58,10 +58,14 @@ TEMPLATES = ROOT / "release"
 RUBRIC = ROOT / "grader" / "rubric.toml"
 
 # Grading-side only (paths under grader/), left out of the student release: the grammar's
-# translator and the generator of the held-out test split. The student release ships the
-# generated public splits instead (grader/data/synthetic_data/*.tsv, read by
-# grader/data/corpus.py), written at build time. The autograder copies grader/ whole.
-GRADING_ONLY = {"data/synthetic.py"}
+# translator and the generator of the held-out test split (the student release ships the
+# generated public splits instead, grader/data/synthetic_data/*.tsv, read by
+# grader/data/corpus.py, written at build time); and the validation looks of grading to the
+# threshold, whose batched greedy decoder would hand students decoding.greedy_decode (the
+# hand-out has no test split, so it never stops early; its judge decodes row by row:
+# grader/translation/trusted.py). The autograder copies grader/ whole: these are the grading
+# side's own code there, never in a student's hands, and the leak checks leave them alone.
+GRADING_ONLY = {"data/synthetic.py", "translation/validation.py"}
 # What no shipped module may import: a hand-out copies grader/ and never this package.
 NEVER_SHIPPED = {"builders"}
 GENERATED_DATA = "data/synthetic_data"  # never copied from a checkout: written fresh (student) or not at all
@@ -401,12 +405,21 @@ def strip_hidden_messages(folder: Path) -> int:
     return dropped
 
 
+def autograder_private(rel: Path) -> bool:
+    """Whether a file of the autograder is one the leak checks leave alone: the hidden tests
+    and the grading-only modules (``GRADING_ONLY``), private like the autograder itself."""
+    return rel.parts[:2] == ("tests", "hidden") or (
+        rel.parts[:1] == ("grader",) and "/".join(rel.parts[1:]) in GRADING_ONLY
+    )
+
+
 def check_no_leaks(folder: Path, *, hidden_tests_allowed: bool) -> None:
     """No solution line and no hidden-test line in the hand-out. The autograder holds the
-    hidden tests (private, like the autograder itself): they are not searched there."""
-    in_hidden = (lambda rel: rel.parts[:2] == ("tests", "hidden")) if hidden_tests_allowed else (lambda rel: False)
-    leaks = find_leaks(folder, solution_needles(), skip=in_hidden)
-    leaks += find_leaks(folder, hidden_test_needles(), skip=in_hidden)
+    hidden tests and the grading-only modules: they are not searched there
+    (``autograder_private``); a student release must not hold them at all."""
+    private = autograder_private if hidden_tests_allowed else (lambda rel: False)
+    leaks = find_leaks(folder, solution_needles(), skip=private)
+    leaks += find_leaks(folder, hidden_test_needles(), skip=private)
     if (folder / "solutions").exists():
         leaks.append("solutions/ is in the hand-out")
     if not hidden_tests_allowed and (folder / "tests" / "hidden").exists():

@@ -54,7 +54,6 @@ from .batching import encode_pairs
 from .decode import attention_maps, translate
 from .progress import StderrProgress
 from .train import ImportedImplementation, ModelConfig, TrainConfig, build_model, count_parameters, train_model
-from .validation import Validation
 from .vocab import Vocab
 
 TRAINING_KEYS = ("max_tokens", "warmup", "lr_factor", "log_every", "bf16", "deterministic")
@@ -85,6 +84,8 @@ def run(job: dict) -> dict:
     validation = None
     if job.get("validation"):
         spec = dict(job["validation"])
+        from .validation import Validation  # grading to the threshold only: not in the student hand-out
+
         validation = Validation(
             [(str(en), str(ja)) for en, ja in spec["pairs"]],
             src_vocab,

@@ -14,7 +14,7 @@ model of the weights on the validation split; if that is below the bar the grade
 again without looks, i.e. exactly the full-budget run) and the judge's test BLEU at that step;
 after the whole budget, the judge's test BLEU again. Since looks leave training unchanged
 (``test_validation_checks_leave_the_training_unchanged``), this one run shows both grades: the
-grade before (the whole budget, the test split decoded row by row: ``translate_row_by_row``) and
+grade before (the whole budget, the test split decoded row by row: ``trusted.translate_row_by_row``) and
 now (the accepted stop, else the whole budget; the test split decoded batched by
 ``validation.greedy_translate``, as the grade does). Takes about as long as one graded training
 per mutant (a few minutes each on one core).
@@ -66,7 +66,7 @@ def run_one(mutant_id: str) -> dict:
         def judged(state, split: str, batched: bool) -> float | None:
             """The judge's BLEU of ``state`` on a split: with the grader's batched greedy decoder
             (``validation.greedy_translate``: how the grade decodes both splits) or row by row
-            (``translate_row_by_row``: how the test split was decoded before)."""
+            (``trusted.translate_row_by_row``: how the test split was decoded before)."""
             try:
                 model, _ = trusted.trusted_model(state, config)
             except trusted.ContractMismatch:
@@ -76,7 +76,7 @@ def run_one(mutant_id: str) -> dict:
             hypotheses = (
                 validation.greedy_translate(model, src_vocab, tgt_vocab, sources, device="cpu")
                 if batched
-                else translate_row_by_row(model, src_vocab, tgt_vocab, sources)
+                else trusted.translate_row_by_row(model, src_vocab, tgt_vocab, sources)
             )
             return evaluate.score(hypotheses, [ja for _, ja in pairs])["bleu"]
 
@@ -147,27 +147,6 @@ def run_one(mutant_id: str) -> dict:
             outcome["points_now"] = grading.points_for(outcome["test_bleu_full"] or 0.0, part)
         outcome["same"] = outcome["points_now"] == outcome["points_before"]
     return outcome
-
-
-def translate_row_by_row(model, src_vocab, tgt_vocab, sentences, batch_size: int = 100) -> list[str]:
-    """How the judge decoded the test split before: the decoding tests' row-by-row oracle."""
-    from grader.translation.batching import pad
-    from grader.translation.decode import max_decode_len
-    from grader.translation.vocab import BOS_ID, EOS_ID, PAD_ID
-    from tests.support.oracles.decoding import greedy_rows
-
-    encoded = [src_vocab.encode(s, eos=True) for s in sentences]
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-    out = [""] * len(encoded)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        src = pad([encoded[i] for i in chunk])
-        rows, _margin = greedy_rows(
-            model, src, (src != PAD_ID).unsqueeze(1), max_decode_len(src.size(1)), BOS_ID, EOS_ID
-        )
-        for row, i in zip(rows, chunk):
-            out[i] = tgt_vocab.decode(row)
-    return out
 
 
 def mutant_ids() -> list[str]:
