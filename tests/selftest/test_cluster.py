@@ -30,6 +30,7 @@ import pytest
 from builders import release
 from grader import cluster, grade_all
 from grader.sandbox import intake
+from grader.sandbox.process import die_with_parent
 
 distributed = pytest.importorskip("distributed", reason="Dask is not installed (pip install -r requirements.txt)")
 
@@ -53,7 +54,16 @@ class DaskCluster:
     def __init__(self, workers: int):
         self.address = f"tcp://127.0.0.1:{free_port()}"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the checkout the tasks run from
-        common = dict(cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        # die_with_parent: a test run killed before its teardown must not leave a cluster running
+        # (its workers, who lose their nanny and scheduler too, give up after --death-timeout)
+        common = dict(
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
         self.scheduler = subprocess.Popen(
             [
                 str(DASK),
@@ -82,6 +92,8 @@ class DaskCluster:
                     "--no-dashboard",
                     "--name",
                     f"w{i}",
+                    "--death-timeout",
+                    "60",
                 ],
                 **common,
             )
