@@ -524,17 +524,9 @@ def run_tested_part(
     if plugin.errors or int(exit_code) not in (0, 1) or not result.checks:
         reason = "; ".join(plugin.errors) or f"pytest exit status {int(exit_code)}: {output.getvalue()[-800:]}"
         log(f"grader problem in part {part.name}: {reason}")
-        result.status = "error"
-        result.message = Text(N_("the grader could not run this part's checks"))
-        result.checks = [
-            Check(
-                part.name,
-                f"{part.name}: the checks could not run",
-                False,
-                _("The grader could not run the checks of this part (not your fault; your instructor has been told)."),
-            )
-        ]
-        result.grader_error = reason
+        requests, seconds = result.requests, result.seconds
+        result = _grader_problem(part, reason)
+        result.requests, result.seconds = requests, seconds
     if plugin.impl and plugin.impl.crashes:
         crash = plugin.impl.crashes[0]
         result.message = crash if len(crash) <= 160 else crash[:160]

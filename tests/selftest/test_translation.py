@@ -36,6 +36,18 @@ ROOT = Path(__file__).resolve().parents[2]
 SHARED_ENJA = ROOT.parent / "shared" / "data" / "small_parallel_enja"
 
 TINY_MODEL = train.ModelConfig(d_model=32, num_heads=2, num_layers=1, d_ff=64, dropout=0.0, max_len=64)
+TINY_JOB_MODEL = {"d_model": 32, "num_heads": 2, "num_layers": 1, "d_ff": 64, "max_len": 64}  # a job's "model"
+
+
+def tiny_job(steps: int, seconds: float = 60, **training) -> dict:
+    """``job_overrides`` for ``grade_translation``: the tiny model for ``steps`` steps, small batches."""
+    return {
+        "steps": steps,
+        "seconds": seconds,
+        "threads": None,
+        "model": dict(TINY_JOB_MODEL),
+        "training": {"max_tokens": 120, "warmup": 10, **training},
+    }
 
 
 def tiny_corpus() -> list[tuple[str, str]]:
@@ -379,7 +391,7 @@ def test_job_run_returns_the_documented_keys(reference):
             "steps": 6,
             "seconds": 30,
             "threads": None,
-            "model": {"d_model": 32, "num_heads": 2, "num_layers": 1, "d_ff": 64, "max_len": 64},
+            "model": dict(TINY_JOB_MODEL),
             "training": {"max_tokens": 120, "warmup": 10, "log_every": 2},
             "attention_example": "this is a pen .",
         }
@@ -441,13 +453,7 @@ def test_grade_translation_in_process(reference, tmp_path):
         part,
         tmp_path,
         corpus=tiny_corpus_object(),
-        job_overrides={
-            "steps": 4,
-            "seconds": 20,
-            "threads": None,
-            "model": {"d_model": 32, "num_heads": 2, "num_layers": 1, "d_ff": 64, "max_len": 64},
-            "training": {"max_tokens": 120, "warmup": 10},
-        },
+        job_overrides=tiny_job(4, seconds=20),
     )
     (check,) = checks
     assert check["name"] == grading.CHECK_NAME and check["visibility"] == "visible"
@@ -521,8 +527,7 @@ def test_a_forged_job_answer_earns_nothing_and_is_flagged(tmp_path, weights):
     decode of the returned weights (none, a dummy dict, or untrained weights that fit)."""
     corpus = tiny_corpus_object()
     src_vocab, tgt_vocab = vocabs(corpus.train)
-    model = {"d_model": 32, "num_heads": 2, "num_layers": 1, "d_ff": 64, "max_len": 64}
-    config = trusted.oracle_config(len(src_vocab), len(tgt_vocab), train.ModelConfig(**model))
+    config = trusted.oracle_config(len(src_vocab), len(tgt_vocab), train.ModelConfig(**TINY_JOB_MODEL))
     state = {
         "none": None,
         "dummy": {"weight": torch.zeros(1)},
@@ -530,7 +535,7 @@ def test_a_forged_job_answer_earns_nothing_and_is_flagged(tmp_path, weights):
     }[weights]
     part = {"points": 20, "bleu_thresholds": [[80.0, 20], [60.0, 15], [40.0, 10], [20.0, 5]]}
     (check,) = grading.grade_translation(
-        ForgingProxy(corpus, state), part, tmp_path, corpus=corpus, job_overrides={"model": model}
+        ForgingProxy(corpus, state), part, tmp_path, corpus=corpus, job_overrides={"model": dict(TINY_JOB_MODEL)}
     )
     assert check["score"] == 0, check["output"]
     extra = check["extra_data"]
@@ -710,13 +715,7 @@ def test_the_job_looks_at_the_validation_split_and_never_at_the_test_split(refer
         part,
         tmp_path,
         corpus=corpus,
-        job_overrides={
-            "steps": 200,
-            "seconds": 60,
-            "threads": None,
-            "model": {"d_model": 32, "num_heads": 2, "num_layers": 1, "d_ff": 64, "max_len": 64},
-            "training": {"max_tokens": 120, "warmup": 10, "lr_factor": 2.0},
-        },
+        job_overrides=tiny_job(200, lr_factor=2.0),
     )
     (sent,) = proxy.jobs
     assert "TESTONLY" not in json.dumps(sent, ensure_ascii=False)
@@ -762,9 +761,8 @@ class OverclaimingProxy:
 def test_a_stop_the_judge_does_not_confirm_trains_the_whole_budget_again(reference, tmp_path):
     pairs = tiny_corpus()
     corpus = TinyCorpus(train=pairs, valid=pairs[:10], test=pairs[10:16], length=[])
-    model = {"d_model": 32, "num_heads": 2, "num_layers": 1, "d_ff": 64, "max_len": 64}
     src_vocab, tgt_vocab = vocabs(pairs)
-    config = trusted.oracle_config(len(src_vocab), len(tgt_vocab), train.ModelConfig(**model))
+    config = trusted.oracle_config(len(src_vocab), len(tgt_vocab), train.ModelConfig(**TINY_JOB_MODEL))
     torch.manual_seed(0)
     untrained = {k: torch.randn(shape) * 0.02 for k, shape in trusted.expected_shapes(config).items()}
     proxy = OverclaimingProxy(untrained)
@@ -773,13 +771,7 @@ def test_a_stop_the_judge_does_not_confirm_trains_the_whole_budget_again(referen
         {"points": 20, "bleu_thresholds": [[25.0, 20]]},
         tmp_path,
         corpus=corpus,
-        job_overrides={
-            "steps": 30,
-            "seconds": 60,
-            "threads": None,
-            "model": model,
-            "training": {"max_tokens": 120, "warmup": 10, "lr_factor": 2.0},
-        },
+        job_overrides=tiny_job(30, lr_factor=2.0),
     )
     first, again = proxy.jobs
     assert "validation" in first and "validation" not in again
@@ -801,13 +793,7 @@ def test_without_a_test_split_training_runs_the_whole_budget(reference, tmp_path
         {"points": 20, "bleu_thresholds": [[1.0, 20]]},
         tmp_path,
         corpus=corpus,
-        job_overrides={
-            "steps": 12,
-            "seconds": 60,
-            "threads": None,
-            "model": {"d_model": 32, "num_heads": 2, "num_layers": 1, "d_ff": 64, "max_len": 64},
-            "training": {"max_tokens": 120, "warmup": 10},
-        },
+        job_overrides=tiny_job(12),
     )
     assert "validation" not in proxy.jobs[0]
     assert check["extra_data"]["training"]["stopped_by"] == "steps"
