@@ -1104,9 +1104,16 @@ def write_grade(grading: Grading, started: float, leaderboard: bool = False) -> 
 # --- the command -------------------------------------------------------------------------------
 
 
+def log_line(message: str) -> None:
+    """One progress line on stderr in a single write: the judge processes of ``grade_in_lanes``
+    share the stream, and ``print`` writes the newline apart, so lines of two lanes could merge."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
 def main(args: argparse.Namespace) -> int:
     options = GradeOptions.from_args(args)
-    log = (lambda m: None) if options.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    log = (lambda m: None) if options.quiet else log_line
     if not options.submission.exists():
         print(f"grader: no such submission: {options.submission}", file=sys.stderr)
         return 2
