@@ -6,7 +6,7 @@ Only the *model* and the *mask functions* come from the implementation under tes
 loop, the loss, the learning-rate schedule and the optimiser are this file's own, so that a
 bug in the student's ``training.py`` costs only the training part of the grade:
 
-* Adam with β = (0.9, 0.98), ε = 1e-9 (paper §5.3);
+* Adam with β = (0.9, 0.98), ε = 1e-9 (paper §5.3), torch's fused kernel where the device has one;
 * the warm-up schedule ``lr = factor · d_model^-0.5 · min(step^-0.5, step · warmup^-1.5)``
   (written out here — the student's ``noam_lr`` is not used);
 * label smoothing 0.1 via ``F.cross_entropy(label_smoothing=0.1, ignore_index=pad)``;
@@ -86,6 +86,17 @@ class TrainConfig:
         if self.steps is None and self.seconds is None:
             raise ValueError("give a training budget: steps, seconds or both")
         self.betas = tuple(self.betas)
+
+
+def adam(parameters, config: TrainConfig) -> torch.optim.Adam:
+    """The paper's Adam (``lr`` is set every step by ``noam``). Fused (one kernel updates every
+    parameter: about 3% of a step on one CPU thread, measured in builders/speed.py) where torch
+    fuses for the parameters' device and dtype; the per-parameter update elsewhere."""
+    parameters = list(parameters)
+    try:
+        return torch.optim.Adam(parameters, lr=0.0, betas=config.betas, eps=config.eps, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # no fused kernel here
+        return torch.optim.Adam(parameters, lr=0.0, betas=config.betas, eps=config.eps)
 
 
 def noam(step: int, d_model: int, warmup: int, factor: float = 1.0) -> float:
@@ -285,7 +296,7 @@ def train_model(
     model.to(device)
     model.train()
     d_model = _d_model_of(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.0, betas=config.betas, eps=config.eps)
+    optimizer = adam(model.parameters(), config)
     if target_mask_fn is None:
 
         def target_mask_fn(tgt_in):

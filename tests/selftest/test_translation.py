@@ -198,6 +198,30 @@ def test_noam_schedule_is_the_papers():
     assert train.noam(1600, 128, 400) == pytest.approx(128**-0.5 * 1600**-0.5)
 
 
+def test_the_loops_adam_is_the_papers_adam():
+    """train.adam (fused where torch can) makes the updates of the per-parameter Adam, oracle."""
+    torch.manual_seed(0)
+    shapes = [(7, 5), (5,), (3, 4, 2)]
+    fused = [torch.nn.Parameter(torch.randn(shape)) for shape in shapes]
+    plain = [torch.nn.Parameter(p.detach().clone()) for p in fused]
+    config = train.TrainConfig(steps=1)
+    optimizers = [
+        train.adam(fused, config),
+        torch.optim.Adam(plain, lr=0.0, betas=config.betas, eps=config.eps, foreach=False),
+    ]
+    assert optimizers[0].defaults["fused"], "on the CPU torch fuses Adam: train.adam should use it"
+    for step in range(1, 4):
+        grads = [torch.randn(shape) for shape in shapes]
+        for parameters, optimizer in zip((fused, plain), optimizers):
+            for group in optimizer.param_groups:
+                group["lr"] = train.noam(step, 128, 4)
+            for p, g in zip(parameters, grads):
+                p.grad = g.clone()
+            optimizer.step()
+    for p, q in zip(fused, plain):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
 def test_forty_steps_lower_the_loss(reference):
     _, _, _, result = tiny_train(reference, steps=40)
     assert result.steps == 40 and result.stopped_by == "steps"
