@@ -37,9 +37,11 @@ class LayerNorm(nn.Module):
 
     def forward(self, x):
         # BEGIN SOLUTION: mean and biased variance over the last axis (keepdim=True), normalise, scale and shift
-        mean = x.mean(dim=-1, keepdim=True)
-        var = x.var(dim=-1, unbiased=False, keepdim=True)
-        return self.weight * (x - mean) / torch.sqrt(var + self.eps) + self.bias
+        # The biased variance written out as the mean of the squared deviations reuses `centered`
+        # (x.var(dim=-1, unbiased=False) would compute the mean and the deviations again).
+        centered = x - x.mean(dim=-1, keepdim=True)
+        var = (centered * centered).mean(dim=-1, keepdim=True)
+        return self.weight * centered / torch.sqrt(var + self.eps) + self.bias
         # END SOLUTION
 
 
