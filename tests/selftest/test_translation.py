@@ -35,12 +35,13 @@ from grader.translation.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocab
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_ENJA = ROOT.parent / "shared" / "data" / "small_parallel_enja"
 
-TINY_MODEL = train.ModelConfig(d_model=32, num_heads=2, num_layers=1, d_ff=64, dropout=0.0, max_len=64)
 TINY_JOB_MODEL = {"d_model": 32, "num_heads": 2, "num_layers": 1, "d_ff": 64, "max_len": 64}  # a job's "model"
+TINY_MODEL = train.ModelConfig(**TINY_JOB_MODEL, dropout=0.0)
 
 
 def tiny_job(steps: int, seconds: float = 60, **training) -> dict:
-    """``job_overrides`` for ``grade_translation``: the tiny model for ``steps`` steps, small batches."""
+    """A job's budget, model and training settings (``job.run``, or ``job_overrides`` for
+    ``grade_translation``): the tiny model for ``steps`` steps, small batches."""
     return {
         "steps": steps,
         "seconds": seconds,
@@ -409,14 +410,10 @@ def test_job_run_returns_the_documented_keys(reference):
     pairs = tiny_corpus()
     result = job.run(
         {
+            **tiny_job(6, seconds=30, log_every=2),
             "train": [[en, ja] for en, ja in pairs],
             "sources": [en for en, _ in pairs[:4]],
             "seed": 0,
-            "steps": 6,
-            "seconds": 30,
-            "threads": None,
-            "model": dict(TINY_JOB_MODEL),
-            "training": {"max_tokens": 120, "warmup": 10, "log_every": 2},
             "attention_example": "this is a pen .",
         }
     )
